@@ -1,0 +1,613 @@
+"""``Database``: every read and write of the backlog, in one place.
+
+The rest of batchdrain never sees SQLAlchemy: it calls these methods with and gets
+back domain values. Each method is one transaction and runs under the seam's one
+retry policy (transient connection and lock errors only).
+
+Claiming is the safety core: a phase moves to EXECUTING only through ``claim``,
+which locks the row (``FOR UPDATE SKIP LOCKED`` on Postgres), re-checks its state
+and lease in the UPDATE itself, bumps the attempt counter and inserts the attempt
+row in the same transaction. Two controllers can therefore never hold one phase,
+and an attempt row always exists before anything is launched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, func, or_, select, text, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
+from sqlalchemy.exc import OperationalError as SAOperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from batchdrain.db.models import AttemptRow, PhaseRow, RunRow, SessionRow
+from batchdrain.domain import (
+    AttemptHistoryItem,
+    AttemptResult,
+    BadInput,
+    FailureClass,
+    Phase,
+    PhaseSpec,
+    PhaseState,
+    RunCounts,
+    utcnow,
+)
+from batchdrain.identity import mask_secrets, mask_url, url_password
+
+T = TypeVar("T")
+MAX_ID = 255
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached or used; the message is safe to print."""
+
+
+@dataclass(frozen=True)
+class NewPhase:
+    run_id: str
+    phase_id: str
+    spec: PhaseSpec
+
+
+@dataclass(frozen=True)
+class Claim:
+    attempt_pk: int
+    attempt: int
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class StoredAttempt:
+    """An attempt row as reports and the CLI read it."""
+
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a database URL; plain ``postgresql://`` means psycopg 3, our chosen driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise BadInput(f"malformed database URL {mask_url(url)!r}: expected e.g. "
+                       "sqlite:///./batchdrain.db or postgresql://user@host/db") from err
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise BadInput(f"unsupported database {parsed.get_backend_name()!r} in "
+                       f"{mask_url(url)!r}: use sqlite or postgresql")
+    return parsed
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def _is_transient(err: BaseException) -> bool:
+    if isinstance(err, SAOperationalError):
+        message = str(err.orig).lower() if err.orig is not None else str(err).lower()
+        if "locked" in message or "busy" in message:
+            return True
+        return bool(getattr(err, "connection_invalidated", False)) or "connection" in message
+    return isinstance(err, DBAPIError) and bool(err.connection_invalidated)
+
+
+class Database:
+    def __init__(self, url: str, *, retry_attempts: int = 6, retry_max_seconds: float = 30.0) -> None:
+        self.url = url
+        self._secret = url_password(url)
+        parsed = normalise_url(url)
+        self.backend = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"future": True}
+        if self.backend == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                parent = Path(database).expanduser().resolve().parent
+                if not parent.is_dir():
+                    raise BadInput(f"database directory does not exist: {parent}")
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+            kwargs["connect_args"] = {"connect_timeout": 10}
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except (ArgumentError, NoSuchModuleError, ImportError) as err:
+            raise BadInput(f"cannot use database URL {mask_url(url)!r}: {self._clean(err)}") from err
+        if self.backend == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._retry_attempts = retry_attempts
+        self._retry_max_seconds = retry_max_seconds
+
+    # -- plumbing ---------------------------------------------------------------
+    def _clean(self, err: BaseException) -> str:
+        first = str(getattr(err, "orig", None) or err).strip().splitlines()
+        return mask_secrets(first[0] if first else type(err).__name__, [self._secret or ""])
+
+    def masked_url(self) -> str:
+        return mask_url(self.url) or ""
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self._retry_max_seconds),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except SAOperationalError as err:
+            raise DatabaseUnavailable(
+                f"database {self.masked_url()} unavailable: {self._clean(err)}"
+            ) from err
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -------------------------------------------------------------------
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        config.attributes["engine"] = self.engine
+        return config
+
+    def upgrade(self) -> str:
+        """Apply every migration; returns the revision now current."""
+        from alembic import command
+
+        self._retrying(lambda: command.upgrade(self._alembic_config(), "head"))
+        return self.current_revision() or "(none)"
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        def read() -> str | None:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+
+        return self._retrying(read)
+
+    def head_revision(self) -> str | None:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def ensure_schema(self, *, auto_upgrade: bool) -> None:
+        """Check the schema is current; upgrade it when allowed (a new SQLite file is)."""
+        current = self.current_revision()
+        if current == self.head_revision():
+            return
+        if auto_upgrade or (self.backend == "sqlite" and current is None):
+            self.upgrade()
+            return
+        raise DatabaseUnavailable(
+            f"database {self.masked_url()} is at revision {current or 'empty'}, "
+            f"expected {self.head_revision()}: run `batchdrain db upgrade`"
+        )
+
+    def ping(self) -> None:
+        def run() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        self._retrying(run)
+
+    # -- backlog input ------------------------------------------------------------
+    def enqueue(self, phases: list[NewPhase]) -> int:
+        """Insert phases, all or nothing; a duplicate names its (run, phase) and row."""
+        for index, phase in enumerate(phases, start=1):
+            for label, value in (("run id", phase.run_id), ("phase id", phase.phase_id)):
+                if not value or not value.strip():
+                    raise BadInput(f"row {index}: {label} is empty")
+                if len(value) > MAX_ID:
+                    raise BadInput(f"row {index}: {label} is {len(value)} chars, at most {MAX_ID}")
+        seen: dict[tuple[str, str], int] = {}
+        for index, phase in enumerate(phases, start=1):
+            key = (phase.run_id, phase.phase_id)
+            if key in seen:
+                raise BadInput(f"row {index}: duplicate of row {seen[key]} (run {key[0]!r}, phase {key[1]!r})")
+            seen[key] = index
+
+        def run() -> int:
+            now = utcnow()
+            with self._tx() as tx:
+                existing = set(
+                    tx.execute(
+                        select(PhaseRow.run_id, PhaseRow.phase_id).where(
+                            PhaseRow.run_id.in_({p.run_id for p in phases})
+                        )
+                    ).tuples()
+                )
+                for index, phase in enumerate(phases, start=1):
+                    if (phase.run_id, phase.phase_id) in existing:
+                        raise BadInput(
+                            f"row {index}: phase {phase.phase_id!r} of run {phase.run_id!r} "
+                            "is already in the backlog"
+                        )
+                runs = set(tx.scalars(select(RunRow.run_id).where(
+                    RunRow.run_id.in_({p.run_id for p in phases}))))
+                for run_id in sorted({p.run_id for p in phases} - runs):
+                    tx.add(RunRow(run_id=run_id, created_at=now))
+                tx.flush()
+                for phase in phases:
+                    tx.add(PhaseRow(
+                        run_id=phase.run_id, phase_id=phase.phase_id, state=PhaseState.QUEUED.value,
+                        spec=phase.spec.to_json(), attempts=0, retry_base=0, created_at=now,
+                        updated_at=now,
+                    ))
+            return len(phases)
+
+        try:
+            return self._retrying(run)
+        except IntegrityError as err:
+            # A concurrent writer inserted the same phase between our check and insert.
+            raise BadInput(f"duplicate phase: {self._clean(err)}") from err
+
+    # -- reading the backlog ----------------------------------------------------
+    @staticmethod
+    def _phase(row: PhaseRow) -> Phase:
+        return Phase(
+            run_id=row.run_id, phase_id=row.phase_id, state=PhaseState(row.state),
+            attempts=row.attempts, spec=PhaseSpec.from_json(row.spec), created_seq=row.id,
+            retry_base=row.retry_base,
+            last_failure_class=row.last_failure_class, last_failure_reason=row.last_failure_reason,
+            parked_reason=row.parked_reason, lease_owner=row.lease_owner,
+        )
+
+    def known_runs(self) -> set[str]:
+        def run() -> set[str]:
+            with self._tx() as tx:
+                return set(tx.scalars(select(RunRow.run_id)))
+
+        return self._retrying(run)
+
+    def phases(self, run_ids: Iterable[str] | None = None) -> list[Phase]:
+        wanted = list(run_ids) if run_ids is not None else None
+
+        def run() -> list[Phase]:
+            with self._tx() as tx:
+                query = select(PhaseRow).order_by(PhaseRow.id)
+                if wanted:
+                    query = query.where(PhaseRow.run_id.in_(wanted))
+                return [self._phase(row) for row in tx.scalars(query)]
+
+        return self._retrying(run)
+
+    def run_counts(self, run_ids: Iterable[str] | None = None) -> dict[str, RunCounts]:
+        wanted = list(run_ids) if run_ids is not None else None
+
+        def run() -> dict[str, RunCounts]:
+            with self._tx() as tx:
+                query = select(PhaseRow.run_id, PhaseRow.state, func.count()).group_by(
+                    PhaseRow.run_id, PhaseRow.state
+                )
+                if wanted is not None:
+                    query = query.where(PhaseRow.run_id.in_(wanted))
+                per_run: dict[str, dict[str, int]] = {}
+                for run_id, state, count in tx.execute(query).tuples():
+                    per_run.setdefault(run_id, {})[state.lower()] = count
+                return {run_id: RunCounts(**counts) for run_id, counts in sorted(per_run.items())}
+
+        return self._retrying(run)
+
+    def attempt_history(self, run_id: str, phase_id: str, limit: int) -> list[AttemptHistoryItem]:
+        """Latest finished attempts first."""
+
+        def run() -> list[AttemptHistoryItem]:
+            with self._tx() as tx:
+                rows = tx.scalars(
+                    select(AttemptRow)
+                    .where(AttemptRow.run_id == run_id, AttemptRow.phase_id == phase_id,
+                           AttemptRow.status == "finished")
+                    .order_by(AttemptRow.attempt.desc())
+                    .limit(limit)
+                )
+                return [
+                    AttemptHistoryItem(FailureClass(r.failure_class or "api_error"), r.exit_code,
+                                       r.first_error_line)
+                    for r in rows
+                ]
+
+        return self._retrying(run)
+
+    # -- sessions -------------------------------------------------------------------
+    def create_session(self, *, executor: str, settings: dict[str, Any],
+                       identity: dict[str, Any]) -> str:
+        """Insert a session row; the id gets a random suffix if the second is taken."""
+        now = utcnow()
+        base = now.strftime("batch-drain-%Y%m%d-%H%M%S")
+
+        def run(session_id: str) -> str:
+            with self._tx() as tx:
+                tx.add(SessionRow(
+                    session_id=session_id, status="running", executor=executor, started_at=now,
+                    heartbeat_at=now, settings=settings, identity=identity,
+                ))
+            return session_id
+
+        candidate = base
+        for _ in range(5):
+            try:
+                return self._retrying(lambda: run(candidate))
+            except IntegrityError:
+                candidate = f"{base}-{secrets.token_hex(2)}"
+        raise DatabaseUnavailable("could not allocate a unique session id")
+
+    def set_session_identity(self, session_id: str, identity: dict[str, Any]) -> None:
+        def run() -> None:
+            with self._tx() as tx:
+                tx.execute(update(SessionRow).where(SessionRow.session_id == session_id)
+                           .values(identity=identity))
+
+        self._retrying(run)
+
+    def heartbeat(self, session_id: str, lease_seconds: float) -> None:
+        """Prove the session is alive and extend the leases of the phases it holds."""
+        now = utcnow()
+
+        def run() -> None:
+            with self._tx() as tx:
+                tx.execute(update(SessionRow).where(SessionRow.session_id == session_id)
+                           .values(heartbeat_at=now))
+                tx.execute(update(PhaseRow).where(PhaseRow.lease_owner == session_id)
+                           .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds)))
+
+        self._retrying(run)
+
+    def end_session(self, session_id: str, *, status: str, counts: dict[str, Any],
+                    report: dict[str, Any] | None, error: str | None = None) -> None:
+        def run() -> None:
+            with self._tx() as tx:
+                tx.execute(update(SessionRow).where(SessionRow.session_id == session_id).values(
+                    status=status, ended_at=utcnow(), counts=counts, report=report,
+                    error=mask_secrets(error, [self._secret or ""]) if error else None,
+                ))
+
+        self._retrying(run)
+
+    def sessions(self, limit: int = 50) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            with self._tx() as tx:
+                rows = tx.scalars(select(SessionRow).order_by(SessionRow.started_at.desc()).limit(limit))
+                return [_session_dict(r) for r in rows]
+
+        return self._retrying(run)
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        def run() -> dict[str, Any] | None:
+            with self._tx() as tx:
+                row = tx.get(SessionRow, session_id)
+                return _session_dict(row) if row else None
+
+        found = self._retrying(run)
+        if found is None:
+            raise BadInput(f"unknown session {session_id!r} (see `batchdrain sessions list`)")
+        return found
+
+    # -- attempts -----------------------------------------------------------------
+    def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
+              command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:
+        """Take a phase for this session and open its attempt row; None if someone else has it."""
+        now = utcnow()
+
+        def run() -> Claim | None:
+            with self._tx() as tx:
+                lease_free = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < now)
+                row = tx.scalars(
+                    select(PhaseRow)
+                    .where(PhaseRow.run_id == phase.run_id, PhaseRow.phase_id == phase.phase_id,
+                           PhaseRow.state == phase.state.value, lease_free)
+                    .with_for_update(skip_locked=True)
+                ).one_or_none()
+                if row is None:
+                    return None
+                result = tx.execute(
+                    update(PhaseRow)
+                    .where(PhaseRow.id == row.id, PhaseRow.state == phase.state.value, lease_free)
+                    .values(state=PhaseState.EXECUTING.value, attempts=PhaseRow.attempts + 1,
+                            lease_owner=session_id, updated_at=now,
+                            lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    return None
+                attempt_no = tx.scalars(select(PhaseRow.attempts).where(PhaseRow.id == row.id)).one()
+                attempt = AttemptRow(
+                    session_id=session_id, run_id=phase.run_id, phase_id=phase.phase_id,
+                    attempt=attempt_no, status="running", executor=executor, command=command,
+                    image=image, created_at=now, identity={**identity, "attempt": attempt_no},
+                )
+                tx.add(attempt)
+                tx.flush()
+                return Claim(attempt.id, attempt_no, self._phase(row))
+
+        return self._retrying(run)
+
+    def update_attempt(self, attempt_pk: int, fields: dict[str, Any]) -> None:
+        allowed = {"job_name", "pod_names", "pod_uid", "node", "image", "image_digest",
+                   "started_at", "log_mode", "raw_status"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not updatable on a running attempt: {sorted(unknown)}")
+
+        def run() -> None:
+            with self._tx() as tx:
+                tx.execute(update(AttemptRow).where(AttemptRow.id == attempt_pk).values(**fields))
+
+        self._retrying(run)
+
+    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
+                       parked_reason: str | None) -> None:
+        """Close the attempt row and release the phase, in one transaction."""
+        now = utcnow()
+        message = mask_secrets(result.message, [self._secret or ""])
+
+        def run() -> None:
+            with self._tx() as tx:
+                row = tx.get(AttemptRow, attempt_pk)
+                if row is None:
+                    raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
+                row.status = "finished"
+                row.failure_class = result.failure_class.value
+                row.message = message
+                row.exit_code = result.exit_code
+                row.exit_code_reason = result.exit_code_reason
+                row.started_at = result.started_at or row.started_at
+                row.finished_at = result.finished_at or now
+                row.container_seconds = result.container_seconds
+                row.total_seconds = result.total_seconds
+                row.first_error_line = result.first_error_line
+                row.log_mode = result.log_mode.value
+                row.logs = [
+                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                    for p in result.logs
+                ]
+                for name in ("job_name", "pod_uid", "node", "image", "image_digest", "raw_status"):
+                    value = getattr(result, name)
+                    if value is not None:
+                        setattr(row, name, value)
+                if result.pod_names:
+                    row.pod_names = list(result.pod_names)
+                failed = not result.succeeded
+                tx.execute(
+                    update(PhaseRow)
+                    .where(PhaseRow.run_id == row.run_id, PhaseRow.phase_id == row.phase_id)
+                    .values(state=phase_state.value, lease_owner=None, lease_expires_at=None,
+                            updated_at=now,
+                            last_failure_class=result.failure_class.value if failed else None,
+                            last_failure_reason=message if failed else None,
+                            parked_reason=parked_reason)
+                )
+
+        self._retrying(run)
+
+    def orphaned_attempts(self, *, lease_seconds: float) -> list[dict[str, Any]]:
+        """Running attempts whose session stopped heart-beating for longer than a lease."""
+        cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)
+
+        def run() -> list[dict[str, Any]]:
+            with self._tx() as tx:
+                rows = tx.execute(
+                    select(AttemptRow, SessionRow.heartbeat_at)
+                    .join(SessionRow, SessionRow.session_id == AttemptRow.session_id)
+                    .where(AttemptRow.status == "running", SessionRow.heartbeat_at < cutoff)
+                    .order_by(AttemptRow.id)
+                ).tuples()
+                return [{**_attempt_dict(a), "session_heartbeat_at": _aware(hb)} for a, hb in rows]
+
+        return self._retrying(run)
+
+    def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float) -> bool:
+        """Move an orphan's phase lease to this session; False if another session won it."""
+        now = utcnow()
+
+        def run() -> bool:
+            with self._tx() as tx:
+                attempt = tx.get(AttemptRow, attempt_pk)
+                if attempt is None or attempt.status != "running":
+                    return False
+                result = tx.execute(
+                    update(PhaseRow)
+                    .where(PhaseRow.run_id == attempt.run_id, PhaseRow.phase_id == attempt.phase_id,
+                           PhaseRow.state == PhaseState.EXECUTING.value,
+                           or_(PhaseRow.lease_expires_at.is_(None), PhaseRow.lease_expires_at < now))
+                    .values(lease_owner=session_id,
+                            lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+                    .execution_options(synchronize_session=False)
+                )
+                return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return self._retrying(run)
+
+    def attempts(self, *, session_id: str | None = None, run_id: str | None = None,
+                 phase_id: str | None = None) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            with self._tx() as tx:
+                query = select(AttemptRow).order_by(AttemptRow.id)
+                if session_id is not None:
+                    query = query.where(AttemptRow.session_id == session_id)
+                if run_id is not None:
+                    query = query.where(AttemptRow.run_id == run_id)
+                if phase_id is not None:
+                    query = query.where(AttemptRow.phase_id == phase_id)
+                return [_attempt_dict(r) for r in tx.scalars(query)]
+
+        return self._retrying(run)
+
+    def retry_phases(self, *, run_ids: list[str], phase_ids: list[str], include_failed: bool) -> int:
+        """Put parked (and optionally failed) phases back in the queue; attempt limits restart."""
+        states = [PhaseState.SKIPPED.value] + ([PhaseState.FAILED.value] if include_failed else [])
+
+        def run() -> int:
+            with self._tx() as tx:
+                query = update(PhaseRow).where(PhaseRow.state.in_(states))
+                if run_ids:
+                    query = query.where(PhaseRow.run_id.in_(run_ids))
+                if phase_ids:
+                    query = query.where(PhaseRow.phase_id.in_(phase_ids))
+                result = tx.execute(query.values(
+                    state=PhaseState.QUEUED.value, retry_base=PhaseRow.attempts, parked_reason=None,
+                    updated_at=utcnow(),
+                ).execution_options(synchronize_session=False))
+                return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return self._retrying(run)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (the CLI, reports) proceed while a drain writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _session_dict(row: SessionRow) -> dict[str, Any]:
+    return {
+        "session_id": row.session_id, "status": row.status, "executor": row.executor,
+        "started_at": _aware(row.started_at), "ended_at": _aware(row.ended_at),
+        "heartbeat_at": _aware(row.heartbeat_at), "settings": row.settings,
+        "identity": row.identity, "counts": row.counts, "report": row.report, "error": row.error,
+    }
+
+
+def _attempt_dict(row: AttemptRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "session_id": row.session_id, "run_id": row.run_id, "phase_id": row.phase_id,
+        "attempt": row.attempt, "status": row.status, "executor": row.executor,
+        "command": row.command, "image": row.image, "image_digest": row.image_digest,
+        "job_name": row.job_name, "pod_names": row.pod_names or [], "pod_uid": row.pod_uid,
+        "node": row.node, "exit_code": row.exit_code, "exit_code_reason": row.exit_code_reason,
+        "created_at": _aware(row.created_at), "started_at": _aware(row.started_at),
+        "finished_at": _aware(row.finished_at), "container_seconds": row.container_seconds,
+        "total_seconds": row.total_seconds, "failure_class": row.failure_class,
+        "message": row.message, "first_error_line": row.first_error_line,
+        "log_mode": row.log_mode, "logs": row.logs or [], "identity": row.identity,
+        "raw_status": row.raw_status,
+    }

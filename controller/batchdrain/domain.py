@@ -1,0 +1,225 @@
+"""Value types shared by every layer: phase states, failure classes, specs and outcomes.
+
+They live at the bottom of the layer stack so that policy modules (selection,
+classification, reporting) can be pure functions over plain values, and so the
+database and Kubernetes seams translate to and from one vocabulary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class BadInput(ValueError):
+    """Input from a user or a file that we refuse; the CLI prints it as one line, exit 2."""
+
+
+class PhaseState(StrEnum):
+    QUEUED = "QUEUED"
+    EXECUTING = "EXECUTING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+class FailureClass(StrEnum):
+    """Why an attempt ended. ``succeeded`` is a class too so every attempt has exactly one."""
+
+    SUCCEEDED = "succeeded"
+    EXIT_CODE = "exit_code"
+    OOM_KILLED = "oom_killed"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    EVICTED = "evicted"
+    IMAGE_PULL = "image_pull"
+    CONFIG_ERROR = "config_error"
+    UNSCHEDULABLE = "unschedulable"
+    POD_DELETED = "pod_deleted"
+    NODE_LOST = "node_lost"
+    CONTROLLER_INTERRUPTED = "controller_interrupted"
+    API_ERROR = "api_error"
+    LAUNCH_ERROR = "launch_error"
+
+
+# Classes caused by the platform rather than by the phase's own code: a retry may
+# well succeed, so they never count towards smart-retry parking.
+TRANSIENT_CLASSES: frozenset[FailureClass] = frozenset(
+    {
+        FailureClass.EVICTED,
+        FailureClass.NODE_LOST,
+        FailureClass.POD_DELETED,
+        FailureClass.CONTROLLER_INTERRUPTED,
+        FailureClass.API_ERROR,
+    }
+)
+
+# Classes that explain a very short attempt, so it is not flagged as an "instant complete".
+FAST_FAILURE_CLASSES: frozenset[FailureClass] = frozenset(
+    {
+        FailureClass.IMAGE_PULL,
+        FailureClass.CONFIG_ERROR,
+        FailureClass.LAUNCH_ERROR,
+        FailureClass.CONTROLLER_INTERRUPTED,
+        FailureClass.API_ERROR,
+        FailureClass.POD_DELETED,
+        FailureClass.UNSCHEDULABLE,
+    }
+)
+
+
+class LogMode(StrEnum):
+    SPLIT = "split"
+    COMBINED = "combined"
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """What to run for a phase. ``command`` items are templates (``{run_id}`` etc.)."""
+
+    command: tuple[str, ...]
+    image: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    timeout_seconds: float | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    image_pull_policy: str | None = None
+    node_selector: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": list(self.command),
+            "image": self.image,
+            "env": dict(self.env),
+            "timeout_seconds": self.timeout_seconds,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "image_pull_policy": self.image_pull_policy,
+            "node_selector": dict(self.node_selector),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PhaseSpec:
+        command = data.get("command")
+        if isinstance(command, str):
+            raise BadInput("command must be a list of strings, not one string")
+        if not command or not all(isinstance(c, str) for c in command):
+            raise BadInput("command must be a non-empty list of strings")
+        env = data.get("env") or {}
+        if not isinstance(env, dict):
+            raise BadInput("env must be a mapping of NAME: value")
+        timeout = data.get("timeout_seconds", data.get("timeout"))
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise BadInput(f"timeout must be a positive number of seconds, got {timeout!r}")
+        node_selector = data.get("node_selector") or {}
+        return cls(
+            command=tuple(command),
+            image=data.get("image"),
+            env=tuple((str(k), str(v)) for k, v in env.items()),
+            timeout_seconds=float(timeout) if timeout is not None else None,
+            cpu=data.get("cpu"),
+            memory=data.get("memory"),
+            image_pull_policy=data.get("image_pull_policy"),
+            node_selector=tuple((str(k), str(v)) for k, v in node_selector.items()),
+        )
+
+    def render_command(self, values: dict[str, str]) -> list[str]:
+        """Substitute only the documented placeholders; other braces are left alone."""
+        rendered = []
+        for item in self.command:
+            for key, value in values.items():
+                item = item.replace("{" + key + "}", value)
+            rendered.append(item)
+        return rendered
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase as selection sees it: a snapshot row, no database handle."""
+
+    run_id: str
+    phase_id: str
+    state: PhaseState
+    attempts: int
+    spec: PhaseSpec
+    created_seq: int = 0
+    retry_base: int = 0
+    last_failure_class: str | None = None
+    last_failure_reason: str | None = None
+    parked_reason: str | None = None
+    lease_owner: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.run_id, self.phase_id)
+
+
+@dataclass(frozen=True)
+class AttemptHistoryItem:
+    """The part of a past attempt that smart-retry parking compares."""
+
+    failure_class: FailureClass
+    exit_code: int | None
+    first_error_line: str | None
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    queued: int = 0
+    executing: int = 0
+    complete: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "queued": self.queued,
+            "executing": self.executing,
+            "complete": self.complete,
+            "failed": self.failed,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass(frozen=True)
+class LogPointer:
+    """Where one stored log lives, and proof of what was stored."""
+
+    stream: str  # "stdout", "stderr" or "combined"
+    url: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass
+class AttemptResult:
+    """What an executor observed. Classification fills failure_class and message."""
+
+    failure_class: FailureClass
+    message: str
+    exit_code: int | None
+    exit_code_reason: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    container_seconds: float | None = None
+    total_seconds: float | None = None
+    first_error_line: str | None = None
+    logs: list[LogPointer] = field(default_factory=list)
+    log_mode: LogMode = LogMode.SPLIT
+    job_name: str | None = None
+    pod_names: list[str] = field(default_factory=list)
+    pod_uid: str | None = None
+    node: str | None = None
+    image: str | None = None
+    image_digest: str | None = None
+    raw_status: dict[str, Any] | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failure_class is FailureClass.SUCCEEDED
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

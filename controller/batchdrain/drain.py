@@ -1,0 +1,369 @@
+"""``DrainSession``: one invocation of the controller, from selection to the final report.
+
+The loop is deliberately boring: plan once (pure ``selection``), then let at most
+``parallelism`` worker threads each claim one phase, run it through the executor and
+record the outcome. Claiming happens lazily, just before launch, so several
+controllers on one database share a backlog instead of reserving it up front.
+
+Nothing here swallows an exception. An executor that raises is recorded on the
+attempt as ``api_error`` with the exception's type and text; a database that fails
+ends the session with status ``failed`` and the error on the session row.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from batchdrain import __version__
+from batchdrain.classify import park_reason
+from batchdrain.db import Claim, Database
+from batchdrain.domain import (
+    TRANSIENT_CLASSES,
+    AttemptHistoryItem,
+    AttemptResult,
+    FailureClass,
+    Phase,
+    PhaseSpec,
+    PhaseState,
+    RunCounts,
+    utcnow,
+)
+from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
+from batchdrain.identity import Identity, mask_url
+from batchdrain.logstore import LogSink, safe_name
+from batchdrain.metrics import Metrics
+from batchdrain.report import REPORT_SCHEMA, build_report, identity_matches, render_markdown
+from batchdrain.selection import Plan, SelectionOptions, check_run_filter, plan
+from batchdrain.settings import Settings
+
+HEADER_PROBE_BYTES = 4096
+
+
+class DrainObserver(Protocol):
+    """What a front end (the CLI's progress bar) hears about; default does nothing."""
+
+    def planned(self, plan: Plan) -> None: ...
+
+    def attempt_started(self, phase: Phase, attempt: int) -> None: ...
+
+    def attempt_finished(self, phase: Phase, attempt: int, result: AttemptResult) -> None: ...
+
+
+class SilentObserver:
+    def planned(self, plan: Plan) -> None:
+        return None
+
+    def attempt_started(self, phase: Phase, attempt: int) -> None:
+        return None
+
+    def attempt_finished(self, phase: Phase, attempt: int, result: AttemptResult) -> None:
+        return None
+
+
+@dataclass
+class SessionOutcome:
+    session_id: str
+    report: dict[str, Any]
+    leaks: list[str]
+    interrupted: bool
+    not_claimed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.leaks else 0
+
+
+def selection_options(settings: Settings) -> SelectionOptions:
+    return SelectionOptions(
+        run_ids=tuple(settings.run_id), batch_size=settings.batch_size,
+        max_attempts=settings.max_attempts, skip_runs_with_queued=settings.skip_runs_with_queued,
+        include_parked=settings.include_parked,
+    )
+
+
+def make_plan(db: Database, settings: Settings) -> Plan:
+    """The plan a session with these settings would run now (also used by --dry-run)."""
+    if settings.run_id:
+        check_run_filter(settings.run_id, db.known_runs())
+    return plan(db.phases(settings.run_id or None), selection_options(settings))
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    data = settings.model_dump(mode="json")
+    for key in ("database_url", "phase_database_url"):
+        data[key] = mask_url(data.get(key))
+    return data
+
+
+class DrainSession:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        sink: LogSink,
+        executor: Executor,
+        settings: Settings,
+        observer: DrainObserver | None = None,
+        stop: StopSignal | None = None,
+        metrics: Metrics | None = None,
+        preflight: dict[str, Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.sink = sink
+        self.executor = executor
+        self.settings = settings
+        self.observer: DrainObserver = observer or SilentObserver()
+        self.stop = stop or StopSignal()
+        self.metrics = metrics or Metrics(registry=None)
+        self.preflight = preflight or {}
+        self.session_id = ""
+        self._not_claimed: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._adopted: list[tuple[str, str]] = []
+
+    # -- identity ------------------------------------------------------------------
+    def _phase_database_url(self) -> str:
+        return self.settings.phase_database_url or self.settings.database_url
+
+    def session_identity(self) -> dict[str, Any]:
+        names = self.settings.identity_names()
+        return {
+            "controller": {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__},
+            "database_url": mask_url(self.db.url),
+            "phase_database_url": mask_url(self._phase_database_url()),
+            "database_url_secret": self.settings.database_url_secret,
+            "api_url": self.settings.api_url,
+            "env_names": names,
+            "log_store": self.sink.location(),
+            "executor": self.executor.describe(),
+            "preflight": self.preflight,
+        }
+
+    def _launch(self, phase: Phase, attempt: int, spec: PhaseSpec) -> AttemptLaunch:
+        identity = Identity(
+            session_id=self.session_id, run_id=phase.run_id, phase_id=phase.phase_id, attempt=attempt,
+            database_url=self._phase_database_url(), api_url=self.settings.api_url,
+        )
+        values = {"run_id": phase.run_id, "phase_id": phase.phase_id, "attempt": str(attempt),
+                  "session_id": self.session_id}
+        env = {**dict(spec.env), **identity.env(self.settings)}
+        return AttemptLaunch(
+            identity=identity, spec=spec, command=tuple(spec.render_command(values)),
+            env=tuple(sorted(env.items())),
+            timeout_seconds=spec.timeout_seconds or self.settings.default_timeout_seconds,
+            image=spec.image or self.settings.default_image,
+        )
+
+    # -- the session ---------------------------------------------------------------
+    def run(self) -> SessionOutcome:
+        the_plan = make_plan(self.db, self.settings)
+        before = self.db.run_counts()
+        self.session_id = self.db.create_session(
+            executor=self.executor.name, settings=masked_settings(self.settings), identity={},
+        )
+        self.executor.begin(session_id=self.session_id, sink=self.sink)
+        self.db.set_session_identity(self.session_id, self.session_identity())
+        started = time.monotonic()
+        heartbeat_stop = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), daemon=True)
+        heartbeat.start()
+        leaks: list[str] = []
+        touched: set[str] = set()
+        try:
+            self.observer.planned(the_plan)
+            with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
+                                       thread_name_prefix="attempt") as pool:
+                futures = [pool.submit(self._adopt, o) for o in self._orphans()]
+                futures += [pool.submit(self._run_phase, s.phase) for s in the_plan.selected]
+                touched |= {s.phase.run_id for s in the_plan.selected}
+                self._wait(futures)
+            touched |= {run_id for run_id, _ in self._adopted}
+        except BaseException as err:
+            leaks = self._end_executor()
+            self.db.end_session(self.session_id, status="failed", counts={}, report=None,
+                                error=f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            heartbeat_stop.set()
+            heartbeat.join(timeout=5)
+        leaks = self._end_executor()
+        after = self.db.run_counts()
+        attempts = self.db.attempts(session_id=self.session_id)
+        session_row = self.db.session(self.session_id)
+        report = build_report(
+            session=session_row, attempts=attempts,
+            before={r: before.get(r, RunCounts()) for r in sorted(touched)},
+            after={r: after.get(r, RunCounts()) for r in sorted(touched)},
+            leaks=leaks, identity_checks=self._identity_checks(attempts),
+            skipped=[{"run_id": s.phase.run_id, "phase_id": s.phase.phase_id, "reason": s.reason}
+                     for s in the_plan.skipped if s.phase.state is not PhaseState.COMPLETE]
+                    + [{"run_id": r, "phase_id": p, "reason": "claimed by another controller first"}
+                       for r, p in self._not_claimed],
+            instant_threshold=self.settings.instant_threshold_seconds,
+            wall_seconds=time.monotonic() - started,
+            interrupted=self.stop.stopping,
+        )
+        self._store_report(report)
+        status = "interrupted" if self.stop.stopping else ("leaked" if leaks else "complete")
+        self.db.end_session(self.session_id, status=status, counts=report["counts"], report=report)
+        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed)
+
+    def _end_executor(self) -> list[str]:
+        leaks = self.executor.end()
+        self.metrics.leaks.set(len(leaks))
+        return leaks
+
+    def _wait(self, futures: list[cf.Future[None]]) -> None:
+        pending = set(futures)
+        while pending:
+            # Short waits keep the main thread responsive to SIGTERM.
+            done, pending = cf.wait(pending, timeout=0.5)
+            for future in done:
+                future.result()  # a worker's unexpected error ends the session, loudly
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        interval = self.settings.lease_seconds / 4
+        while not stop.wait(interval):
+            self.db.heartbeat(self.session_id, self.settings.lease_seconds)
+
+    def _orphans(self) -> list[OrphanAttempt]:
+        self._adopted = []
+        found = []
+        for row in self.db.orphaned_attempts(lease_seconds=self.settings.lease_seconds):
+            if not self.db.take_over(row["id"], session_id=self.session_id,
+                                     lease_seconds=self.settings.lease_seconds):
+                continue
+            spec = PhaseSpec(command=tuple(row["command"]), image=row["image"])
+            identity = Identity(
+                session_id=row["session_id"], run_id=row["run_id"], phase_id=row["phase_id"],
+                attempt=row["attempt"], database_url=self._phase_database_url(),
+                api_url=self.settings.api_url)
+            launch = AttemptLaunch(identity=identity, spec=spec, command=tuple(row["command"]),
+                                   env=tuple(sorted(identity.env(self.settings).items())),
+                                   timeout_seconds=self.settings.default_timeout_seconds,
+                                   image=row["image"] or self.settings.default_image)
+            raw = row["raw_status"] or {}
+            found.append(OrphanAttempt(
+                launch=launch, session_id=row["session_id"], job_name=row["job_name"],
+                pod_uid=row["pod_uid"],
+                started_at_iso=row["started_at"].isoformat() if row["started_at"] else None,
+                pid=raw.get("pid"), host=raw.get("host"), attempt_pk=row["id"]))
+            self._adopted.append((row["run_id"], row["phase_id"]))
+        return found
+
+    def _adopt(self, orphan: OrphanAttempt) -> None:
+        phase = Phase(run_id=orphan.launch.identity.run_id, phase_id=orphan.launch.identity.phase_id,
+                      state=PhaseState.EXECUTING, attempts=orphan.launch.identity.attempt,
+                      spec=orphan.launch.spec)
+        def update(fields: dict[str, Any]) -> None:
+            self.db.update_attempt(orphan.attempt_pk, fields)
+
+        result = self._guarded(lambda: self.executor.adopt(orphan, stop=self.stop, on_update=update),
+                               what="adopting the attempt")
+        if result.raw_status is None:
+            result.raw_status = {}
+        result.raw_status["adopted_by_session"] = self.session_id
+        self._finish(phase, orphan.attempt_pk, orphan.launch.identity.attempt, result)
+
+    def _run_phase(self, phase: Phase) -> None:
+        if self.stop.stopping:
+            return
+        spec = phase.spec
+        # Build the launch before claiming, so the attempt row records what will run.
+        probe = self._launch(phase, phase.attempts + 1, spec)
+        claim: Claim | None = self.db.claim(
+            phase, session_id=self.session_id, lease_seconds=self.settings.lease_seconds,
+            executor=self.executor.name, command=list(probe.command), image=probe.image,
+            identity=probe.identity.masked(),
+        )
+        if claim is None:
+            with self._lock:
+                self._not_claimed.append(phase.key)
+            return
+        launch = probe if claim.attempt == probe.identity.attempt else self._launch(phase, claim.attempt, spec)
+        self.observer.attempt_started(phase, claim.attempt)
+        self.metrics.running.inc()
+
+        def update(fields: dict[str, Any]) -> None:
+            self.db.update_attempt(claim.attempt_pk, fields)
+
+        try:
+            result = self._guarded(lambda: self.executor.execute(launch, stop=self.stop, on_update=update),
+                                   what="running the attempt")
+        finally:
+            self.metrics.running.dec()
+        self._finish(phase, claim.attempt_pk, claim.attempt, result)
+
+    def _guarded(self, call: Callable[[], AttemptResult], *, what: str) -> AttemptResult:
+        """Run an executor call; an exception becomes a recorded ``api_error``, not a crash."""
+        started = utcnow()
+        try:
+            return call()
+        except Exception as err:
+            return AttemptResult(
+                failure_class=FailureClass.API_ERROR,
+                message=f"controller error while {what}: {type(err).__name__}: {err}",
+                exit_code=None, exit_code_reason="the controller failed before the exit status was read",
+                created_at=started, finished_at=utcnow(),
+                raw_status={"exception": type(err).__name__, "detail": str(err)[:2000]},
+            )
+
+    def _finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult) -> None:
+        parked: str | None = None
+        state = PhaseState.COMPLETE if result.succeeded else PhaseState.FAILED
+        if not result.succeeded and result.failure_class not in TRANSIENT_CLASSES:
+            history = [AttemptHistoryItem(result.failure_class, result.exit_code, result.first_error_line)]
+            history += self.db.attempt_history(phase.run_id, phase.phase_id,
+                                               self.settings.park_after - 1)
+            # Only attempts since the last `batchdrain retry` count.
+            parked = park_reason(history[: attempt - phase.retry_base],
+                                 park_after=self.settings.park_after)
+            if parked:
+                state = PhaseState.SKIPPED
+        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked)
+        self.metrics.record_attempt(result)
+        self.observer.attempt_finished(phase, attempt, result)
+
+    # -- report ----------------------------------------------------------------------
+    def _identity_checks(self, attempts: list[dict[str, Any]]) -> dict[int, str | None]:
+        """Read back each stored log's header: proof that what ran had the session identity."""
+        checks: dict[int, str | None] = {}
+        expected = {"database_url": mask_url(self._phase_database_url()),
+                    "api_url": self.settings.api_url}
+        for attempt in attempts:
+            problems: list[str] = []
+            for pointer in attempt["logs"]:
+                head = b""
+                try:
+                    for chunk in self.sink.read(pointer["url"]):
+                        head += chunk
+                        if len(head) >= HEADER_PROBE_BYTES:
+                            break
+                except OSError as err:
+                    problems.append(f"{pointer['stream']} log unreadable: {err}")
+                    continue
+                problem = identity_matches(head.decode("utf-8", errors="replace"), attempt, expected)
+                if problem:
+                    problems.append(f"{pointer['stream']}: {problem}")
+            if not attempt["logs"]:
+                problems.append("no log stored")
+            checks[attempt["id"]] = "; ".join(problems) or None
+        return checks
+
+    def _store_report(self, report: dict[str, Any]) -> None:
+        keys = {fmt: f"{safe_name(self.session_id)}/session.{ext}"
+                for fmt, ext in (("json", "json"), ("markdown", "md"))}
+        report["pointers"] = {fmt: self.sink.url_for(key) for fmt, key in keys.items()}
+        self.sink.put(keys["json"], json.dumps(report, indent=2, default=str).encode())
+        self.sink.put(keys["markdown"], render_markdown(report).encode())
+
+
+__all__ = ["REPORT_SCHEMA", "DrainObserver", "DrainSession", "SessionOutcome", "make_plan"]

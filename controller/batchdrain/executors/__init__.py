@@ -1,0 +1,1 @@
+"""Executors run one attempt of one phase: ``local`` (subprocesses) and ``kubernetes`` (Jobs)."""

@@ -1,0 +1,88 @@
+"""The contract between the drain loop and an executor.
+
+An executor turns an ``AttemptLaunch`` into an ``AttemptResult`` and never raises for
+anything the phase or the platform did: every failure comes back classified, with a
+message and log pointers. The drain loop owns threads, the database and selection;
+the executor owns processes or Jobs, log streaming and classification inputs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from batchdrain.domain import AttemptResult, PhaseSpec
+from batchdrain.identity import Identity
+from batchdrain.logstore import LogSink
+
+# Partial attempt fields an executor learns early (Job name, pod UID, node): written at
+# once so a controller killed mid-attempt leaves enough to adopt or explain it.
+AttemptUpdate = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class AttemptLaunch:
+    identity: Identity
+    spec: PhaseSpec
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    timeout_seconds: float
+    image: str
+
+
+@dataclass
+class StopSignal:
+    """Set when the controller got SIGTERM; ``deadline`` is when collection gives up."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None
+
+    def request(self, grace_seconds: float) -> None:
+        if not self.event.is_set():
+            self.deadline = time.monotonic() + grace_seconds
+            self.event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.event.is_set()
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+@dataclass(frozen=True)
+class OrphanAttempt:
+    """An attempt left unfinished by a controller that is gone (its lease expired)."""
+
+    launch: AttemptLaunch
+    session_id: str
+    job_name: str | None
+    pod_uid: str | None
+    started_at_iso: str | None
+    attempt_pk: int = 0
+    pid: int | None = None
+    host: str | None = None
+
+
+class Executor(Protocol):
+    name: str
+
+    def begin(self, *, session_id: str, sink: LogSink) -> None:
+        """Session start: open watches, check capabilities (split log streams...)."""
+
+    def execute(
+        self, launch: AttemptLaunch, *, stop: StopSignal, on_update: AttemptUpdate
+    ) -> AttemptResult:
+        """Run one attempt to its end (or until ``stop`` expires); never raises."""
+
+    def adopt(self, orphan: OrphanAttempt, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
+        """Finish the record of an attempt whose controller died."""
+
+    def end(self) -> list[str]:
+        """Session end: close watches; return what the session left behind (leak audit)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the session's identity record (cluster version, namespace, ...)."""

@@ -1,0 +1,459 @@
+"""The real ``KubeApi`` over the official ``kubernetes`` client: the only importer of it.
+
+Every verb goes through one ``_request()``: it serialises with the client's
+``ApiClient`` (so kubeconfig auth, exec plugins, token refresh and TLS all work as in
+kubectl), sends with ``_preload_content`` semantics (raw urllib3 response), and parses
+JSON itself. That keeps objects as the plain camelCase dicts the rest of batchdrain
+uses and skips the client's model deserialisation, which costs more CPU than the
+rest of an attempt. Errors are mapped to ``batchdrain.kube.errors`` at this one place.
+
+The client's own urllib3 retries are switched off: retrying is the job of
+``batchdrain.kube.retry`` alone, so the bound on attempts and time is the one from
+Settings and is not multiplied by a hidden second layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from batchdrain.domain import utcnow
+from batchdrain.kube.api import KubeObject, LogStreamName, WatchEvent
+from batchdrain.kube.errors import Gone, KubeError, Unreachable, error_for_status
+from batchdrain.settings import Settings
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 60.0
+# A followed log is quiet while the phase prints nothing; a read that times out only
+# makes the executor reconnect from its last timestamp, so this bounds each wait.
+LOG_READ_TIMEOUT = 300.0
+CHUNK = 64 * 1024
+
+_GROUPS = {"jobs": "batch", "cronjobs": "batch"}
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(value) - utcnow()).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_from_body(
+    status: int, body: bytes | str | None, headers: Any, *, creating: bool
+) -> KubeError:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    reason: str | None = None
+    message = text.strip()[:500] or f"HTTP {status}"
+    details: dict[str, Any] | None = None
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("kind") == "Status":
+        reason = parsed.get("reason")
+        message = str(parsed.get("message") or message)
+        details = parsed.get("details")
+    return error_for_status(
+        status,
+        message,
+        reason=reason,
+        retry_after=_retry_after(headers),
+        creating=creating,
+        details=details,
+    )
+
+
+class _ResponseStream:
+    """A streaming HTTP response; ``close()`` from another thread aborts a blocked read."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._response.stream(CHUNK, decode_content=True):
+                if chunk:
+                    yield chunk
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            if self._closed:
+                return
+            raise Unreachable(f"stream broken: {err}") from err
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        # Shutting the socket down is what wakes a reader blocked in recv().
+        self._response.close()
+        self._response.release_conn()
+
+
+class _LogStream(_ResponseStream):
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks()
+
+
+class _WatchStream(_ResponseStream):
+    def __iter__(self) -> Iterator[WatchEvent]:
+        buffer = b""
+        for chunk in self.chunks():
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield _watch_event(line)
+        if buffer.strip():
+            yield _watch_event(buffer)
+
+
+def _watch_event(line: bytes) -> WatchEvent:
+    event = json.loads(line)
+    kind = event.get("type", "")
+    obj = event.get("object") or {}
+    if kind == "ERROR":
+        status = int(obj.get("code") or 0)
+        message = str(obj.get("message") or "watch error")
+        if status == 410:
+            raise Gone(message, status=410, reason=obj.get("reason"))
+        raise error_for_status(status or 500, message, reason=obj.get("reason"))
+    return kind, obj
+
+
+def load_client(settings: Settings) -> tuple[Any, str]:
+    """(ApiClient, namespace) the way kubectl resolves them.
+
+    ``--kubeconfig`` / ``KUBECONFIG`` / ``~/.kube/config`` with ``--context``; the
+    namespace from ``--namespace``, else the context's, else ``default``. Inside a pod
+    with no kubeconfig given, the in-cluster service account and its namespace.
+    """
+    configuration = k8s_client.Configuration()
+    in_cluster = (
+        settings.kubeconfig is None
+        and not os.environ.get("KUBECONFIG")
+        and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    )
+    if in_cluster:
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+        namespace = settings.namespace or (
+            SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+            if SERVICE_ACCOUNT_NAMESPACE.exists()
+            else "default"
+        )
+    else:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=settings.kubeconfig,
+            context=settings.context,
+            client_configuration=configuration,
+        )
+        namespace = settings.namespace or _context_namespace(settings)
+    # One retry layer only (batchdrain.kube.retry); urllib3 must not retry on its own.
+    configuration.retries = False
+    return k8s_client.ApiClient(configuration), namespace
+
+
+def _context_namespace(settings: Settings) -> str:
+    contexts, active = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        config_file=settings.kubeconfig
+    )
+    chosen = active
+    if settings.context is not None:
+        chosen = next((c for c in contexts if c.get("name") == settings.context), active)
+    namespace = (chosen or {}).get("context", {}).get("namespace")
+    return str(namespace) if namespace else "default"
+
+
+class KubernetesApi:
+    """``KubeApi`` over the official client. Wrap it in ``RetryingKubeApi`` to use it."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        self._client = api_client
+        self._namespace = namespace
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    # -- the one request function -------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | tuple[float, float] = (CONNECT_TIMEOUT, REQUEST_TIMEOUT),
+        creating: bool = False,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        try:
+            verb, url, header_params, payload, _ = self._client.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._client.call_api(
+                verb, url, header_params=header_params, body=payload, _request_timeout=timeout
+            )
+        except ApiException as err:
+            raise _error_from_body(
+                int(err.status or 0), err.body or err.reason, err.headers, creating=creating
+            ) from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise Unreachable(f"{method} {path}: {err}") from err
+        raw = response.response
+        if not 200 <= response.status <= 299:
+            try:
+                data = raw.data
+            finally:
+                raw.release_conn()
+            raise _error_from_body(response.status, data, raw.headers, creating=creating)
+        return raw
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        raw = self._send(method, path, **kwargs)
+        try:
+            data = raw.data
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise Unreachable(f"{method} {path}: reading the response: {err}") from err
+        finally:
+            raw.release_conn()
+        return json.loads(data) if data else {}
+
+    def _path(self, template: str, **names: str) -> str:
+        values = {k: quote(v, safe="") for k, v in names.items()}
+        return template.format(ns=quote(self._namespace, safe=""), **values)
+
+    # -- Jobs ---------------------------------------------------------------------
+
+    def create_job(self, body: KubeObject) -> KubeObject:
+        path = self._path("/apis/batch/v1/namespaces/{ns}/jobs")
+        result: KubeObject = self._json("POST", path, body=body, creating=True)
+        return result
+
+    def get_job(self, name: str) -> KubeObject:
+        result: KubeObject = self._json(
+            "GET", self._path("/apis/batch/v1/namespaces/{ns}/jobs/{name}", name=name)
+        )
+        return result
+
+    def delete_job(self, name: str, *, propagation: str = "Background") -> None:
+        self._json(
+            "DELETE",
+            self._path("/apis/batch/v1/namespaces/{ns}/jobs/{name}", name=name),
+            body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+        )
+
+    def list_jobs(self, label_selector: str) -> tuple[list[KubeObject], str]:
+        return self._list(self._path("/apis/batch/v1/namespaces/{ns}/jobs"), label_selector)
+
+    def watch_jobs(
+        self, label_selector: str, *, resource_version: str, timeout_seconds: int
+    ) -> _WatchStream:
+        return self._watch(
+            self._path("/apis/batch/v1/namespaces/{ns}/jobs"),
+            label_selector,
+            resource_version,
+            timeout_seconds,
+        )
+
+    # -- Pods ---------------------------------------------------------------------
+
+    def get_pod(self, name: str) -> KubeObject:
+        result: KubeObject = self._json(
+            "GET", self._path("/api/v1/namespaces/{ns}/pods/{name}", name=name)
+        )
+        return result
+
+    def list_pods(self, label_selector: str) -> tuple[list[KubeObject], str]:
+        return self._list(self._path("/api/v1/namespaces/{ns}/pods"), label_selector)
+
+    def watch_pods(
+        self, label_selector: str, *, resource_version: str, timeout_seconds: int
+    ) -> _WatchStream:
+        return self._watch(
+            self._path("/api/v1/namespaces/{ns}/pods"),
+            label_selector,
+            resource_version,
+            timeout_seconds,
+        )
+
+    def stream_pod_log(
+        self,
+        name: str,
+        *,
+        container: str | None,
+        follow: bool,
+        timestamps: bool,
+        since_time: str | None = None,
+        stream: LogStreamName | None = None,
+        tail_lines: int | None = None,
+    ) -> _LogStream:
+        query: list[tuple[str, Any]] = []
+        if container:
+            query.append(("container", container))
+        if follow:
+            query.append(("follow", "true"))
+        if timestamps:
+            query.append(("timestamps", "true"))
+        if since_time:
+            query.append(("sinceTime", since_time))
+        if stream is not None:
+            query.append(("stream", stream.value))
+        if tail_lines is not None:
+            query.append(("tailLines", tail_lines))
+        raw = self._send(
+            "GET",
+            self._path("/api/v1/namespaces/{ns}/pods/{name}/log", name=name),
+            query=query,
+            timeout=(CONNECT_TIMEOUT, LOG_READ_TIMEOUT),
+        )
+        return _LogStream(raw)
+
+    def list_events(self, *, name: str, uid: str | None = None) -> list[KubeObject]:
+        selector = f"involvedObject.name={name}"
+        if uid:
+            selector += f",involvedObject.uid={uid}"
+        data = self._json(
+            "GET",
+            self._path("/api/v1/namespaces/{ns}/events"),
+            query=[("fieldSelector", selector)],
+        )
+        items: list[KubeObject] = data.get("items") or []
+        return items
+
+    def remove_pod_finalizer(self, name: str, finalizer: str) -> None:
+        # A strategic-merge directive removes the value wherever it sits, with no
+        # read-modify-write race against the Job controller's own finalizer.
+        self._json(
+            "PATCH",
+            self._path("/api/v1/namespaces/{ns}/pods/{name}", name=name),
+            body={"metadata": {"$deleteFromPrimitiveList/finalizers": [finalizer]}},
+            content_type="application/strategic-merge-patch+json",
+        )
+
+    def evict_pod(self, name: str) -> None:
+        self._json(
+            "POST",
+            self._path("/api/v1/namespaces/{ns}/pods/{name}/eviction", name=name),
+            body={
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": self._namespace},
+            },
+        )
+
+    # -- cluster facts (preflight) --------------------------------------------------
+
+    def server_version(self) -> dict[str, str]:
+        data = self._json("GET", "/version")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def namespace_exists(self) -> bool | None:
+        try:
+            self._json("GET", self._path("/api/v1/namespaces/{ns}"))
+        except KubeError as err:
+            if err.status == 404:
+                return False
+            if err.status == 403:
+                return None  # a namespaced Role cannot read Namespace objects
+            raise
+        return True
+
+    def can_i(self, verb: str, resource: str, *, subresource: str | None = None) -> bool:
+        attributes: dict[str, str] = {
+            "namespace": self._namespace,
+            "verb": verb,
+            "resource": resource,
+            "group": _GROUPS.get(resource, ""),
+        }
+        if subresource:
+            attributes["subresource"] = subresource
+        review = self._json(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            body={
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes},
+            },
+        )
+        return bool((review.get("status") or {}).get("allowed"))
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _list(self, path: str, label_selector: str) -> tuple[list[KubeObject], str]:
+        items: list[KubeObject] = []
+        token: str | None = None
+        resource_version = ""
+        # Paged so a big namespace is not one huge response; bounded by the server's
+        # continue tokens (each page strictly advances).
+        while True:
+            query: list[tuple[str, Any]] = [("labelSelector", label_selector), ("limit", 500)]
+            if token:
+                query.append(("continue", token))
+            data = self._json("GET", path, query=query)
+            items.extend(data.get("items") or [])
+            metadata = data.get("metadata") or {}
+            resource_version = str(metadata.get("resourceVersion") or resource_version)
+            token = metadata.get("continue")
+            if not token:
+                return items, resource_version
+
+    def _watch(
+        self, path: str, label_selector: str, resource_version: str, timeout_seconds: int
+    ) -> _WatchStream:
+        raw = self._send(
+            "GET",
+            path,
+            query=[
+                ("labelSelector", label_selector),
+                ("watch", "true"),
+                ("allowWatchBookmarks", "true"),
+                ("resourceVersion", resource_version),
+                ("timeoutSeconds", timeout_seconds),
+            ],
+            # The server ends the watch after timeoutSeconds; the read timeout only
+            # catches a connection that died silently.
+            timeout=(CONNECT_TIMEOUT, timeout_seconds + 30.0),
+        )
+        return _WatchStream(raw)
+
+
+def connect(settings: Settings) -> KubernetesApi:
+    """The real seam for these settings (not yet wrapped in the retry policy)."""
+    api_client, namespace = load_client(settings)
+    return KubernetesApi(api_client, namespace)

@@ -1,0 +1,43 @@
+"""Prometheus metrics of a drain (``--metrics-port``).
+
+A ``Metrics`` built with ``registry=None`` uses a private registry, so tests and
+library users get working counters without touching the process-global one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from batchdrain.domain import AttemptResult
+
+DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.attempts = Counter("batchdrain_attempts", "Finished attempts by failure class",
+                                ["failure_class"], registry=self.registry)
+        self.phases = Gauge("batchdrain_phases", "Phases by state (last refresh)", ["state"],
+                            registry=self.registry)
+        self.duration = Histogram("batchdrain_attempt_duration_seconds", "Attempt duration",
+                                  buckets=DURATION_BUCKETS, registry=self.registry)
+        self.running = Gauge("batchdrain_attempts_running", "Attempts (Jobs or processes) alive",
+                             registry=self.registry)
+        self.log_bytes = Counter("batchdrain_log_bytes", "Log bytes stored", ["stream"],
+                                 registry=self.registry)
+        self.api_retries = Counter("batchdrain_api_retries", "Retried API server calls",
+                                   registry=self.registry)
+        self.leaks = Gauge("batchdrain_session_leaks", "Jobs/pods left at the end of the session",
+                           registry=self.registry)
+
+    def record_attempt(self, result: AttemptResult) -> None:
+        self.attempts.labels(result.failure_class.value).inc()
+        seconds = result.container_seconds if result.container_seconds is not None else result.total_seconds
+        if seconds is not None:
+            self.duration.observe(seconds)
+        for pointer in result.logs:
+            self.log_bytes.labels(pointer.stream).inc(pointer.size_bytes)
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)

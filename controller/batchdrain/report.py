@@ -1,0 +1,239 @@
+"""Session reports: a versioned JSON document and its markdown rendering, built purely.
+
+The report is what a person reads the morning after a drain, so it answers the
+questions the seed tool could not: what ran, for how long, how each failure is
+classed and where its log is, which failures are the same failure, whether phases
+ran with the controller's identity, and whether the session left anything behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from batchdrain.classify import normalise_error_line
+from batchdrain.domain import FAST_FAILURE_CLASSES, FailureClass, RunCounts
+
+REPORT_SCHEMA = "batchdrain.report/v1"
+
+
+def duration_stats(values: list[float]) -> dict[str, float | int | None]:
+    """min/median/mean/p95/max; p95 by nearest rank so it is always an observed value."""
+    if not values:
+        return {"count": 0, "min": None, "median": None, "mean": None, "p95": None, "max": None}
+    ordered = sorted(values)
+    rank = max(1, math.ceil(0.95 * len(ordered)))
+    return {
+        "count": len(ordered),
+        "min": round(ordered[0], 3),
+        "median": round(statistics.median(ordered), 3),
+        "mean": round(statistics.fmean(ordered), 3),
+        "p95": round(ordered[rank - 1], 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+def attempt_duration(attempt: dict[str, Any]) -> float | None:
+    value = attempt.get("container_seconds")
+    if value is None:
+        value = attempt.get("total_seconds")
+    return float(value) if value is not None else None
+
+
+def instant_reason(attempt: dict[str, Any], threshold: float) -> str | None:
+    """Why an attempt is suspiciously fast, or None. A fast failure with a class that
+    explains it (image pull, config error...) is not suspicious."""
+    duration = attempt_duration(attempt)
+    if duration is None or duration >= threshold:
+        return None
+    if attempt.get("failure_class") in {c.value for c in FAST_FAILURE_CLASSES}:
+        return None
+    outcome = "succeeded" if attempt.get("failure_class") == FailureClass.SUCCEEDED else "failed"
+    return f"{outcome} in {duration:.3f}s (< {threshold:g}s) without an explaining class"
+
+
+def failure_clusters(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group failures by class and normalised first error line: one row per distinct failure."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for attempt in attempts:
+        cls = attempt.get("failure_class")
+        if cls in (None, FailureClass.SUCCEEDED.value):
+            continue
+        line = attempt.get("first_error_line") or ""
+        groups[(str(cls), normalise_error_line(line))].append(attempt)
+    clusters = []
+    for (cls, signature), members in groups.items():
+        clusters.append({
+            "failure_class": cls,
+            "signature": signature or "(no error line)",
+            "example": members[0].get("first_error_line") or members[0].get("message"),
+            "count": len(members),
+            "phases": sorted({f"{a['run_id']}/{a['phase_id']}" for a in members}),
+        })
+    clusters.sort(key=lambda c: (-c["count"], c["failure_class"], c["signature"]))
+    return clusters
+
+
+def identity_matches(header: str, attempt: dict[str, Any], expected: dict[str, str | None]) -> str | None:
+    """Compare a stored log's identity header with what the attempt should have run with."""
+    found: dict[str, str] = {}
+    for line in header.splitlines():
+        if not line.startswith("[batchdrain] ") or ": " not in line:
+            continue
+        key, _, value = line.removeprefix("[batchdrain] ").partition(": ")
+        found.setdefault(key, value)
+    wanted = {
+        "session": attempt["identity"].get("session_id", attempt["session_id"]),
+        "run": attempt["run_id"],
+        "phase": attempt["phase_id"],
+        "attempt": str(attempt["attempt"]),
+        "DATABASE_URL": expected["database_url"] or "(none)",
+        "API_URL": expected["api_url"] or "(none)",
+    }
+    wrong = [f"{k}={found.get(k)!r} expected {v!r}" for k, v in wanted.items() if found.get(k) != v]
+    return "identity header mismatch: " + ", ".join(wrong) if wrong else None
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def build_report(
+    *,
+    session: dict[str, Any],
+    attempts: list[dict[str, Any]],
+    before: dict[str, RunCounts],
+    after: dict[str, RunCounts],
+    leaks: list[str],
+    identity_checks: dict[int, str | None],
+    skipped: list[dict[str, str]],
+    instant_threshold: float,
+    wall_seconds: float,
+    interrupted: bool,
+) -> dict[str, Any]:
+    rows = []
+    for attempt in attempts:
+        rows.append({
+            **{k: _iso(v) for k, v in attempt.items() if k not in ("id",)},
+            "duration_seconds": attempt_duration(attempt),
+            "instant": instant_reason(attempt, instant_threshold),
+            "identity_check": identity_checks.get(attempt["id"], "not checked") or "ok",
+        })
+    by_class: dict[str, int] = defaultdict(int)
+    for attempt in attempts:
+        by_class[attempt.get("failure_class") or "unfinished"] += 1
+    durations = [d for d in (attempt_duration(a) for a in attempts) if d is not None]
+    totals = [a["total_seconds"] for a in attempts if a.get("total_seconds") is not None]
+    overheads = [
+        a["total_seconds"] - a["container_seconds"]
+        for a in attempts
+        if a.get("total_seconds") is not None and a.get("container_seconds") is not None
+    ]
+    finished = [a for a in attempts if a.get("status") == "finished"]
+    return {
+        "schema": REPORT_SCHEMA,
+        "session_id": session["session_id"],
+        "executor": session["executor"],
+        "started_at": _iso(session["started_at"]),
+        "ended_at": _iso(dt.datetime.now(dt.UTC)),
+        "interrupted": interrupted,
+        "settings": session["settings"],
+        "identity": session["identity"],
+        "counts": {
+            "attempts": len(attempts),
+            "succeeded": by_class.get(FailureClass.SUCCEEDED.value, 0),
+            "failed": len(finished) - by_class.get(FailureClass.SUCCEEDED.value, 0),
+            "unfinished": len(attempts) - len(finished),
+            "by_class": dict(sorted(by_class.items())),
+            "skipped": len(skipped),
+        },
+        "durations": {
+            "container_seconds": duration_stats(durations),
+            "total_seconds": duration_stats(totals),
+            "controller_overhead_seconds": duration_stats(overheads),
+        },
+        "throughput": {
+            "wall_seconds": round(wall_seconds, 3),
+            "phases_per_hour": round(len(finished) / wall_seconds * 3600, 1) if wall_seconds > 0 else None,
+        },
+        "instant_completes": [
+            {"run_id": r["run_id"], "phase_id": r["phase_id"], "attempt": r["attempt"], "why": r["instant"]}
+            for r in rows if r["instant"]
+        ],
+        "failure_clusters": failure_clusters(attempts),
+        "identity_mismatches": [
+            {"run_id": r["run_id"], "phase_id": r["phase_id"], "attempt": r["attempt"],
+             "problem": r["identity_check"]}
+            for r in rows if r["identity_check"] != "ok"
+        ],
+        "runs": {
+            run: {"before": before[run].to_json(), "after": after.get(run, RunCounts()).to_json()}
+            for run in sorted(before)
+        },
+        "skipped": skipped,
+        "leaks": leaks,
+        "attempts": rows,
+    }
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    counts = report["counts"]
+    lines = [
+        f"# Drain session {report['session_id']}",
+        "",
+        f"- executor: {report['executor']}; started {report['started_at']}; ended {report['ended_at']}"
+        + ("; **interrupted (SIGTERM)**" if report["interrupted"] else ""),
+        f"- attempts: {counts['attempts']} ({counts['succeeded']} succeeded, {counts['failed']} failed,"
+        f" {counts['unfinished']} unfinished); skipped phases: {counts['skipped']}",
+        f"- by class: {', '.join(f'{k}={v}' for k, v in counts['by_class'].items()) or 'none'}",
+        f"- database: {report['identity'].get('database_url')}; phases get "
+        f"{report['identity'].get('phase_database_url')}; API: {report['identity'].get('api_url') or '(none)'}",
+        f"- throughput: {report['throughput']['phases_per_hour']} phases/hour over "
+        f"{report['throughput']['wall_seconds']}s",
+        f"- leaks: {', '.join(report['leaks']) if report['leaks'] else 'none'}",
+        "",
+        "## Durations (seconds)",
+        "",
+        "| measure | count | min | median | mean | p95 | max |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, stats in report["durations"].items():
+        lines.append(f"| {name} | {stats['count']} | {_cell(stats['min'])} | {_cell(stats['median'])} | "
+                     f"{_cell(stats['mean'])} | {_cell(stats['p95'])} | {_cell(stats['max'])} |")
+    lines += ["", "## Runs (before -> after)", "", "| run | queued | failed | complete | skipped |",
+              "|---|---|---|---|---|"]
+    for run, counts_ in report["runs"].items():
+        b, a = counts_["before"], counts_["after"]
+        lines.append(f"| {_cell(run)} | {b['queued']} -> {a['queued']} | {b['failed']} -> {a['failed']} | "
+                     f"{b['complete']} -> {a['complete']} | {b['skipped']} -> {a['skipped']} |")
+    lines += ["", "## Attempts", "",
+              "| run | phase | # | class | exit | seconds | message | logs |", "|---|---|---|---|---|---|---|---|"]
+    for row in report["attempts"]:
+        exit_code = row["exit_code"] if row["exit_code"] is not None else f"null ({row['exit_code_reason']})"
+        logs = "<br>".join(f"{p['stream']}: {p['url']} ({p['size_bytes']} B)" for p in row["logs"])
+        seconds = f"{row['duration_seconds']:.2f}" if row["duration_seconds"] is not None else ""
+        lines.append(f"| {_cell(row['run_id'])} | {_cell(row['phase_id'])} | {row['attempt']} | "
+                     f"{row['failure_class']} | {_cell(exit_code)} | {seconds} | {_cell(row['message'])} | "
+                     f"{_cell(logs)} |")
+    if report["failure_clusters"]:
+        lines += ["", "## Failure clusters", "", "| class | count | first error line | phases |",
+                  "|---|---|---|---|"]
+        for cluster in report["failure_clusters"]:
+            lines.append(f"| {cluster['failure_class']} | {cluster['count']} | {_cell(cluster['example'])} | "
+                         f"{_cell(', '.join(cluster['phases']))} |")
+    for title, key, fmt in (
+        ("Instant completes", "instant_completes", "- {run_id}/{phase_id} #{attempt}: {why}"),
+        ("Identity mismatches", "identity_mismatches", "- {run_id}/{phase_id} #{attempt}: {problem}"),
+        ("Skipped phases", "skipped", "- {run_id}/{phase_id}: {reason}"),
+    ):
+        if report[key]:
+            lines += ["", f"## {title}", ""] + [fmt.format(**item) for item in report[key]]
+    return "\n".join(lines) + "\n"

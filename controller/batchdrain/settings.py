@@ -1,0 +1,125 @@
+"""All configuration, from ``BATCHDRAIN_*`` environment variables, overridden by CLI flags.
+
+One flat model on purpose: the CLI derives one ``--flag`` per field from it, so an
+option cannot exist as an env var and be missing as a flag (or the reverse).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ExecutorName = Literal["auto", "local", "kubernetes"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATCHDRAIN_", extra="forbid", frozen=True)
+
+    # -- where things are
+    database_url: str = Field(
+        "sqlite:///./batchdrain.db",
+        description="Backlog database (SQLAlchemy URL: sqlite:///file.db or postgresql://...).",
+    )
+    log_store: str = Field(
+        "./.batchdrain/logs", description="Durable log storage: a directory or an fsspec URL."
+    )
+    api_url: str | None = Field(None, description="API URL injected into every phase.")
+    executor: ExecutorName = Field(
+        "auto", description="auto (kubernetes when a kubeconfig exists), local or kubernetes."
+    )
+
+    # -- selection (SPEC section 2)
+    run_id: list[str] = Field(
+        default_factory=list, description="Only drain these runs (repeatable)."
+    )
+    batch_size: int | None = Field(None, ge=1, description="Most phases started per session.")
+    max_attempts: int = Field(3, ge=1, description="Most attempts per phase, over all sessions.")
+    parallelism: int = Field(4, ge=1, description="Most phases running at once.")
+    skip_runs_with_queued: bool = Field(
+        True, description="Do not retry FAILED phases of a run that still has QUEUED phases."
+    )
+    include_parked: bool = Field(False, description="Also select phases parked as SKIPPED.")
+    park_after: int = Field(
+        3, ge=2, description="Park a phase after this many identical non-transient failures."
+    )
+
+    # -- execution
+    default_image: str = Field("python:3.11-slim", description="Image when a phase names none.")
+    default_timeout_seconds: float = Field(3600.0, gt=0, description="Timeout when none given.")
+    term_grace_seconds: float = Field(
+        20.0, ge=0, description="After SIGTERM, how long to keep collecting running phases."
+    )
+    lease_seconds: float = Field(
+        120.0, gt=1, description="A claimed phase's lease; renewed while its session lives."
+    )
+    instant_threshold_seconds: float = Field(
+        0.5, ge=0, description="Attempts faster than this without an explaining class are flagged."
+    )
+    retry_attempts: int = Field(
+        6, ge=1, description="Bounded retries for transient API server and database errors."
+    )
+    retry_max_seconds: float = Field(30.0, gt=0, description="Give up retrying after this long.")
+
+    # -- identity injected into phases (variable names are configurable)
+    env_database_url: str = Field("DATABASE_URL", description="Env var name for the DB URL.")
+    env_api_url: str = Field("BATCHDRAIN_API_URL", description="Env var name for the API URL.")
+    env_run_id: str = Field("BATCHDRAIN_RUN_ID", description="Env var name for the run id.")
+    env_phase_id: str = Field("BATCHDRAIN_PHASE_ID", description="Env var name for the phase id.")
+    env_session_id: str = Field(
+        "BATCHDRAIN_SESSION_ID", description="Env var name for the session id."
+    )
+    env_attempt: str = Field("BATCHDRAIN_ATTEMPT", description="Env var name for the attempt.")
+    phase_database_url: str | None = Field(
+        None, description="DATABASE_URL given to phases when it differs from the controller's."
+    )
+
+    # -- Kubernetes
+    kubeconfig: str | None = Field(None, description="Path to a kubeconfig (as kubectl).")
+    context: str | None = Field(None, description="Kubeconfig context (as kubectl).")
+    namespace: str | None = Field(None, description="Namespace for Jobs (as kubectl).")
+    service_account: str | None = Field(None, description="Service account of phase pods.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="imagePullPolicy of phase pods."
+    )
+    image_pull_secrets: list[str] = Field(default_factory=list, description="Pull secret names.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
+    tolerations: list[dict[str, str]] = Field(
+        default_factory=list, description="Pod tolerations (JSON list)."
+    )
+    cpu_request: str | None = Field(None, description="Default CPU request/limit of phase pods.")
+    memory_limit: str | None = Field(None, description="Default memory request/limit of pods.")
+    database_url_secret: str | None = Field(
+        None, description="Secret holding the DB URL for pods (never inlined when set)."
+    )
+    database_url_secret_key: str = Field("database-url", description="Key inside that Secret.")
+    job_ttl_seconds: int = Field(
+        3600, ge=0, description="ttlSecondsAfterFinished backstop; the controller deletes first."
+    )
+    job_create_rate: float = Field(10.0, gt=0, description="Most Jobs created per second.")
+    scheduling_timeout_seconds: float = Field(
+        120.0, gt=0, description="Pending unscheduled past this is classed unschedulable."
+    )
+    start_timeout_seconds: float = Field(
+        300.0, gt=0, description="Scheduled but not started past this is a failure."
+    )
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus here.")
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_ids_not_blank(cls, value: list[str]) -> list[str]:
+        for run_id in value:
+            if not run_id.strip():
+                raise ValueError("run id filter must not be blank")
+        return value
+
+    def identity_names(self) -> dict[str, str]:
+        return {
+            "database_url": self.env_database_url,
+            "api_url": self.env_api_url,
+            "run_id": self.env_run_id,
+            "phase_id": self.env_phase_id,
+            "session_id": self.env_session_id,
+            "attempt": self.env_attempt,
+        }
