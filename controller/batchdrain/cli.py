@@ -8,6 +8,7 @@ controller itself failed or left Jobs behind; 2 bad usage or bad input.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -20,7 +21,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import click
 import typer
 import yaml
 from pydantic import ValidationError
@@ -40,11 +40,11 @@ from rich.table import Table
 from batchdrain import __version__
 from batchdrain.db import Database, DatabaseUnavailable, NewPhase
 from batchdrain.domain import AttemptResult, BadInput, Phase, PhaseSpec
-from batchdrain.drain import DrainSession, make_plan
+from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.executors.base import Executor, StopSignal
 from batchdrain.executors.local import LocalExecutor
 from batchdrain.identity import mask_secrets
-from batchdrain.logstore import open_log_sink
+from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
 from batchdrain.report import render_markdown
 from batchdrain.selection import Plan
@@ -59,6 +59,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
 
+_resources = contextlib.ExitStack()
 out = Console()
 err = Console(stderr=True)
 
@@ -162,6 +163,8 @@ def _key_value(text: str) -> tuple[str, str]:
 def open_db(settings: Settings, *, migrate: bool = True) -> Database:
     db = Database(settings.database_url, retry_attempts=settings.retry_attempts,
                   retry_max_seconds=settings.retry_max_seconds)
+    # Pooled connections are closed when the command ends, not left to the garbage collector.
+    _resources.callback(db.dispose)
     if migrate:
         db.ensure_schema(auto_upgrade=False)
     return db
@@ -420,8 +423,9 @@ def drain(
     """Run one drain session: select phases safely, run each, record every attempt."""
     db = open_db(settings, migrate=False)
     db.ensure_schema(auto_upgrade=db.backend == "sqlite")
+    the_plan = make_plan(db, settings)  # bad filters fail here, before anything starts
     if dry_run:
-        _print_plan(make_plan(db, settings))
+        _print_plan(the_plan)
         return
     metrics = Metrics(registry=None)
     if settings.metrics_port:
@@ -435,19 +439,28 @@ def drain(
                   f"{settings.term_grace_seconds:g}s")
         stop.request(settings.term_grace_seconds)
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     sink = open_log_sink(settings.log_store)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("eta"), TimeRemainingColumn(), console=err, disable=quiet) as progress:
-        session = DrainSession(db=db, sink=sink, executor=executor, settings=settings,
-                               observer=ProgressObserver(progress), stop=stop, metrics=metrics)
-        outcome = session.run()
+    try:
+        outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
+                               quiet=quiet)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     out.print(_summary(outcome.report))
     if outcome.leaks:
         err.print(f"[red]leak audit: {len(outcome.leaks)} object(s) of the session still present:[/] "
                   + ", ".join(outcome.leaks))
     raise typer.Exit(outcome.exit_code)
+
+
+def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: Executor, stop: StopSignal,
+                 metrics: Metrics, quiet: bool) -> SessionOutcome:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=err, disable=quiet) as progress:
+        session = DrainSession(db=db, sink=sink, executor=executor, settings=settings,
+                               observer=ProgressObserver(progress), stop=stop, metrics=metrics)
+        return session.run()
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -487,15 +500,20 @@ def version() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: turns every error into a one-line message and a documented exit code."""
     try:
-        result = app(args=argv, standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        return 2
-    except click.exceptions.Abort:
+        with _resources:
+            result = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
         err.print("aborted")
         return 130
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: unknown command or option, bad value
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"batchdrain: {exc}")
+        return int(getattr(exc, "exit_code", 2))
     except (BadInput, DatabaseUnavailable) as exc:
         err.print(f"[red]batchdrain: error:[/] {escape(mask_secrets(str(exc), []))}", soft_wrap=True)
         return 2

@@ -199,11 +199,15 @@ class Database:
         return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
 
     def ensure_schema(self, *, auto_upgrade: bool) -> None:
-        """Check the schema is current; upgrade it when allowed (a new SQLite file is)."""
+        """Check the schema is current; upgrade it when allowed.
+
+        An empty database is always initialised (nothing can be lost); migrating a
+        shared Postgres between revisions is left to an explicit `db upgrade`.
+        """
         current = self.current_revision()
         if current == self.head_revision():
             return
-        if auto_upgrade or (self.backend == "sqlite" and current is None):
+        if auto_upgrade or current is None:
             self.upgrade()
             return
         raise DatabaseUnavailable(
@@ -242,7 +246,7 @@ class Database:
                         select(PhaseRow.run_id, PhaseRow.phase_id).where(
                             PhaseRow.run_id.in_({p.run_id for p in phases})
                         )
-                    ).tuples()
+                    ).all()
                 )
                 for index, phase in enumerate(phases, start=1):
                     if (phase.run_id, phase.phase_id) in existing:
@@ -310,7 +314,7 @@ class Database:
                 if wanted is not None:
                     query = query.where(PhaseRow.run_id.in_(wanted))
                 per_run: dict[str, dict[str, int]] = {}
-                for run_id, state, count in tx.execute(query).tuples():
+                for run_id, state, count in tx.execute(query).all():
                     per_run.setdefault(run_id, {})[state.lower()] = count
                 return {run_id: RunCounts(**counts) for run_id, counts in sorted(per_run.items())}
 
@@ -518,7 +522,7 @@ class Database:
                     .join(SessionRow, SessionRow.session_id == AttemptRow.session_id)
                     .where(AttemptRow.status == "running", SessionRow.heartbeat_at < cutoff)
                     .order_by(AttemptRow.id)
-                ).tuples()
+                ).all()
                 return [{**_attempt_dict(a), "session_heartbeat_at": _aware(hb)} for a, hb in rows]
 
         return self._retrying(run)

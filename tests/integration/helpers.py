@@ -1,0 +1,45 @@
+"""Small helpers shared by integration tests: run the real CLI, read the database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchdrain.cli import main
+from batchdrain.db import Database
+
+SRC = str(Path(__file__).resolve().parents[2] / "controller")
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def controller_process(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The real controller in its own process (for signals and crash tests)."""
+    full_env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "batchdrain.cli", *args], cwd=cwd, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def attempts(url: str, **filters: Any) -> list[dict[str, Any]]:
+    db = Database(url)
+    try:
+        return db.attempts(**filters)
+    finally:
+        db.dispose()
+
+
+def phases(url: str) -> dict[tuple[str, str], Any]:
+    db = Database(url)
+    try:
+        return {p.key: p for p in db.phases()}
+    finally:
+        db.dispose()

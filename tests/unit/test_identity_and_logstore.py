@@ -1,0 +1,62 @@
+"""Identity masking and the filesystem LogSink."""
+
+from __future__ import annotations
+
+import hashlib
+
+from batchdrain.identity import Identity, identity_header, mask_secrets, mask_url
+from batchdrain.logstore import FileLogSink, log_key, open_log_sink, safe_name
+from batchdrain.settings import Settings
+
+
+def test_mask_url_hides_only_the_password():
+    assert mask_url("postgresql://app:s3cr3t@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert mask_url("sqlite:///./batchdrain.db") == "sqlite:///./batchdrain.db"
+    assert "s3cr3t" not in mask_secrets("could not connect to postgresql://app:s3cr3t@db/x", [])
+    assert mask_secrets("token=abc", ["abc"]) == "token=***"
+
+
+def test_identity_env_names_are_configurable_and_header_masks():
+    settings = Settings(env_database_url="APP_DB", env_api_url="APP_API")
+    ident = Identity("s", "r", "p", 2, "postgresql://u:pw@h/d", "http://api")
+    env = ident.env(settings)
+    assert env["APP_DB"] == "postgresql://u:pw@h/d" and env["APP_API"] == "http://api"
+    assert env["BATCHDRAIN_ATTEMPT"] == "2" and env["PYTHONUTF8"] == "1"
+    header = identity_header(ident, {"node": "n1"})
+    assert "pw" not in header and "DATABASE_URL: postgresql://u:***@h/d" in header
+    assert "[batchdrain] node: n1" in header
+
+
+def test_safe_names_are_distinct_and_filesystem_safe():
+    names = {safe_name(v) for v in ("a/b", "a_b", "a b", "a%2Fb", "☃", "..", "x" * 255)}
+    assert len(names) == 7
+    assert all("/" not in n and len(n) < 100 and not n.startswith(".") for n in names)
+    assert log_key("s", "run", "ph", 3, "stdout") == "s/run__ph.attempt-3.stdout.log"
+    assert log_key("s", "run", "ph", 3, "combined") == "s/run__ph.attempt-3.log"
+
+
+def test_file_sink_streams_resumes_and_hashes(tmp_path):
+    sink = FileLogSink(tmp_path)
+    writer = sink.open("s/a.log", stream="stdout")
+    writer.write(b"hello \xff\xfe")
+    writer.write(b"")
+    first = writer.close()
+    resumed = sink.open("s/a.log", stream="stdout", resume=True)
+    resumed.write(b"world\n")
+    pointer = resumed.close()
+    data = b"hello \xff\xfeworld\n"
+    assert (tmp_path / "s/a.log").read_bytes() == data
+    assert pointer.size_bytes == len(data) and pointer.sha256 == hashlib.sha256(data).hexdigest()
+    assert first.size_bytes == 8
+    assert b"".join(sink.read(pointer.url)) == data
+
+
+def test_fsspec_sink_uploads_on_close():
+    sink = open_log_sink("memory://bd-test/logs")
+    writer = sink.open("s/x.log", stream="stderr")
+    writer.write(b"abc")
+    pointer = writer.close()
+    assert pointer.url == "memory://bd-test/logs/s/x.log"
+    assert b"".join(sink.read(pointer.url)) == b"abc"
+    sink.put("s/report.json", b"{}")
+    assert b"".join(sink.read(sink.url_for("s/report.json"))) == b"{}"
