@@ -16,8 +16,8 @@ import os
 import signal
 import sys
 import types
-from enum import StrEnum
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -173,7 +173,7 @@ def open_db(settings: Settings, *, migrate: bool = True) -> Database:
 # -- commands -------------------------------------------------------------------------
 @app.command()
 @with_settings(STORE_FIELDS)
-def enqueue(
+def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
     settings: Settings,
     command: Annotated[list[str], typer.Argument(help="Command and arguments (after --).")],
     run_id: Annotated[str, typer.Option("--run-id", help="Run the phase belongs to.")],
@@ -394,7 +394,7 @@ class ProgressObserver:
 def kube_config_present(settings: Settings) -> bool:
     if settings.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"):
         return True
-    paths = os.environ.get("KUBECONFIG", "").split(os.pathsep) + [str(Path("~/.kube/config").expanduser())]
+    paths = [*os.environ.get("KUBECONFIG", "").split(os.pathsep), str(Path("~/.kube/config").expanduser())]
     return any(p and Path(p).is_file() for p in paths)
 
 
@@ -409,7 +409,7 @@ def build_executor(settings: Settings, metrics: Metrics) -> tuple[Executor, str]
     from batchdrain.executors.kubernetes import KubernetesExecutor
     from batchdrain.kube import connect
 
-    api = connect(settings, on_retry=metrics.api_retries.inc)
+    api = connect(settings, on_retry=lambda _call, _error: metrics.api_retries.inc())
     return KubernetesExecutor(api, settings), f"executor: kubernetes ({why})"
 
 
@@ -417,7 +417,9 @@ def build_executor(settings: Settings, metrics: Metrics) -> tuple[Executor, str]
 @with_settings()
 def drain(
     settings: Settings,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and every skip reason; run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and every skip reason; run nothing.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Run one drain session: select phases safely, run each, record every attempt."""
@@ -485,9 +487,11 @@ def _print_plan(plan: Plan) -> None:
     out.print(table)
     skipped = [s for s in plan.skipped if s.reason != "complete"]
     complete = len(plan.skipped) - len(skipped)
-    table = Table("run", "phase", "state", "reason", title=f"Skipped {len(skipped)} phase(s) ({complete} complete not shown)")
-    for item in skipped:
-        table.add_row(escape(item.phase.run_id), escape(item.phase.phase_id), item.phase.state.value, escape(item.reason))
+    title = f"Skipped {len(skipped)} phase(s) ({complete} complete not shown)"
+    table = Table("run", "phase", "state", "reason", title=title)
+    for skip in skipped:
+        table.add_row(escape(skip.phase.run_id), escape(skip.phase.phase_id), skip.phase.state.value,
+                      escape(skip.reason))
     out.print(table)
 
 

@@ -127,10 +127,11 @@ class PhaseSpec:
     def render_command(self, values: dict[str, str]) -> list[str]:
         """Substitute only the documented placeholders; other braces are left alone."""
         rendered = []
-        for item in self.command:
+        for template in self.command:
+            text = template
             for key, value in values.items():
-                item = item.replace("{" + key + "}", value)
-            rendered.append(item)
+                text = text.replace("{" + key + "}", value)
+            rendered.append(text)
         return rendered
 
 

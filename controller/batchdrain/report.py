@@ -64,7 +64,7 @@ def failure_clusters(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         line = attempt.get("first_error_line") or ""
         groups[(str(cls), normalise_error_line(line))].append(attempt)
-    clusters = []
+    clusters: list[dict[str, Any]] = []
     for (cls, signature), members in groups.items():
         clusters.append({
             "failure_class": cls,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import psycopg
-import pytest
 import yaml
 
 from batchdrain.domain import FailureClass, PhaseState
-from tests.integration.helpers import attempts, cli, phases
+from tests.integration.helpers import attempts, cli, controller_process, phases
 
 SECRET = "hunter2-very-secret"
 
@@ -30,7 +30,8 @@ def write_backlog(path: Path, rows: list[dict]) -> Path:
 ENV_PROBE = ("import hashlib, os, sys; "
              "print('db-sha', hashlib.sha256(os.environ['DATABASE_URL'].encode()).hexdigest()); "
              "print('ids', os.environ['BATCHDRAIN_RUN_ID'], os.environ['BATCHDRAIN_PHASE_ID'], "
-             "os.environ['BATCHDRAIN_SESSION_ID'], os.environ['BATCHDRAIN_ATTEMPT'], os.environ['BATCHDRAIN_API_URL']); "
+             "os.environ['BATCHDRAIN_SESSION_ID'], os.environ['BATCHDRAIN_ATTEMPT'], "
+             "os.environ['BATCHDRAIN_API_URL']); "
              "sys.exit(int(sys.argv[1]))")
 
 MIXED = [
@@ -124,7 +125,7 @@ def _dump_database(url: str) -> str:
     chunks = []
     with psycopg.connect(url) as conn:
         for table in ("runs", "phases", "drain_sessions", "attempts"):
-            for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed table names
+            for row in conn.execute(f"SELECT * FROM {table}"):
                 chunks.append(repr(row))
     return "\n".join(chunks)
 
@@ -177,8 +178,13 @@ def test_huge_and_binary_output_is_stored_byte_exact(workdir, capsys, tmp_path):
            "print(h.hexdigest(), file=sys.stderr)\n")
     assert cli(capsys, "enqueue", "--run-id", "big", "--phase-id", "p", "--database-url", url, "--",
                "python3", "-c", gen)[0] == 0
-    assert cli(capsys, "drain", "--database-url", url, "--quiet", "--executor", "local")[0] == 0
-    (row,) = attempts(url)
+    big_rss = _controller_peak_rss_kib(tmp_path, url)
+    assert cli(capsys, "enqueue", "--run-id", "small", "--phase-id", "p", "--database-url", url, "--",
+               "python3", "-c", "print('tiny')")[0] == 0
+    small_rss = _controller_peak_rss_kib(tmp_path, url)
+    # memory stays flat: streaming 50 MB costs the controller far less than 50 MB
+    assert big_rss - small_rss < 20 * 1024, (big_rss, small_rss)
+    (row, _) = attempts(url)
     assert row["failure_class"] == FailureClass.SUCCEEDED
     stdout = next(p for p in row["logs"] if p["stream"] == "stdout")
     stderr = next(p for p in row["logs"] if p["stream"] == "stderr")
@@ -190,6 +196,18 @@ def test_huge_and_binary_output_is_stored_byte_exact(workdir, capsys, tmp_path):
     assert len(data) - header_end == 800 * 65536
     assert hashlib.sha256(data[header_end:]).hexdigest() == expected_payload_sha
     assert stdout["size_bytes"] == len(data)
+
+
+def _controller_peak_rss_kib(cwd: Path, url: str) -> int:
+    """Peak RSS of one controller process (its phase is a separate, reaped child)."""
+    proc = controller_process("drain", "--database-url", url, "--quiet", "--executor", "local", cwd=cwd)
+    assert proc.stdout is not None and proc.stderr is not None
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == 0
+    return int(usage.ru_maxrss)
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, capsys, postgres_url):

@@ -14,6 +14,7 @@ and an attempt row always exists before anything is launched.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -355,12 +356,12 @@ class Database:
                 ))
             return session_id
 
-        candidate = base
-        for _ in range(5):
+        candidates = [base] + [f"{base}-{secrets.token_hex(2)}" for _ in range(4)]
+        for candidate in candidates:
             try:
-                return self._retrying(lambda: run(candidate))
+                return self._retrying(functools.partial(run, candidate))
             except IntegrityError:
-                candidate = f"{base}-{secrets.token_hex(2)}"
+                continue
         raise DatabaseUnavailable("could not allocate a unique session id")
 
     def set_session_identity(self, session_id: str, identity: dict[str, Any]) -> None:

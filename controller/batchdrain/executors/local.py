@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchdrain.classify import classify_process_exit, first_error_line
-from batchdrain.domain import AttemptResult, FailureClass, LogMode, LogPointer, utcnow
+from batchdrain.domain import AttemptResult, FailureClass, LogMode, utcnow
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
 from batchdrain.identity import identity_header
 from batchdrain.logstore import CHUNK, LogSink, LogWriter, log_key
@@ -67,10 +67,7 @@ class _Pump(threading.Thread):
             self._detached = True
 
     def text(self) -> str:
-        if self.total <= TAIL_BYTES:
-            data = bytes(self.tail)
-        else:
-            data = bytes(self.head) + b"\n" + bytes(self.tail)
+        data = bytes(self.tail) if self.total <= TAIL_BYTES else bytes(self.head) + b"\n" + bytes(self.tail)
         return data.decode("utf-8", errors="replace")
 
 

@@ -1,0 +1,64 @@
+# batchdrain: the commands a newcomer needs. `make demo` and `make test` are the two
+# in the README; `make check` is exactly what CI runs before the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= .demo
+
+.PHONY: venv demo test test-fast test-e2e check lint typecheck layers clean cluster-up cluster-down images bench
+
+$(BIN)/batchdrain: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/batchdrain
+
+# A real drain of a sample backlog: SQLite + the local executor, no cluster needed.
+demo: venv
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	cd $(DEMO_DIR) && ../$(BIN)/batchdrain import ../examples/sample-backlog.yaml
+	cd $(DEMO_DIR) && ../$(BIN)/batchdrain drain --executor local --parallelism 3
+	cd $(DEMO_DIR) && ../$(BIN)/batchdrain runs
+	cd $(DEMO_DIR) && ../$(BIN)/batchdrain report "$$(ls .batchdrain/logs | tail -n 1)"
+
+# The whole suite: unit, integration (real SQLite + real Postgres), e2e on a real cluster
+# built from source (hack/cluster). Needs root on Debian 12; installs what it needs.
+test:
+	bash hack/test-all.sh
+
+# Unit + integration only (no cluster): for quick local iterations.
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit tests/integration -q
+
+# E2E against whatever cluster KUBECONFIG points at (kind works too).
+test-e2e: venv
+	$(BIN)/python -m pytest tests/e2e -v
+
+check: venv lint typecheck layers
+
+lint:
+	$(BIN)/ruff check controller tests benchmarks
+
+typecheck:
+	$(BIN)/mypy
+
+layers:
+	$(BIN)/lint-imports
+
+cluster-up:
+	bash hack/cluster/build.sh && bash hack/cluster/up.sh
+
+cluster-down:
+	bash hack/cluster/down.sh
+
+images:
+	bash hack/images.sh
+
+bench: venv
+	$(BIN)/python benchmarks/kube_executor_overhead.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .batchdrain batchdrain.db* .pytest_cache .mypy_cache .ruff_cache

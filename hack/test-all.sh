@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README and CI run it: unit, integration (real SQLite
+# files + a real Postgres the harness starts), e2e on a real single-node cluster built
+# from source and torn down afterwards. When KUBECONFIG is already set (kind, or a
+# cluster you started), that cluster is used and left running.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ $EUID -eq 0 ]] || { echo "make test needs root (it runs a cluster on this machine)"; exit 2; }
+bash hack/deps.sh
+make --no-print-directory venv
+own_cluster=0
+if [[ -z "${KUBECONFIG:-}" ]]; then
+  own_cluster=1
+  t0=$SECONDS
+  bash hack/cluster/build.sh
+  echo "[test] build step: $(( SECONDS - t0 ))s"
+  t0=$SECONDS
+  bash hack/images.sh
+  echo "[test] images step: $(( SECONDS - t0 ))s"
+  t0=$SECONDS
+  bash hack/cluster/up.sh
+  echo "[test] cluster up: $(( SECONDS - t0 ))s"
+  export KUBECONFIG=/var/lib/batchdrain-cluster/admin.kubeconfig
+  export PATH="$(bash hack/cluster/up.sh --print-bin-dir 2>/dev/null || true):$PATH"
+fi
+status=0
+.venv/bin/python -m pytest tests -v -ra --junitxml=.batchdrain-test-report.xml || status=$?
+if ((status != 0)) && ((own_cluster)); then
+  bash hack/cluster/logs.sh || true
+fi
+if ((own_cluster)); then
+  bash hack/cluster/down.sh || true
+fi
+exit $status

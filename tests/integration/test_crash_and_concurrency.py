@@ -1,0 +1,140 @@
+"""SIGTERM, SIGKILL and several controllers on one database, with real processes.
+
+SPEC section 7 and criteria 6-7 for the local executor: an interrupted attempt is
+recorded as ``controller_interrupted``; after a SIGKILL the next session adopts the
+dead session's attempts and finishes their records; several controllers never claim
+one phase twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from batchdrain.db import Database
+from batchdrain.domain import PhaseState
+from tests.integration.helpers import attempts, cli, controller_process, phases
+
+DEADLINE = 60
+
+
+def wait_for(predicate, what: str, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_sigterm_stops_selecting_and_records_interrupted(database_url, workdir, capsys):
+    common = ["--database-url", database_url]
+    marker = workdir / "started"
+    slow = ["python3", "-c", f"import time, pathlib; pathlib.Path('{marker}').touch(); "
+                             "print('working', flush=True); time.sleep(60)"]
+    assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "slow", *common, "--", *slow)[0] == 0
+    for i in range(3):
+        assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", f"later-{i}", *common, "--", "true")[0] == 0
+    proc = controller_process("drain", *common, "--parallelism", "1", "--term-grace-seconds", "1",
+                              "--executor", "local", "--quiet", cwd=workdir)
+    try:
+        wait_for(marker.exists, "the slow phase to start")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    (row,) = attempts(database_url)  # the later phases were never started
+    assert row["phase_id"] == "slow" and row["failure_class"] == "controller_interrupted"
+    assert "SIGTERM" in row["message"] and row["logs"]
+    stdout = next(p for p in row["logs"] if p["stream"] == "stdout")
+    assert b"working" in Path(stdout["url"]).read_bytes()
+    pid = row["raw_status"]["pid"]
+    assert not process_alive(pid)
+    state = phases(database_url)
+    assert state[("r", "slow")].state is PhaseState.FAILED  # retryable, not stuck EXECUTING
+    assert all(state[("r", f"later-{i}")].state is PhaseState.QUEUED for i in range(3))
+    db = Database(database_url)
+    try:
+        assert db.sessions()[0]["status"] == "interrupted"
+    finally:
+        db.dispose()
+
+
+def test_sigkill_then_restart_adopts_and_loses_nothing(database_url, workdir, capsys):
+    common = ["--database-url", database_url]
+    started = workdir / "started"
+    started.mkdir()
+    for i in range(6):
+        cmd = ["python3", "-c", f"import time, pathlib; pathlib.Path('{started}/{i}').touch(); "
+                                "print('step 1', flush=True); time.sleep(6); print('step 2')"]
+        assert cli(capsys, "enqueue", "--run-id", "crash", "--phase-id", f"p{i}", *common, "--", *cmd)[0] == 0
+    proc = controller_process("drain", *common, "--parallelism", "2", "--lease-seconds", "3",
+                              "--executor", "local", "--quiet", cwd=workdir)
+    try:
+        wait_for(lambda: len(list(started.iterdir())) >= 2, "two phases to start")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=DEADLINE)
+    finally:
+        proc.kill()
+    running = [a for a in attempts(database_url) if a["status"] == "running"]
+    assert len(running) == 2
+    orphan_pids = [a["raw_status"]["pid"] for a in running]
+
+    time.sleep(3.5)  # lease (3s) of the dead session expires; its phases are still running
+    assert all(process_alive(pid) for pid in orphan_pids)
+    code, _out, err = cli(capsys, "drain", *common, "--parallelism", "2", "--lease-seconds", "3",
+                         "--executor", "local", "--quiet")
+    assert code == 0, err
+    rows = attempts(database_url)
+    assert all(r["status"] == "finished" for r in rows), "an attempt was left unrecorded"
+    assert all(not process_alive(pid) for pid in orphan_pids)
+    adopted = [r for r in rows if r["attempt"] == 1 and r["failure_class"] == "controller_interrupted"]
+    assert {r["phase_id"] for r in adopted} == {a["phase_id"] for a in running}
+    assert all("died before this attempt finished" in r["message"] for r in adopted)
+    # no attempt number used twice, nothing lost: every phase ends COMPLETE or retryable
+    assert len({(r["phase_id"], r["attempt"]) for r in rows}) == len(rows)
+    state = phases(database_url)
+    assert all(p.state in (PhaseState.COMPLETE, PhaseState.FAILED) for p in state.values())
+    assert sum(p.state is PhaseState.COMPLETE for p in state.values()) == 4
+    # and one more session retries the interrupted ones to completion
+    assert cli(capsys, "drain", *common, "--executor", "local", "--quiet")[0] == 0
+    assert all(p.state is PhaseState.COMPLETE for p in phases(database_url).values())
+
+
+@pytest.mark.parametrize("controllers", [3])
+def test_several_controllers_never_claim_a_phase_twice(database_url, workdir, capsys, controllers):
+    common = ["--database-url", database_url]
+    rows = "\n".join(
+        f"- {{run_id: run-{i % 4}, phase_id: p{i:03d}, command: [python3, -c, 'import time; time.sleep(0.2)']}}"
+        for i in range(60))
+    (workdir / "backlog.yaml").write_text(rows + "\n")
+    assert cli(capsys, "import", str(workdir / "backlog.yaml"), *common)[0] == 0
+    procs = [controller_process("drain", *common, "--parallelism", "4", "--executor", "local", "--quiet",
+                                cwd=workdir) for _ in range(controllers)]
+    try:
+        results = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err.decode()
+    done = attempts(database_url)
+    per_phase = Counter(a["phase_id"] for a in done)
+    assert len(per_phase) == 60 and set(per_phase.values()) == {1}, per_phase.most_common(3)
+    assert len({a["session_id"] for a in done}) >= 2, "only one controller did any work"
+    assert all(p.state is PhaseState.COMPLETE for p in phases(database_url).values())
