@@ -44,8 +44,10 @@ from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.executors.base import Executor, StopSignal
 from batchdrain.executors.local import LocalExecutor
 from batchdrain.identity import mask_secrets
+from batchdrain.kube import KubeApi, KubeError
 from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
+from batchdrain.preflight import Check, PreflightFailed, as_record, check_api_url, check_cluster, check_database
 from batchdrain.report import render_markdown
 from batchdrain.selection import Plan
 from batchdrain.settings import Settings
@@ -398,19 +400,29 @@ def kube_config_present(settings: Settings) -> bool:
     return any(p and Path(p).is_file() for p in paths)
 
 
-def build_executor(settings: Settings, metrics: Metrics) -> tuple[Executor, str]:
-    choice = settings.executor
-    why = "--executor"
-    if choice == "auto":
-        choice = "kubernetes" if kube_config_present(settings) else "local"
-        why = "a kubeconfig or in-cluster config was found" if choice == "kubernetes" else "no kubeconfig found"
-    if choice == "local":
-        return LocalExecutor(), f"executor: local ({why})"
-    from batchdrain.executors.kubernetes import KubernetesExecutor
+def choose_executor(settings: Settings) -> tuple[str, str]:
+    """(executor name, why) for the settings: ``auto`` means kubernetes when a config exists."""
+    if settings.executor != "auto":
+        return settings.executor, "--executor"
+    if kube_config_present(settings):
+        return "kubernetes", "a kubeconfig or in-cluster config was found"
+    return "local", "no kubeconfig found"
+
+
+def connect_cluster(settings: Settings, metrics: Metrics) -> KubeApi:
     from batchdrain.kube import connect
 
-    api = connect(settings, on_retry=lambda _call, _error: metrics.api_retries.inc())
-    return KubernetesExecutor(api, settings), f"executor: kubernetes ({why})"
+    try:
+        return connect(settings, on_retry=lambda _call, _error: metrics.api_retries.inc())
+    except KubeError as exc:
+        raise BadInput(f"cannot use the cluster: {exc}") from exc
+
+
+def run_preflight(settings: Settings, db: Database, api: KubeApi | None) -> list[Check]:
+    checks = check_database(db) + check_api_url(settings)
+    if api is not None:
+        checks += check_cluster(api)
+    return checks
 
 
 @app.command()
@@ -430,10 +442,21 @@ def drain(
         _print_plan(the_plan)
         return
     metrics = Metrics(registry=None)
+    name, why = choose_executor(settings)
+    err.print(f"executor: {name} ({why})")
+    api = connect_cluster(settings, metrics) if name == "kubernetes" else None
+    checks = run_preflight(settings, db, api)
+    if not all(c.ok for c in checks):
+        raise PreflightFailed(checks)
+    executor: Executor
+    if api is not None:
+        from batchdrain.executors.kubernetes import KubernetesExecutor
+
+        executor = KubernetesExecutor(api, settings)
+    else:
+        executor = LocalExecutor()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
-    executor, chosen = build_executor(settings, metrics)
-    err.print(chosen)
     stop = StopSignal()
 
     def on_term(signum: int, _frame: object) -> None:
@@ -445,7 +468,7 @@ def drain(
     sink = open_log_sink(settings.log_store)
     try:
         outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
-                               quiet=quiet)
+                               quiet=quiet, preflight=as_record(checks))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -457,11 +480,12 @@ def drain(
 
 
 def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: Executor, stop: StopSignal,
-                 metrics: Metrics, quiet: bool) -> SessionOutcome:
+                 metrics: Metrics, quiet: bool, preflight: list[dict[str, Any]]) -> SessionOutcome:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err, disable=quiet) as progress:
         session = DrainSession(db=db, sink=sink, executor=executor, settings=settings,
-                               observer=ProgressObserver(progress), stop=stop, metrics=metrics)
+                               observer=ProgressObserver(progress), stop=stop, metrics=metrics,
+                               preflight={"checks": preflight})
         return session.run()
 
 
@@ -496,6 +520,22 @@ def _print_plan(plan: Plan) -> None:
 
 
 @app.command()
+@with_settings()
+def doctor(settings: Settings) -> None:
+    """Check the database, the API URL and (for the kubernetes executor) cluster access and RBAC."""
+    db = open_db(settings, migrate=False)
+    name, why = choose_executor(settings)
+    api = connect_cluster(settings, Metrics(registry=None)) if name == "kubernetes" else None
+    checks = run_preflight(settings, db, api)
+    table = Table("check", "ok", "detail", title=f"Preflight (executor {name}: {why})")
+    for check in checks:
+        table.add_row(check.name, "[green]yes[/]" if check.ok else "[red]NO[/]", escape(check.detail))
+    out.print(table)
+    if not all(c.ok for c in checks):
+        raise PreflightFailed(checks)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)
@@ -518,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             err.print(f"batchdrain: {exc}")
         return int(getattr(exc, "exit_code", 2))
-    except (BadInput, DatabaseUnavailable) as exc:
+    except (BadInput, DatabaseUnavailable, PreflightFailed) as exc:
         err.print(f"[red]batchdrain: error:[/] {escape(mask_secrets(str(exc), []))}", soft_wrap=True)
         return 2
     except Exception as exc:

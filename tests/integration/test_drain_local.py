@@ -46,14 +46,14 @@ MIXED = [
 ]
 
 
-def test_mixed_drain_records_every_attempt(database_url, workdir, capsys):
+def test_mixed_drain_records_every_attempt(database_url, workdir, capsys, api_url):
     phase_db = f"postgresql://app:{SECRET}@db.example:5432/app"
     backlog = write_backlog(workdir / "backlog.yaml", MIXED)
     common = ["--database-url", database_url]
     code, _, err = cli(capsys, "import", str(backlog), *common)
     assert code == 0, err
     code, out, err = cli(capsys, "drain", *common, "--parallelism", "3", "--phase-database-url", phase_db,
-                         "--api-url", "http://api.internal:8000", "--quiet", "--executor", "local")
+                         "--api-url", api_url, "--quiet", "--executor", "local")
     assert code == 0, err
     rows = attempts(database_url)
     assert len(rows) == len(MIXED)
@@ -90,7 +90,7 @@ def test_mixed_drain_records_every_attempt(database_url, workdir, capsys):
         row = by_phase[pid]
         stdout = Path(next(p["url"] for p in row["logs"] if p["stream"] == "stdout")).read_text("utf-8")
         assert f"db-sha {expected_sha}" in stdout
-        assert f"ids {row['run_id']} {pid} {session_id} {row['attempt']} http://api.internal:8000" in stdout
+        assert f"ids {row['run_id']} {pid} {session_id} {row['attempt']} {api_url}" in stdout
 
     # the report: before/after counts, identity proof, no password anywhere
     code, report_json, _ = cli(capsys, "report", session_id, "--format", "json", *common)
@@ -246,6 +246,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, capsys, postgr
     assert code == 2 and "row 2" in err
     assert set(phases(url)) == {("r", "p")}  # nothing of the bad files was imported
 
+    code, _, err = cli(capsys, "drain", "--database-url", url, "--api-url", "http://127.0.0.1:9", "--quiet")
+    assert code == 2 and "api url: http://127.0.0.1:9/health unreachable" in err
+    assert attempts(url) == []  # preflight failed: no session, nothing ran
     code, _, err = cli(capsys, "drain", "--database-url", url, "--parallelism", "0")
     assert code == 2 and "parallelism" in err
     code, _, err = cli(capsys, "report", "batch-drain-nope", "--database-url", url)
