@@ -49,6 +49,7 @@ from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
 from batchdrain.preflight import Check, PreflightFailed, as_record, check_api_url, check_cluster, check_database
 from batchdrain.report import render_markdown
+from batchdrain.report_html import render_html
 from batchdrain.selection import Plan
 from batchdrain.settings import Settings
 
@@ -68,6 +69,7 @@ err = Console(stderr=True)
 class ReportFormat(StrEnum):
     JSON = "json"
     MD = "md"
+    HTML = "html"
 
 
 class LogStream(StrEnum):
@@ -321,15 +323,23 @@ def report(
     settings: Settings,
     session_id: Annotated[str, typer.Argument()],
     format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.MD,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
 ) -> None:
-    """Print a session's report (json or markdown)."""
+    """Print a session's report (json, md or a self-contained html file)."""
     session = open_db(settings).session(session_id)
     if session["report"] is None:
         raise BadInput(f"session {session_id} has no report (status {session['status']})")
     if format is ReportFormat.JSON:
-        sys.stdout.write(json.dumps(session["report"], indent=2, default=str) + "\n")
+        text = json.dumps(session["report"], indent=2, default=str) + "\n"
+    elif format is ReportFormat.HTML:
+        text = render_html(session["report"])
     else:
-        sys.stdout.write(render_markdown(session["report"]))
+        text = render_markdown(session["report"])
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
 
 
 @app.command()

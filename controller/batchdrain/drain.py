@@ -41,6 +41,7 @@ from batchdrain.identity import Identity, mask_url
 from batchdrain.logstore import LogSink, safe_name
 from batchdrain.metrics import Metrics
 from batchdrain.report import REPORT_SCHEMA, build_report, identity_matches, render_markdown
+from batchdrain.report_html import render_html
 from batchdrain.selection import Plan, SelectionOptions, check_run_filter, plan
 from batchdrain.settings import Settings
 
@@ -360,10 +361,11 @@ class DrainSession:
 
     def _store_report(self, report: dict[str, Any]) -> None:
         keys = {fmt: f"{safe_name(self.session_id)}/session.{ext}"
-                for fmt, ext in (("json", "json"), ("markdown", "md"))}
+                for fmt, ext in (("json", "json"), ("markdown", "md"), ("html", "html"))}
         report["pointers"] = {fmt: self.sink.url_for(key) for fmt, key in keys.items()}
         self.sink.put(keys["json"], json.dumps(report, indent=2, default=str).encode())
         self.sink.put(keys["markdown"], render_markdown(report).encode())
+        self.sink.put(keys["html"], render_html(report).encode())
 
 
 __all__ = ["REPORT_SCHEMA", "DrainObserver", "DrainSession", "SessionOutcome", "make_plan"]
