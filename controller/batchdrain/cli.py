@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 import types
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -25,6 +26,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -39,13 +41,13 @@ from rich.table import Table
 
 from batchdrain import __version__
 from batchdrain.db import Database, DatabaseUnavailable, NewPhase
-from batchdrain.domain import AttemptResult, BadInput, Phase, PhaseSpec
+from batchdrain.domain import AttemptResult, BadInput, Phase, PhaseSpec, utcnow
 from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.executors.base import Executor, StopSignal
 from batchdrain.executors.local import LocalExecutor
 from batchdrain.identity import mask_secrets
 from batchdrain.kube import KubeApi, KubeError
-from batchdrain.logstore import LogSink, open_log_sink
+from batchdrain.logstore import LogSink, log_key, open_log_sink
 from batchdrain.metrics import Metrics
 from batchdrain.preflight import Check, PreflightFailed, as_record, check_api_url, check_cluster, check_database
 from batchdrain.report import render_markdown
@@ -301,6 +303,62 @@ def sessions_show(settings: Settings, session_id: Annotated[str, typer.Argument(
     if session["error"]:
         out.print(f"[red]error:[/] {escape(session['error'])}")
     out.print(_attempts_table(db.attempts(session_id=session_id)))
+
+
+@sessions_app.command("watch")
+@with_settings(STORE_FIELDS)
+def sessions_watch(
+    settings: Settings,
+    session_id: Annotated[str | None, typer.Argument(help="Default: the latest session.")] = None,
+    interval: Annotated[float, typer.Option(help="Refresh every N seconds.")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Stop watching after N seconds.")] = 3600.0,
+) -> None:
+    """Live view of a session (run by any process): counts, running attempts, last log line."""
+    db = open_db(settings)
+    if session_id is None:
+        latest = db.sessions(1)
+        if not latest:
+            raise BadInput("no sessions yet")
+        session_id = latest[0]["session_id"]
+    sink = open_log_sink(settings.log_store)
+    deadline = time.monotonic() + timeout
+    with Live(console=out, refresh_per_second=4) as live:
+        while True:
+            session = db.session(session_id)
+            live.update(_watch_view(session, db.attempts(session_id=session_id), sink))
+            if session["status"] != "running" or time.monotonic() >= deadline:
+                break
+            time.sleep(interval)
+
+
+def _last_line(sink: LogSink, attempt: dict[str, Any]) -> str:
+    for stream in ("stdout", "combined"):
+        key = log_key(attempt["identity"].get("session_id", attempt["session_id"]), attempt["run_id"],
+                      attempt["phase_id"], attempt["attempt"], stream)
+        path = Path(sink.url_for(key))
+        if path.is_file():
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - 4096))
+                lines = handle.read().decode("utf-8", errors="replace").strip().splitlines()
+            return lines[-1][:100] if lines else ""
+    return ""
+
+
+def _watch_view(session: dict[str, Any], attempts: list[dict[str, Any]], sink: LogSink) -> Table:
+    running = [a for a in attempts if a["status"] == "running"]
+    ok = sum(a["failure_class"] == "succeeded" for a in attempts)
+    failed = sum(a["status"] == "finished" and a["failure_class"] != "succeeded" for a in attempts)
+    title = (f"{session['session_id']} [{session['status']}]: [yellow]{len(running)} running[/] "
+             f"[green]{ok} succeeded[/] [red]{failed} failed[/]")
+    table = Table("run", "phase", "#", "job/pod", "node", "elapsed", "last log line", title=title)
+    now = utcnow()
+    for a in running:
+        started = a["started_at"] or a["created_at"]
+        pod = (a["pod_names"] or [a["job_name"] or ""])[-1]
+        table.add_row(escape(a["run_id"]), escape(a["phase_id"]), str(a["attempt"]), escape(pod or ""),
+                      escape(a["node"] or ""), f"{(now - started).total_seconds():.0f}s",
+                      escape(_last_line(sink, a)))
+    return table
 
 
 def _attempts_table(attempts: list[dict[str, Any]]) -> Table:
