@@ -1,0 +1,219 @@
+"""Drains on a real cluster: records, logs, classes, cleanup, crash adoption (issues 3 and 4)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from batchdrain.db import Database
+from batchdrain.jobspec import label_value
+from tests.e2e.conftest import Drainer, wait_for
+
+
+def py(code: str) -> list[str]:
+    return ["python3", "-c", code]
+
+
+def all_attempts(drainer: Drainer) -> list[dict]:
+    db = Database(drainer.db_url)
+    try:
+        return db.attempts()
+    finally:
+        db.dispose()
+
+
+def payload(pointer: dict) -> bytes:
+    """The phase's own bytes: the log minus the controller's identity header."""
+    data = Path(pointer["url"]).read_bytes()
+    marker = b"[batchdrain] ================================\n"
+    assert data.startswith(b"[batchdrain] ===== ENVIRONMENT IDENTITY =====\n"), data[:200]
+    return data[data.index(marker) + len(marker):]
+
+
+def test_mixed_drain_20_phases_parallelism_5(drainer: Drainer):
+    rows = []
+    for i in range(20):
+        code = 3 if i % 4 == 3 else 0
+        rows.append({"run_id": "mixed", "phase_id": f"phase-{i:02d}", "command": py(
+            "import os, sys, time; "
+            f"print('out-marker {i}', os.environ['BATCHDRAIN_PHASE_ID'], os.environ['BATCHDRAIN_ATTEMPT']); "
+            f"print('err-marker {i}', file=sys.stderr); time.sleep(1); "
+            + (f"print('RuntimeError: phase {i} failed', file=sys.stderr); " if code else "")
+            + f"sys.exit({code})")})
+    drainer.import_rows(rows)
+    done = drainer.drain("--parallelism", "5")
+    assert done.returncode == 0, done.stderr
+    attempts = all_attempts(drainer)
+    assert len(attempts) == 20
+    session_id = attempts[0]["session_id"]
+    for attempt in attempts:
+        i = int(attempt["phase_id"].split("-")[1])
+        expected = 3 if i % 4 == 3 else 0
+        assert attempt["exit_code"] == expected, attempt
+        assert attempt["failure_class"] == ("exit_code" if expected else "succeeded")
+        assert attempt["container_seconds"] is not None and attempt["container_seconds"] >= 0.9
+        assert attempt["total_seconds"] is not None and attempt["total_seconds"] >= attempt["container_seconds"]
+        assert attempt["job_name"] and attempt["pod_names"] and attempt["node"] and attempt["pod_uid"]
+        assert attempt["image_digest"] and "sha256:" in attempt["image_digest"], attempt["image_digest"]
+        assert attempt["log_mode"] == "split"
+        logs = {p["stream"]: p for p in attempt["logs"]}
+        assert set(logs) == {"stdout", "stderr"}
+        header = Path(logs["stdout"]["url"]).read_text("utf-8", errors="replace")
+        assert f"[batchdrain] session: {session_id}" in header
+        assert attempt["image_digest"] in header and f"[batchdrain] pod: {attempt['pod_names'][-1]}" in header
+        assert f"out-marker {i} {attempt['phase_id']} 1".encode() in payload(logs["stdout"])
+        assert b"out-marker" not in payload(logs["stderr"])
+        assert f"err-marker {i}".encode() in payload(logs["stderr"])
+        if expected:
+            assert attempt["first_error_line"] == f"RuntimeError: phase {i} failed"
+    assert drainer.session_objects(session_id) == []
+    report = json.loads(drainer.run("report", session_id, "--format", "json",
+                                    "--database-url", drainer.db_url).stdout)
+    assert report["leaks"] == [] and report["identity_mismatches"] == []
+    assert report["instant_completes"] == []
+    assert report["runs"]["mixed"]["after"] == {"queued": 0, "executing": 0, "complete": 15, "failed": 5,
+                                                "skipped": 0}
+
+
+def _pod_of(drainer: Drainer, phase_id: str) -> client.V1Pod | None:
+    pods = drainer.cluster.core.list_namespaced_pod(
+        drainer.namespace, label_selector=f"batchdrain.io/phase={label_value(phase_id)}").items
+    running = [p for p in pods if p.status.phase == "Running"]
+    return running[0] if running else None
+
+
+def _disrupt(drainer: Drainer, errors: list[BaseException]) -> None:
+    """While the drain runs: delete one phase's pod, evict another's (Eviction API)."""
+    try:
+        pod = wait_for(lambda: _pod_of(drainer, "deleted-mid-run"), "pod of deleted-mid-run", timeout=180)
+        drainer.cluster.core.delete_namespaced_pod(pod.metadata.name, drainer.namespace)
+        pod = wait_for(lambda: _pod_of(drainer, "evicted-mid-run"), "pod of evicted-mid-run", timeout=180)
+        drainer.cluster.core.create_namespaced_pod_eviction(
+            pod.metadata.name, drainer.namespace,
+            client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name,
+                                                           namespace=drainer.namespace)))
+    except (ApiException, AssertionError) as err:
+        errors.append(err)
+
+
+def test_every_failure_class_a_cluster_produces(drainer: Drainer):
+    slow = py("import time; print('ready', flush=True); time.sleep(90)")
+    drainer.import_rows([
+        {"run_id": "classes", "phase_id": "exit-code", "command": py("import sys; sys.exit(7)")},
+        {"run_id": "classes", "phase_id": "oom", "memory": "48Mi",
+         "command": py("import time; print('allocating', flush=True); time.sleep(1); "
+                       "blocks = [bytearray(64 * 1024 * 1024) for _ in range(16)]; time.sleep(5)")},
+        {"run_id": "classes", "phase_id": "deadline", "timeout": 6,
+         "command": py("import time; print('sleeping', flush=True); time.sleep(120)")},
+        {"run_id": "classes", "phase_id": "image-pull", "image": "batchdrain-no-such-image:never",
+         "image_pull_policy": "Never", "command": ["true"]},
+        {"run_id": "classes", "phase_id": "unschedulable", "node_selector": {"batchdrain.io/nowhere": "true"},
+         "command": ["true"]},
+        {"run_id": "classes", "phase_id": "deleted-mid-run", "command": slow},
+        {"run_id": "classes", "phase_id": "evicted-mid-run", "command": slow},
+    ])
+    errors: list[BaseException] = []
+    disruptor = threading.Thread(target=_disrupt, args=(drainer, errors), daemon=True)
+    disruptor.start()
+    done = drainer.drain("--parallelism", "7")
+    disruptor.join(timeout=10)
+    assert not errors, errors
+    assert done.returncode == 0, done.stderr
+    by_phase = {a["phase_id"]: a for a in all_attempts(drainer)}
+    classes = {pid: a["failure_class"] for pid, a in by_phase.items()}
+    assert classes == {
+        "exit-code": "exit_code", "oom": "oom_killed", "deadline": "deadline_exceeded",
+        "image-pull": "image_pull", "unschedulable": "unschedulable",
+        "deleted-mid-run": "pod_deleted", "evicted-mid-run": "evicted",
+    }, {pid: (a["failure_class"], a["message"]) for pid, a in by_phase.items()}
+    assert by_phase["exit-code"]["exit_code"] == 7
+    assert by_phase["oom"]["exit_code"] == 137
+    for attempt in by_phase.values():
+        assert attempt["message"] and "unknown error" not in attempt["message"].lower()
+        assert attempt["exit_code"] is not None or attempt["exit_code_reason"], attempt
+        assert attempt["logs"], attempt
+    for pid in ("deleted-mid-run", "evicted-mid-run", "deadline"):
+        stdout = next(p for p in by_phase[pid]["logs"] if p["stream"] in ("stdout", "combined"))
+        assert b"ready" in payload(stdout) or b"sleeping" in payload(stdout), pid
+    assert drainer.session_objects(by_phase["oom"]["session_id"]) == []
+
+    # config_error: DATABASE_URL from a Secret that does not exist
+    drainer.import_rows([{"run_id": "config", "phase_id": "missing-secret", "command": ["true"]}])
+    done = drainer.drain("--run-id", "config", "--database-url-secret", "no-such-secret")
+    assert done.returncode == 0, done.stderr
+    (attempt,) = [a for a in all_attempts(drainer) if a["run_id"] == "config"]
+    assert attempt["failure_class"] == "config_error", attempt
+    assert "no-such-secret" in attempt["message"]
+
+
+def test_split_streams_huge_and_binary_logs_byte_exact(drainer: Drainer):
+    blocks = 50 * 16  # 50 MiB in 64 KiB blocks of deterministic, non-UTF-8 bytes with newlines
+    code = (
+        "import sys, hashlib\n"
+        "h = hashlib.sha256()\n"
+        f"for i in range({blocks}):\n"
+        "    block = (bytes((i * 7 + j) % 256 for j in range(255)) + b'\\n') * 256\n"
+        "    sys.stdout.buffer.write(block); h.update(block)\n"
+        "sys.stdout.buffer.flush()\n"
+        "sys.stderr.buffer.write(b'\\xc3\\x28 not utf-8 \\xff\\xfe\\n' + h.hexdigest().encode() + b'\\n')\n"
+    )
+    drainer.import_rows([{"run_id": "logs", "phase_id": "big", "command": py(code), "timeout": 600}])
+    done = drainer.drain()
+    assert done.returncode == 0, done.stderr
+    (attempt,) = all_attempts(drainer)
+    assert attempt["failure_class"] == "succeeded", attempt
+    assert attempt["log_mode"] == "split"
+    logs = {p["stream"]: p for p in attempt["logs"]}
+    err = payload(logs["stderr"])
+    assert err.startswith(b"\xc3\x28 not utf-8 \xff\xfe\n")
+    expected_sha = err.splitlines()[1].decode()
+    out = payload(logs["stdout"])
+    assert len(out) == blocks * 65536
+    assert hashlib.sha256(out).hexdigest() == expected_sha
+    assert logs["stdout"]["size_bytes"] == Path(logs["stdout"]["url"]).stat().st_size
+
+
+def test_controller_sigkill_then_restart_adopts_jobs(drainer: Drainer):
+    drainer.import_rows([
+        {"run_id": "crash", "phase_id": f"p{i}",
+         "command": py("import os, time; print('start', os.environ['BATCHDRAIN_ATTEMPT'], flush=True); "
+                       "time.sleep(15); print('end')")}
+        for i in range(6)])
+    proc = drainer.start_drain("--parallelism", "3", "--lease-seconds", "5")
+    try:
+        wait_for(lambda: len(drainer.cluster.batch.list_namespaced_job(
+            drainer.namespace, label_selector="app.kubernetes.io/managed-by=batchdrain").items) >= 3,
+            "three Jobs of the first controller")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    first = all_attempts(drainer)
+    killed_session = first[0]["session_id"]
+    assert [a["status"] for a in first] == ["running"] * len(first)
+    time.sleep(6)  # the dead session's lease (5s) expires
+    done = drainer.drain("--parallelism", "3", "--lease-seconds", "5")
+    assert done.returncode == 0, done.stderr
+    attempts = all_attempts(drainer)
+    assert all(a["status"] == "finished" for a in attempts)
+    per_phase: dict[str, list[dict]] = {}
+    for a in attempts:
+        per_phase.setdefault(a["phase_id"], []).append(a)
+    # adopted, not re-run: one attempt per phase, and the adopted ones finished normally
+    assert {pid: len(v) for pid, v in per_phase.items()} == {f"p{i}": 1 for i in range(6)}
+    assert all(a["failure_class"] == "succeeded" for a in attempts), [
+        (a["phase_id"], a["failure_class"], a["message"]) for a in attempts]
+    adopted = [a for a in attempts if a["session_id"] == killed_session]
+    assert len(adopted) == len(first) >= 3
+    for a in adopted:
+        stdout = next(p for p in a["logs"] if p["stream"] in ("stdout", "combined"))
+        assert b"start 1" in payload(stdout) and b"end" in payload(stdout)
+    assert drainer.session_objects(killed_session) == []
+    assert drainer.session_objects(attempts[-1]["session_id"]) == []
