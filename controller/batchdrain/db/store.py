@@ -135,6 +135,7 @@ class Database:
             raise BadInput(f"cannot use database URL {mask_url(url)!r}: {self._clean(err)}") from err
         if self.backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._retry_attempts = retry_attempts
         self._retry_max_seconds = retry_max_seconds
@@ -586,11 +587,20 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (the CLI, reports) proceed while a drain writes.
+    # WAL lets readers (the CLI, reports) proceed while a drain writes. Autocommit at the
+    # driver level so that _sqlite_begin_immediate decides how transactions begin.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # One writer at a time, decided at BEGIN: a deferred transaction that reads and then
+    # writes can fail with SQLITE_BUSY without waiting, while BEGIN IMMEDIATE waits
+    # (busy timeout) for the lock. This is what makes claims safe between controllers.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _session_dict(row: SessionRow) -> dict[str, Any]:
