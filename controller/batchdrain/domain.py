@@ -8,9 +8,22 @@ database and Kubernetes seams translate to and from one vocabulary.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+
+# What Kubernetes accepts, checked at enqueue time so a bad spec is refused at the door
+# instead of failing every attempt later.
+_IMAGE_REF = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 class BadInput(ValueError):
@@ -110,16 +123,36 @@ class PhaseSpec:
         if not isinstance(env, dict):
             raise BadInput("env must be a mapping of NAME: value")
         timeout = data.get("timeout_seconds", data.get("timeout"))
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or timeout <= 0):
             raise BadInput(f"timeout must be a positive number of seconds, got {timeout!r}")
         node_selector = data.get("node_selector") or {}
+        if not isinstance(node_selector, dict):
+            raise BadInput("node_selector must be a mapping of label: value")
+        image = data.get("image")
+        if image is not None and (not isinstance(image, str) or not _IMAGE_REF.match(image)):
+            raise BadInput(f"invalid image reference {image!r}")
+        for key in ("cpu", "memory"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, str | int) or not _QUANTITY.match(str(value))):
+                raise BadInput(f"{key} {value!r} is not a Kubernetes quantity (e.g. 500m, 256Mi)")
+        for name in env:
+            if not isinstance(name, str) or not _ENV_NAME.match(name):
+                raise BadInput(f"invalid environment variable name {name!r}")
+        policy = data.get("image_pull_policy")
+        if policy is not None and policy not in _PULL_POLICIES:
+            raise BadInput(f"image_pull_policy must be one of {', '.join(_PULL_POLICIES)}, got {policy!r}")
+        unknown = set(data) - {"command", "image", "env", "timeout_seconds", "timeout", "cpu", "memory",
+                               "image_pull_policy", "node_selector", "run_id", "phase_id"}
+        if unknown:
+            raise BadInput(f"unknown field(s) {', '.join(sorted(unknown))}")
         return cls(
             command=tuple(command),
             image=data.get("image"),
             env=tuple((str(k), str(v)) for k, v in env.items()),
             timeout_seconds=float(timeout) if timeout is not None else None,
-            cpu=data.get("cpu"),
-            memory=data.get("memory"),
+            cpu=str(data["cpu"]) if data.get("cpu") is not None else None,
+            memory=str(data["memory"]) if data.get("memory") is not None else None,
             image_pull_policy=data.get("image_pull_policy"),
             node_selector=tuple((str(k), str(v)) for k, v in node_selector.items()),
         )
