@@ -8,6 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ $EUID -eq 0 ]] || { echo "make test needs root (it runs a cluster on this machine)"; exit 2; }
 bash hack/deps.sh
 make --no-print-directory venv
+bash hack/tools/helm.sh
+export PATH="$HOME/.cache/batchdrain/tools/bin:$PATH"
 own_cluster=0
 if [[ -z "${KUBECONFIG:-}" ]]; then
   own_cluster=1
