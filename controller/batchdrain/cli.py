@@ -439,7 +439,11 @@ class ProgressObserver:
         return f"[green]{self.ok} ok[/] [red]{self.failed} failed[/] [yellow]{self.running} running[/]"
 
     def planned(self, plan: Plan) -> None:
-        self.task = self.progress.add_task(self._describe(), total=len(plan.selected))
+        if self.task is None:
+            self.task = self.progress.add_task(self._describe(), total=len(plan.selected))
+        else:  # a further page of a large backlog
+            total = self.progress.tasks[0].total or 0
+            self.progress.update(self.task, total=total + len(plan.selected))
 
     def attempt_started(self, phase: Phase, attempt: int) -> None:
         self.running += 1
@@ -505,7 +509,7 @@ def drain(
     """Run one drain session: select phases safely, run each, record every attempt."""
     db = open_db(settings, migrate=False)
     db.ensure_schema(auto_upgrade=db.backend == "sqlite")
-    the_plan = make_plan(db, settings)  # bad filters fail here, before anything starts
+    the_plan = make_plan(db, settings, full=dry_run)  # bad filters fail here, before anything starts
     if dry_run:
         _print_plan(the_plan)
         return

@@ -90,11 +90,25 @@ def selection_options(settings: Settings) -> SelectionOptions:
     )
 
 
-def make_plan(db: Database, settings: Settings) -> Plan:
-    """The plan a session with these settings would run now (also used by --dry-run)."""
+PAGE = 10_000
+
+
+def make_plan(db: Database, settings: Settings, *, full: bool = False, exclude_session: str | None = None) -> Plan:
+    """The plan a session with these settings would run now.
+
+    ``full`` reads every phase of the filtered runs so that --dry-run can give a reason
+    for each one left out; a session reads only candidates, a page at a time.
+    """
     if settings.run_id:
         check_run_filter(settings.run_id, db.known_runs())
-    return plan(db.phases(settings.run_id or None), selection_options(settings))
+    options = selection_options(settings)
+    if full:
+        return plan(db.phases(settings.run_id or None), options)
+    snapshot = db.candidates(run_ids=settings.run_id, limit=settings.batch_size or PAGE,
+                             max_attempts=settings.max_attempts,
+                             skip_runs_with_queued=settings.skip_runs_with_queued,
+                             include_parked=settings.include_parked, exclude_session=exclude_session)
+    return plan(snapshot, options)
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
@@ -183,9 +197,20 @@ class DrainSession:
             with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
                                        thread_name_prefix="attempt") as pool:
                 futures = [pool.submit(self._adopt, o) for o in self._orphans()]
-                futures += [pool.submit(self._run_phase, s.phase) for s in the_plan.selected]
-                touched |= {s.phase.run_id for s in the_plan.selected}
-                self._wait(futures)
+                page = the_plan
+                while True:
+                    futures += [pool.submit(self._run_phase, s.phase) for s in page.selected]
+                    touched |= {s.phase.run_id for s in page.selected}
+                    self._wait(futures)
+                    futures = []
+                    # An unlimited session pages through a large backlog; phases this
+                    # session already ran are not picked again by a later page.
+                    if self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping:
+                        break
+                    page = make_plan(self.db, self.settings, exclude_session=self.session_id)
+                    if not page.selected:
+                        break
+                    self.observer.planned(page)
             touched |= {run_id for run_id, _ in self._adopted}
         except BaseException as err:
             leaks = self._end_executor()

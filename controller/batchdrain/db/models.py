@@ -41,7 +41,8 @@ class PhaseRow(Base):
     __tablename__ = "phases"
     __table_args__ = (
         UniqueConstraint("run_id", "phase_id", name="uq_phases_run_phase"),
-        Index("ix_phases_state", "state"),
+        Index("ix_phases_state_id", "state", "id"),
+        Index("ix_phases_run_state", "run_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, text, update
+from sqlalchemy import Engine, create_engine, event, exists, func, or_, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.exc import OperationalError as SAOperationalError
@@ -302,6 +302,38 @@ class Database:
                 if wanted:
                     query = query.where(PhaseRow.run_id.in_(wanted))
                 return [self._phase(row) for row in tx.scalars(query)]
+
+        return self._retrying(run)
+
+    def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
+                   include_parked: bool, exclude_session: str | None = None) -> list[Phase]:
+        """The phases selection may pick, filtered and ordered in SQL: at most ``limit`` queued
+        phases and ``limit`` retries, so a session's cost does not grow with the backlog.
+
+        Mirrors ``selection.plan``'s rules (which then runs on this subset); indexes
+        ``ix_phases_state_id`` and ``ix_phases_run_state`` keep both queries short.
+        """
+
+        def run() -> list[Phase]:
+            with self._tx() as tx:
+                scope = [PhaseRow.run_id.in_(run_ids)] if run_ids else []
+                if exclude_session is not None:
+                    scope.append(~exists().where(
+                        AttemptRow.session_id == exclude_session, AttemptRow.run_id == PhaseRow.run_id,
+                        AttemptRow.phase_id == PhaseRow.phase_id))
+                budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
+                queued = tx.scalars(
+                    select(PhaseRow).where(PhaseRow.state == PhaseState.QUEUED.value, budget, *scope)
+                    .order_by(PhaseRow.id).limit(limit)).all()
+                states = [PhaseState.FAILED.value] + ([PhaseState.SKIPPED.value] if include_parked else [])
+                retry_filter = [PhaseRow.state.in_(states), budget, *scope]
+                if skip_runs_with_queued:
+                    busy_runs = select(PhaseRow.run_id).where(PhaseRow.state == PhaseState.QUEUED.value)
+                    retry_filter.append(PhaseRow.run_id.not_in(busy_runs.scalar_subquery()))
+                retries = tx.scalars(
+                    select(PhaseRow).where(*retry_filter)
+                    .order_by(PhaseRow.attempts - PhaseRow.retry_base, PhaseRow.id).limit(limit)).all()
+                return [self._phase(row) for row in [*queued, *retries]]
 
         return self._retrying(run)
 
