@@ -26,7 +26,7 @@ from sqlalchemy import Engine, create_engine, event, exists, func, or_, select, 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.exc import OperationalError as SAOperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -328,8 +328,11 @@ class Database:
                 states = [PhaseState.FAILED.value] + ([PhaseState.SKIPPED.value] if include_parked else [])
                 retry_filter = [PhaseRow.state.in_(states), budget, *scope]
                 if skip_runs_with_queued:
-                    busy_runs = select(PhaseRow.run_id).where(PhaseRow.state == PhaseState.QUEUED.value)
-                    retry_filter.append(PhaseRow.run_id.not_in(busy_runs.scalar_subquery()))
+                    # NOT EXISTS probes ix_phases_run_state per candidate run, instead of
+                    # materialising every queued phase's run id (NOT IN).
+                    queued_phase = aliased(PhaseRow)
+                    retry_filter.append(~exists().where(queued_phase.run_id == PhaseRow.run_id,
+                                                        queued_phase.state == PhaseState.QUEUED.value))
                 retries = tx.scalars(
                     select(PhaseRow).where(*retry_filter)
                     .order_by(PhaseRow.attempts - PhaseRow.retry_base, PhaseRow.id).limit(limit)).all()

@@ -1,0 +1,138 @@
+"""Selection and claim latency against backlog size, on SQLite and Postgres.
+
+    python benchmarks/db_selection_latency.py --sizes 10000 100000 1000000 \
+        --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+
+For each size a fresh database is filled with that many QUEUED phases (plus 10% FAILED
+ones spread over 1,000 runs), then we time what a session does: plan a batch of 100
+(``make_plan``: two indexed queries) and claim those 100 phases one by one (each claim
+is one transaction: lock, conditional update, attempt row). Prints a markdown table and
+the query plans (EXPLAIN) of the candidate queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+
+import psycopg  # noqa: E402
+from sqlalchemy import insert, text  # noqa: E402
+
+from batchdrain.db import Database  # noqa: E402
+from batchdrain.db.models import PhaseRow, RunRow  # noqa: E402
+from batchdrain.drain import make_plan  # noqa: E402
+from batchdrain.settings import Settings  # noqa: E402
+
+RUNS = 1000
+
+
+def fill(db: Database, size: int) -> None:
+    now = dt.datetime.now(dt.UTC)
+    spec = {"command": ["true"]}
+    with db.engine.begin() as conn:
+        conn.execute(insert(RunRow), [{"run_id": f"run-{r}", "created_at": now} for r in range(RUNS)])
+    chunk = 20_000
+    for start in range(0, size, chunk):
+        rows = [
+            {"run_id": f"run-{i % RUNS}", "phase_id": f"phase-{i}", "state": "FAILED" if i % 10 == 0 else "QUEUED",
+             "spec": spec, "attempts": 1 if i % 10 == 0 else 0, "retry_base": 0, "created_at": now,
+             "updated_at": now}
+            for i in range(start, min(size, start + chunk))
+        ]
+        with db.engine.begin() as conn:
+            conn.execute(insert(PhaseRow), rows)
+    if db.backend == "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(text("ANALYZE phases"))
+
+
+def explain(db: Database) -> list[str]:
+    prefix = "EXPLAIN QUERY PLAN " if db.backend == "sqlite" else "EXPLAIN "
+    queries = [
+        "SELECT id FROM phases WHERE state = 'QUEUED' AND attempts - retry_base < 3 ORDER BY id LIMIT 100",
+        "SELECT id FROM phases p WHERE state IN ('FAILED') AND attempts - retry_base < 3 AND NOT EXISTS "
+        "(SELECT 1 FROM phases q WHERE q.run_id = p.run_id AND q.state = 'QUEUED') "
+        "ORDER BY attempts - retry_base, id LIMIT 100",
+    ]
+    lines = []
+    with db.engine.connect() as conn:
+        for query in queries:
+            lines.append(f"-- {query}")
+            lines += ["   " + " ".join(str(c) for c in row) for row in conn.execute(text(prefix + query))]
+    return lines
+
+
+def measure(url: str, size: int) -> dict[str, float]:
+    db = Database(url)
+    db.upgrade()
+    t0 = time.perf_counter()
+    fill(db, size)
+    fill_s = time.perf_counter() - t0
+    settings = Settings(database_url=url, batch_size=100)
+    plans = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        the_plan = make_plan(db, settings)
+        plans.append(time.perf_counter() - t0)
+    session = db.create_session(executor="bench", settings={}, identity={})
+    claims = []
+    for selected in the_plan.selected:
+        t0 = time.perf_counter()
+        claim = db.claim(selected.phase, session_id=session, lease_seconds=60, executor="bench",
+                         command=["true"], image=None, identity={})
+        claims.append(time.perf_counter() - t0)
+        assert claim is not None
+    result = {"size": size, "fill_s": fill_s, "plan_ms": statistics.median(plans) * 1000,
+              "claim_median_ms": statistics.median(claims) * 1000,
+              "claim_p95_ms": sorted(claims)[int(0.95 * len(claims)) - 1] * 1000}
+    plan_lines = explain(db)
+    db.dispose()
+    result["explain"] = plan_lines  # type: ignore[assignment]
+    return result
+
+
+def postgres_database(server_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--postgres-url", help="a server URL; a fresh database is created per size")
+    parser.add_argument("--workdir", default="/tmp/batchdrain-bench")
+    args = parser.parse_args()
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in args.sizes:
+        targets = [("sqlite", f"sqlite:///{args.workdir}/bench-{size}-{uuid.uuid4().hex[:6]}.db")]
+        if args.postgres_url:
+            targets.append(("postgres", postgres_database(args.postgres_url)))
+        for backend, url in targets:
+            result = measure(url, size)
+            rows.append((backend, result))
+            print(f"{backend} {size}: plan {result['plan_ms']:.1f} ms, claim median {result['claim_median_ms']:.2f}"
+                  f" ms p95 {result['claim_p95_ms']:.2f} ms (fill {result['fill_s']:.1f}s)", file=sys.stderr)
+    print("| backend | phases | plan batch of 100 (ms, median of 5) | claim median (ms) | claim p95 (ms) |")
+    print("|---|---|---|---|---|")
+    for backend, r in rows:
+        print(f"| {backend} | {r['size']:,} | {r['plan_ms']:.1f} | {r['claim_median_ms']:.2f} | "
+              f"{r['claim_p95_ms']:.2f} |")
+    print()
+    for backend, r in rows:
+        print(f"EXPLAIN ({backend}, {r['size']:,} phases):")
+        print("\n".join(r["explain"]))  # type: ignore[arg-type]
+        print()
+
+
+if __name__ == "__main__":
+    main()
