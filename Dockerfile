@@ -7,23 +7,35 @@
 # Users with internet:
 #   docker build -t batchdrain:dev .
 # Offline (this project's CI, see hack/images.sh): a local Debian base with
-# python3 and a wheelhouse built on the host inside the build context:
+# python3 and a wheelhouse that hack/images.sh builds on the host in
+# build/wheels/ (gitignored):
 #   docker build --build-arg BASE_IMAGE=batchdrain-base:bookworm \
-#                --build-arg WHEELHOUSE=/src/build/wheels -t batchdrain:dev .
-# BASE_IMAGE must provide `python3` with the venv module (python:3.11-slim or
-# Debian bookworm + python3-venv).
+#                --build-arg WHEELHOUSE=/src/wheels -t batchdrain:dev .
+# BASE_IMAGE must provide python3 (>= 3.11) with the venv module:
+# python:3.11-slim, or Debian bookworm + python3-venv.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
-# Empty: install from the package index. A path inside the context (e.g.
-# /src/build/wheels): install with --no-index --find-links from it.
+LABEL org.batchdrain.stage=builder
+# Empty: install from the package index. A directory (e.g. /src/wheels): install
+# with --no-index --find-links from it, no network needed.
 ARG WHEELHOUSE=""
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python3 -m venv /opt/venv
-# .dockerignore admits only pyproject.toml, README.md, LICENSE, controller/
-# and build/wheels/ (when present), so this layer changes only with them.
+# Dependencies first, in their own layer: it is rebuilt only when
+# pyproject.toml or the wheelhouse changes, not on every source edit.
+# `build*` copies the contents of build/ (wheels/) when it exists and nothing
+# otherwise; .dockerignore admits only build/wheels/ from it.
+COPY pyproject.toml build* /src/
+RUN set -eu; \
+    if [ -n "$WHEELHOUSE" ]; then set -- --no-index --find-links "$WHEELHOUSE"; fi; \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+      > /tmp/requirements.txt; \
+    /opt/venv/bin/pip install "$@" -r /tmp/requirements.txt
+# Then the project itself (.dockerignore admits pyproject.toml, README.md,
+# LICENSE and controller/).
 COPY . /src
 RUN set -eu; \
     if [ -n "$WHEELHOUSE" ]; then set -- --no-index --find-links "$WHEELHOUSE"; fi; \
@@ -34,9 +46,9 @@ FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="batchdrain" \
       org.opencontainers.image.description="Kubernetes batch drain controller" \
       org.opencontainers.image.licenses="Apache-2.0"
-RUN groupadd --system --gid 10001 batchdrain \
- && useradd --system --uid 10001 --gid 10001 --home-dir /home/batchdrain \
-            --create-home --shell /usr/sbin/nologin batchdrain
+RUN groupadd --gid 10001 batchdrain \
+ && useradd --uid 10001 --gid 10001 --no-log-init --create-home \
+            --home-dir /home/batchdrain --shell /usr/sbin/nologin batchdrain
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUTF8=1 \

@@ -8,7 +8,7 @@
 #     for CPython 3.11, built on the host with the host's pip configuration
 #     (its CA bundle stays on the host), into <context>/build/wheels/.
 #  3. `docker build` of the repo's Dockerfile with BASE_IMAGE=the local base and
-#     WHEELHOUSE=/src/build/wheels (pip --no-index --find-links; no network).
+#     WHEELHOUSE=/src/wheels (pip --no-index --find-links; no network).
 #  4. `docker save` to ~/.cache/batchdrain/images/load/batchdrain-dev.tar and
 #     `ctr -n k8s.io images import` into the cluster's containerd when it runs
 #     (hack/cluster/up.sh imports every tarball in that folder at bring-up).
@@ -23,7 +23,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HERE/.." && pwd)"
-# shellcheck source=cluster/lib.sh
+# shellcheck source=hack/cluster/lib.sh
 source "$HERE/cluster/lib.sh"
 
 IMAGE="${IMAGE:-batchdrain:dev}"
@@ -123,6 +123,11 @@ reqs += data.get("build-system", {}).get("requires", ["setuptools", "wheel"])
 print("\n".join(reqs))
 PY
 )"
+  local key; key="$(printf '%s\n%s\n' "$PY_TARGET" "$reqs" | sha256sum | cut -d' ' -f1)"
+  if [[ -f "$wheels/.key" && "$(cat "$wheels/.key")" == "$key" ]] && ls "$wheels"/*.whl >/dev/null 2>&1; then
+    log "wheelhouse up to date ($wheels); delete it to refresh"
+    return
+  fi
   rm -rf "$wheels.tmp"; mkdir -p "$wheels.tmp"
   printf '%s\n' "$reqs" >"$wheels.tmp/requirements.txt"
   log "pip wheelhouse for Python $PY_TARGET ($(wc -l <"$wheels.tmp/requirements.txt") requirements) -> $wheels"
@@ -136,8 +141,9 @@ PY
       -r "$wheels.tmp/requirements.txt" \
       >"$CACHE_ROOT/pip-wheel.log" 2>&1 || { tail -n 30 "$CACHE_ROOT/pip-wheel.log" >&2; die "pip download failed"; }
   fi
+  echo "$key" >"$wheels.tmp/.key"
   rm -rf "$wheels"; mv "$wheels.tmp" "$wheels"
-  log "wheelhouse: $(ls "$wheels"/*.whl | wc -l) wheels"
+  log "wheelhouse: $(find "$wheels" -name '*.whl' | wc -l) wheels"
 }
 
 # --- 4. build, save, load ------------------------------------------------------
@@ -145,16 +151,21 @@ build_image() {
   local base="${BASE_IMAGE:-$LOCAL_BASE}"
   log "docker build -t $IMAGE (BASE_IMAGE=$base, offline wheelhouse)"
   if ! "$DOCKER" build --network=none \
-      --build-arg "BASE_IMAGE=$base" --build-arg WHEELHOUSE=/src/build/wheels \
+      --build-arg "BASE_IMAGE=$base" --build-arg WHEELHOUSE=/src/wheels \
       -t "$IMAGE" -f "$REPO_ROOT/Dockerfile" "$CONTEXT" >"$CACHE_ROOT/docker-build.log" 2>&1; then
     tail -n 40 "$CACHE_ROOT/docker-build.log" >&2
     die "docker build failed (log: $CACHE_ROOT/docker-build.log)"
   fi
   log "built $IMAGE ($("$DOCKER" image inspect -f '{{.Id}}' "$IMAGE"))"
+  # The classic builder leaves the untagged builder stage behind; it is the
+  # layer cache of the next build, so keep the newest and drop older ones.
+  "$DOCKER" images -q --no-trunc -f dangling=true -f label=org.batchdrain.stage=builder \
+    | tail -n +2 | xargs -r "$DOCKER" rmi >/dev/null 2>&1 || true
 }
 
 save_and_load() {
-  local tar="$LOAD_DIR/$(echo "$IMAGE" | tr '/:' '__').tar"
+  local tar
+  tar="$LOAD_DIR/$(echo "$IMAGE" | tr '/:' '__').tar"
   "$DOCKER" save "$IMAGE" -o "$tar.tmp" && mv -f "$tar.tmp" "$tar"
   log "saved $IMAGE to $tar ($(du -h "$tar" | cut -f1))"
   if containerd_up; then

@@ -14,26 +14,23 @@
 #
 # Environment knobs:
 #   BATCHDRAIN_CACHE   cache root (default ~/.cache/batchdrain)
-#   BUILD_GOTOOLCHAIN  Go toolchain used for the build (default pinned below;
-#                      Kubernetes 1.33 is built upstream with go1.24)
+#   BUILD_GOTOOLCHAIN  Go toolchain used for the build (pinned in lib.sh;
+#                      Kubernetes 1.33 is built upstream with go1.24; "local"
+#                      uses the installed go)
 #   COMPONENTS         space-separated subset to build (default: all)
 set -euo pipefail
 
-# --- pinned versions (these built and ran on Debian 12 / Go proxy) ----------
-K8S_VERSION="${K8S_VERSION:-v1.33.13}"
-ETCD_VERSION="${ETCD_VERSION:-v3.5.21}"
-BUILD_GOTOOLCHAIN="${BUILD_GOTOOLCHAIN:-go1.24.13}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"   # pinned K8S_VERSION, ETCD_VERSION, BUILD_GOTOOLCHAIN, paths
+
 # sha256 of golang.org/toolchain@v0.0.1-go1.24.13.linux-amd64.zip as served by
 # the module proxy (recorded on first download: sum.golang.org is unreachable
 # here, so `GOTOOLCHAIN=go1.24.13` refuses to fetch it by itself).
 GO_TOOLCHAIN_ZIP_SHA256="${GO_TOOLCHAIN_ZIP_SHA256:-d2b048367a3d1a748b87f756fa06df12ce3b419e1d5f2a3612acb8950d615f9f}"
-# ---------------------------------------------------------------------------
 
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"
 K8S_MINOR="$(echo "$K8S_VERSION" | cut -d. -f2)"
-CACHE_ROOT="${BATCHDRAIN_CACHE:-$HOME/.cache/batchdrain}"
-K8S_DIR="$CACHE_ROOT/k8s-$K8S_VERSION"
-BIN_DIR="$K8S_DIR/bin"
 SRC_DIR="$K8S_DIR/src/kubernetes"
 ETCD_SRC_DIR="$K8S_DIR/src/etcd"
 COMPONENTS="${COMPONENTS:-etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl}"
@@ -47,9 +44,6 @@ STAGING_MODULES=(
   mount-utils pod-security-admission sample-apiserver sample-cli-plugin
   sample-controller
 )
-
-log() { echo "[cluster] $*"; }
-die() { echo "[cluster] ERROR: $*" >&2; exit 1; }
 
 command -v go >/dev/null || die "go is not installed"
 
@@ -79,9 +73,14 @@ install_toolchain() {
   export PATH="$root/bin:$PATH"
   export GOROOT="$root"
 }
-install_toolchain
-export GOTOOLCHAIN=local
-log "using $(go version)"
+GO_READY=""
+ensure_go() {
+  [[ -n "$GO_READY" ]] && return 0
+  install_toolchain
+  export GOTOOLCHAIN=local
+  log "using $(go version)"
+  GO_READY=1
+}
 export CGO_ENABLED=0
 export GOFLAGS="-p=2 -buildvcs=false -mod=mod"
 # sum.golang.org is not reachable from these machines; the module proxy is.
@@ -90,7 +89,7 @@ export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 
 mkdir -p "$BIN_DIR" "$SRC_DIR" "$ETCD_SRC_DIR"
 
-# want_version BIN EXPECTED -> 0 when BIN exists and reports EXPECTED
+# have_version BIN EXPECTED -> 0 when BIN exists and reports EXPECTED
 have_version() {
   local bin="$1" expected="$2" out
   [[ -x "$BIN_DIR/$bin" ]] || return 1
@@ -134,7 +133,7 @@ import (
 GO
   rm -f "$SRC_DIR/go.sum"
   log "go mod tidy (downloads modules; a missing staging replace shows as 'unknown revision v0.0.0')"
-  (cd "$SRC_DIR" && go mod tidy -e 2>&1 | tail -n 30) || die "go mod tidy failed for kubernetes"
+  (cd "$SRC_DIR" && go mod tidy 2>&1 | tail -n 30) || die "go mod tidy failed for kubernetes"
   (cd "$SRC_DIR" && go list -deps k8s.io/kubernetes/cmd/kubectl >/dev/null) || die "module graph broken"
   touch "$SRC_DIR/.ready-$K8S_VERSION"
 }
@@ -175,6 +174,7 @@ k8s_ldflags() {
 build_one() {
   local name="$1" start end
   start=$(date +%s)
+  ensure_go
   if [[ "$name" == etcd ]]; then
     setup_etcd_module
     log "building etcd $ETCD_VERSION"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the sourcing scripts
 # Shared settings for hack/cluster/*.sh and hack/images.sh. Sourced, not run.
 #
 # Layout (all on this machine, nothing leaves it):
@@ -6,7 +7,8 @@
 #                                           image tarballs loaded at bring-up
 #   /var/lib/batchdrain-cluster/            cluster state: pki, kubeconfigs,
 #                                           etcd data, containerd root, kubelet
-#                                           root, logs (wiped by a fresh up.sh)
+#                                           root, CNI config, logs (wiped by a
+#                                           fresh up.sh, kept by down.sh)
 #   /run/batchdrain-cluster/                sockets and pid files
 
 # --- pinned versions ---------------------------------------------------------
@@ -33,14 +35,16 @@ CONTAINERD_SOCK="$RUN_DIR/containerd/containerd.sock"
 CONTAINERD_CONFIG="$STATE_DIR/containerd-config.toml"
 KUBELET_ROOT="$STATE_DIR/kubelet"
 ETCD_DATA="$STATE_DIR/etcd"
-CNI_CONF_DIR="/etc/cni/net.d"
-CNI_CONF="$CNI_CONF_DIR/10-batchdrain-bridge.conflist"
+CNI_CONF_DIR="$STATE_DIR/net.d"   # private: nothing is written to /etc/cni
 CNI_BRIDGE="cni0"
 POD_CIDR="10.88.0.0/16"
 SERVICE_CIDR="10.96.0.0/16"
 SERVICE_IP="10.96.0.1"
 PAUSE_IMAGE="registry.local/batchdrain/pause:3.10"
 NODE_NAME="${NODE_NAME:-batchdrain-node}"
+
+# Set by up.sh (forwarding) and by the kubelet's kernel tunables; restored by down.sh.
+SYSCTLS_TOUCHED="net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 
 COMPONENTS_IN_ORDER=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
@@ -64,6 +68,14 @@ node_ip() {
   echo "$ip"
 }
 
+# alive PID: running and not a zombie waiting for init to reap it (init on
+# these machines reaps orphans only every few seconds).
+alive() {
+  local st
+  st="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$st" && "$st" != Z && "$st" != X ]]
+}
+
 # ctr_k8s ARGS...: ctr against the cluster's containerd, k8s.io namespace.
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 
@@ -77,11 +89,17 @@ apt_ensure() {
     command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" || -x "/sbin/$cmd" ]] || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
-  log "apt-get install ${missing[*]}"
+  apt_install "${missing[@]}"
+}
+
+# apt_install PKG...: non-interactive install; refreshes the package lists
+# once if the first attempt fails (a fresh machine has none).
+apt_install() {
+  log "apt-get install $*"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/batchdrain-apt.log 2>&1; then
+  if ! apt-get install -y -q --no-install-recommends "$@" >/tmp/batchdrain-apt.log 2>&1; then
     apt-get update -q >>/tmp/batchdrain-apt.log 2>&1 || true
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/batchdrain-apt.log 2>&1 \
-      || { tail -n 20 /tmp/batchdrain-apt.log >&2; die "apt-get install ${missing[*]} failed"; }
+    apt-get install -y -q --no-install-recommends "$@" >>/tmp/batchdrain-apt.log 2>&1 \
+      || { tail -n 20 /tmp/batchdrain-apt.log >&2; die "apt-get install $* failed"; }
   fi
 }
