@@ -186,8 +186,7 @@ def raw_status(job: Obj | None, pod: Obj | None, events: Sequence[Obj] = ()) -> 
         if pod is not None
         else None,
         "events": [
-            {k: e.get(k) for k in ("type", "reason", "message", "count", "lastTimestamp")}
-            for e in list(events)[-10:]
+            {k: e.get(k) for k in ("type", "reason", "message", "count", "lastTimestamp")} for e in list(events)[-10:]
         ],
     }
 
@@ -274,9 +273,7 @@ def pending_outcome(
         return None
     waiting = waiting_state(pod, container) or {}
     reason = str(waiting.get("reason") or "no container status")
-    message = _with_events(
-        f"container not started within {start_timeout:g}s of scheduling (waiting: {reason})", events
-    )
+    message = _with_events(f"container not started within {start_timeout:g}s of scheduling (waiting: {reason})", events)
     # A mount of a missing Secret/ConfigMap keeps a pod in ContainerCreating for ever.
     mount_failed = any(e.get("reason") in ("FailedMount", "FailedAttachVolume") for e in events)
     return KubeOutcome(
@@ -326,9 +323,7 @@ def classify_attempt(
         disruption and disruption.get("reason") in EVICTION_REASONS and pod_reason != "Terminated"
     ):
         detail = _one_line(pod_status.get("message")) or _one_line((disruption or {}).get("message"))
-        return KubeOutcome(
-            FailureClass.EVICTED, f"pod evicted: {detail or pod_reason}", exit_code, no_code, raw
-        )
+        return KubeOutcome(FailureClass.EVICTED, f"pod evicted: {detail or pod_reason}", exit_code, no_code, raw)
     if (
         term_reason == "ContainerStatusUnknown"
         or pod_reason in ("NodeLost", "Terminated")
@@ -362,9 +357,8 @@ def classify_attempt(
     if fast is not None and terminated is None:
         return KubeOutcome(fast.failure_class, fast.message, None, fast.exit_code_reason, raw)
     if pod_gone or deleting:
-        what = "pod deleted" if pod_gone or deleting else "pod gone"
         detail = f" after exit code {exit_code}" if exit_code is not None else " before it finished"
-        return KubeOutcome(FailureClass.POD_DELETED, f"{what}{detail}", exit_code, no_code or None, raw)
+        return KubeOutcome(FailureClass.POD_DELETED, f"pod deleted{detail}", exit_code, no_code, raw)
     if job_gone and terminated is None:
         return KubeOutcome(
             FailureClass.POD_DELETED,

@@ -24,6 +24,7 @@ WatchEvent = tuple[str, KubeObject]
 
 T_co = TypeVar("T_co", covariant=True)
 
+
 # Kubernetes' own spelling of the pod log query parameter values.
 class LogStreamName(StrEnum):
     STDOUT = "Stdout"
@@ -58,14 +59,10 @@ class KubeApi(Protocol):
 
     def list_pods(self, label_selector: str) -> tuple[list[KubeObject], str]: ...
 
-    def watch_jobs(
-        self, label_selector: str, *, resource_version: str, timeout_seconds: int
-    ) -> Stream[WatchEvent]:
+    def watch_jobs(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> Stream[WatchEvent]:
         """Changes after ``resource_version``, BOOKMARKs included; raises Gone on 410."""
 
-    def watch_pods(
-        self, label_selector: str, *, resource_version: str, timeout_seconds: int
-    ) -> Stream[WatchEvent]: ...
+    def watch_pods(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> Stream[WatchEvent]: ...
 
     def stream_pod_log(
         self,

@@ -58,9 +58,7 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-def _error_from_body(
-    status: int, body: bytes | str | None, headers: Any, *, creating: bool
-) -> KubeError:
+def _error_from_body(status: int, body: bytes | str | None, headers: Any, *, creating: bool) -> KubeError:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     reason: str | None = None
     message = text.strip()[:500] or f"HTTP {status}"
@@ -162,9 +160,7 @@ def load_client(settings: Settings) -> tuple[Any, str]:
             client_configuration=configuration
         )
         namespace = settings.namespace or (
-            SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
-            if SERVICE_ACCOUNT_NAMESPACE.exists()
-            else "default"
+            SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else "default"
         )
     else:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -265,9 +261,7 @@ class KubernetesApi:
         return result
 
     def get_job(self, name: str) -> KubeObject:
-        result: KubeObject = self._json(
-            "GET", self._path("/apis/batch/v1/namespaces/{ns}/jobs/{name}", name=name)
-        )
+        result: KubeObject = self._json("GET", self._path("/apis/batch/v1/namespaces/{ns}/jobs/{name}", name=name))
         return result
 
     def delete_job(self, name: str, *, propagation: str = "Background") -> None:
@@ -280,9 +274,7 @@ class KubernetesApi:
     def list_jobs(self, label_selector: str) -> tuple[list[KubeObject], str]:
         return self._list(self._path("/apis/batch/v1/namespaces/{ns}/jobs"), label_selector)
 
-    def watch_jobs(
-        self, label_selector: str, *, resource_version: str, timeout_seconds: int
-    ) -> _WatchStream:
+    def watch_jobs(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> _WatchStream:
         return self._watch(
             self._path("/apis/batch/v1/namespaces/{ns}/jobs"),
             label_selector,
@@ -293,17 +285,13 @@ class KubernetesApi:
     # -- Pods ---------------------------------------------------------------------
 
     def get_pod(self, name: str) -> KubeObject:
-        result: KubeObject = self._json(
-            "GET", self._path("/api/v1/namespaces/{ns}/pods/{name}", name=name)
-        )
+        result: KubeObject = self._json("GET", self._path("/api/v1/namespaces/{ns}/pods/{name}", name=name))
         return result
 
     def list_pods(self, label_selector: str) -> tuple[list[KubeObject], str]:
         return self._list(self._path("/api/v1/namespaces/{ns}/pods"), label_selector)
 
-    def watch_pods(
-        self, label_selector: str, *, resource_version: str, timeout_seconds: int
-    ) -> _WatchStream:
+    def watch_pods(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> _WatchStream:
         return self._watch(
             self._path("/api/v1/namespaces/{ns}/pods"),
             label_selector,
@@ -433,9 +421,7 @@ class KubernetesApi:
             if not token:
                 return items, resource_version
 
-    def _watch(
-        self, path: str, label_selector: str, resource_version: str, timeout_seconds: int
-    ) -> _WatchStream:
+    def _watch(self, path: str, label_selector: str, resource_version: str, timeout_seconds: int) -> _WatchStream:
         raw = self._send(
             "GET",
             path,

@@ -64,9 +64,7 @@ class _Wait:
 class RetryingKubeApi:
     """``KubeApi`` with the seam's retry policy in front of every call."""
 
-    def __init__(
-        self, inner: KubeApi, settings: Settings, *, on_retry: RetryHook | None = None
-    ) -> None:
+    def __init__(self, inner: KubeApi, settings: Settings, *, on_retry: RetryHook | None = None) -> None:
         self.inner = inner
         self._settings = settings
         self._on_retry = on_retry
@@ -78,6 +76,24 @@ class RetryingKubeApi:
         return self.inner.namespace
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        # Fast path: most calls succeed first time, and building tenacity's machinery
+        # for each of them costs more CPU than the rest of an attempt's bookkeeping.
+        try:
+            return fn()
+        except KubeError as err:
+            if not err.retriable:
+                raise
+            first: KubeError | None = err
+
+        def again() -> T:
+            # Tenacity's first "attempt" replays the failure we already had, so the
+            # attempt count and the waits are exactly the policy's.
+            nonlocal first
+            if first is not None:
+                error, first = first, None
+                raise error
+            return fn()
+
         def before_sleep(state: RetryCallState) -> None:
             outcome = state.outcome
             error = outcome.exception() if outcome is not None else None
@@ -88,13 +104,12 @@ class RetryingKubeApi:
 
         retrying = Retrying(
             retry=retry_if_exception(_is_retriable),
-            stop=stop_after_attempt(self._settings.retry_attempts)
-            | stop_after_delay(self._settings.retry_max_seconds),
+            stop=stop_after_attempt(self._settings.retry_attempts) | stop_after_delay(self._settings.retry_max_seconds),
             wait=_Wait(),
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(fn)
+        return retrying(again)
 
     def create_job(self, body: KubeObject) -> KubeObject:
         return self._call("create_job", lambda: self.inner.create_job(body))
@@ -114,9 +129,7 @@ class RetryingKubeApi:
     def list_pods(self, label_selector: str) -> tuple[list[KubeObject], str]:
         return self._call("list_pods", lambda: self.inner.list_pods(label_selector))
 
-    def watch_jobs(
-        self, label_selector: str, *, resource_version: str, timeout_seconds: int
-    ) -> Stream[WatchEvent]:
+    def watch_jobs(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> Stream[WatchEvent]:
         return self._call(
             "watch_jobs",
             lambda: self.inner.watch_jobs(
@@ -124,9 +137,7 @@ class RetryingKubeApi:
             ),
         )
 
-    def watch_pods(
-        self, label_selector: str, *, resource_version: str, timeout_seconds: int
-    ) -> Stream[WatchEvent]:
+    def watch_pods(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> Stream[WatchEvent]:
         return self._call(
             "watch_pods",
             lambda: self.inner.watch_pods(
@@ -162,9 +173,7 @@ class RetryingKubeApi:
         return self._call("list_events", lambda: self.inner.list_events(name=name, uid=uid))
 
     def remove_pod_finalizer(self, name: str, finalizer: str) -> None:
-        self._call(
-            "remove_pod_finalizer", lambda: self.inner.remove_pod_finalizer(name, finalizer)
-        )
+        self._call("remove_pod_finalizer", lambda: self.inner.remove_pod_finalizer(name, finalizer))
 
     def evict_pod(self, name: str) -> None:
         self._call("evict_pod", lambda: self.inner.evict_pod(name))
@@ -176,6 +185,4 @@ class RetryingKubeApi:
         return self._call("namespace_exists", self.inner.namespace_exists)
 
     def can_i(self, verb: str, resource: str, *, subresource: str | None = None) -> bool:
-        return self._call(
-            "can_i", lambda: self.inner.can_i(verb, resource, subresource=subresource)
-        )
+        return self._call("can_i", lambda: self.inner.can_i(verb, resource, subresource=subresource))

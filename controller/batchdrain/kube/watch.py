@@ -30,9 +30,7 @@ class _ListFn(Protocol):
 
 
 class _WatchFn(Protocol):
-    def __call__(
-        self, label_selector: str, *, resource_version: str, timeout_seconds: int
-    ) -> Stream[WatchEvent]: ...
+    def __call__(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> Stream[WatchEvent]: ...
 
 
 def _metadata(obj: KubeObject) -> KubeObject:
@@ -71,9 +69,7 @@ class Reflector:
         self._synced = threading.Event()
         self._lock = threading.Lock()
         self._stream: Stream[WatchEvent] | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"watch-{kind}-{label_selector}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"watch-{kind}-{label_selector}", daemon=True)
         # Minimal metadata of every live object, so a relist can tell what vanished.
         self._known: dict[str, KubeObject] = {}
         self.resource_version: str | None = None
@@ -154,9 +150,7 @@ class Reflector:
     def _watch_once(self) -> None:
         assert self.resource_version is not None
         timeout = int(self._watch_timeout * (1.0 + random.random() * 0.2))
-        stream = self._watch(
-            self.label_selector, resource_version=self.resource_version, timeout_seconds=timeout
-        )
+        stream = self._watch(self.label_selector, resource_version=self.resource_version, timeout_seconds=timeout)
         with self._lock:
             self._stream = stream
         if self._stop.is_set():
@@ -175,9 +169,7 @@ class Reflector:
                     self._on_event(kind, obj)
                 else:
                     name = str(meta.get("name"))
-                    self._known[name] = {
-                        "metadata": {"name": name, "labels": meta.get("labels") or {}}
-                    }
+                    self._known[name] = {"metadata": {"name": name, "labels": meta.get("labels") or {}}}
                     self._on_event(kind, obj)
                 if version:
                     self.resource_version = str(version)

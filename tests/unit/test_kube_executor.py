@@ -1,0 +1,563 @@
+"""KubernetesExecutor against the in-memory FakeKube, behind the real retry policy.
+
+These show the executor's logic (watches, logs, classification, cleanup, adoption);
+they are not proof that Kubernetes behaves like the fake: the e2e tests are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchdrain.domain import AttemptResult, FailureClass, LogMode, PhaseSpec
+from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
+from batchdrain.executors.kubernetes import KubernetesExecutor, RateLimiter, _LineCursor, _Out
+from batchdrain.identity import Identity
+from batchdrain.jobspec import JobRequest, JobSpecBuilder
+from batchdrain.kube import Invalid, RetryingKubeApi
+from batchdrain.logstore import FileLogSink, LogWriter
+from batchdrain.settings import Settings
+from tests.unit.fake_kube import (
+    Deadline,
+    DeletePod,
+    Err,
+    Evict,
+    Exit,
+    FakeKube,
+    Gate,
+    Hang,
+    NodeLost,
+    Out,
+    Schedule,
+    Start,
+    Step,
+    Unschedulable,
+    Waiting,
+    server_error,
+)
+
+SESSION = "batch-drain-20250101-120000"
+DB_URL = "postgresql://app:pw@db/batch"
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "job_create_rate": 1000.0,
+        "retry_attempts": 6,
+        "retry_max_seconds": 2.0,
+        "scheduling_timeout_seconds": 60.0,
+        "start_timeout_seconds": 60.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def launch(
+    phase: str = "p1", *, attempt: int = 1, session: str = SESSION, memory: str | None = None, timeout: float = 60.0
+) -> AttemptLaunch:
+    identity = Identity(session, "run-1", phase, attempt, DB_URL, None)
+    spec = PhaseSpec(command=("python", "job.py"), memory=memory)
+    return AttemptLaunch(
+        identity=identity,
+        spec=spec,
+        command=spec.command,
+        env=tuple(identity.env(settings()).items()),
+        timeout_seconds=timeout,
+        image="python:3.11-slim",
+    )
+
+
+class Harness:
+    def __init__(
+        self,
+        tmp_path: Path,
+        script: Callable[[dict[str, Any]], tuple[Step, ...]] | None = None,
+        *,
+        split: bool = True,
+        version: tuple[int, int] = (1, 33),
+        **overrides: Any,
+    ) -> None:
+        self.fake = FakeKube(split_streams=split, version=version)
+        if script is not None:
+            self.fake.script_for = script
+        self.settings = settings(**overrides)
+        self.api = RetryingKubeApi(self.fake, self.settings)
+        self.sink = FileLogSink(tmp_path / "logs")
+        self.updates: list[dict[str, Any]] = []
+        self.executors: list[KubernetesExecutor] = []
+
+    def executor(self, session: str = SESSION) -> KubernetesExecutor:
+        ex = KubernetesExecutor(self.api, self.settings, tick_seconds=0.02, job_condition_grace_seconds=0.5)
+        ex.begin(session_id=session, sink=self.sink)
+        self.executors.append(ex)
+        return ex
+
+    def run(self, ex: KubernetesExecutor, what: AttemptLaunch, stop: StopSignal | None = None) -> AttemptResult:
+        return ex.execute(what, stop=stop or StopSignal(), on_update=self.updates.append)
+
+    def close(self) -> None:
+        for ex in self.executors:
+            ex.end()
+        self.fake.wait_idle()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(*args: Any, **kwargs: Any) -> Harness:
+        h = Harness(tmp_path, *args, **kwargs)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def script(*steps: Step) -> Callable[[dict[str, Any]], tuple[Step, ...]]:
+    return lambda _job: steps
+
+
+def body(pointer_url: str) -> bytes:
+    """A stored log without its identity header."""
+    data = Path(pointer_url).read_bytes()
+    marker = b"[batchdrain] ================================\n"
+    assert data.startswith(b"[batchdrain] ===== ENVIRONMENT IDENTITY =====\n")
+    return data[data.index(marker) + len(marker) :]
+
+
+def logs(result: AttemptResult) -> dict[str, bytes]:
+    return {p.stream: body(p.url) for p in result.logs}
+
+
+# -- the happy path ----------------------------------------------------------------------
+
+
+def test_success_split_streams_header_pointers_and_cleanup(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule("node-7"), Start(), Out(b"hello\n"), Err(b"warn: x\n"), Out(b"bye\n"), Exit(0)))
+    ex = h.executor()
+    result = h.run(ex, launch())
+    assert result.failure_class is FailureClass.SUCCEEDED, result
+    assert result.exit_code == 0 and result.message == "exit code 0"
+    assert result.log_mode is LogMode.SPLIT and ex.describe()["log_mode"] == "split"
+    assert logs(result) == {"stdout": b"hello\nbye\n", "stderr": b"warn: x\n"}
+    for pointer in result.logs:
+        data = Path(pointer.url).read_bytes()
+        assert pointer.size_bytes == len(data) and pointer.sha256 == hashlib.sha256(data).hexdigest()
+        header = data.decode()
+        for expected in (
+            f"session: {SESSION}",
+            "node: node-7",
+            f"job: {result.job_name}",
+            "image_digest: sha256:" + "ab" * 32,
+            "namespace: bd-test",
+            "DATABASE_URL: postgresql://app:***@db/batch",
+        ):
+            assert expected in header
+        assert ":pw@" not in header
+    assert result.node == "node-7" and result.pod_uid and result.pod_names
+    assert result.image_digest == "sha256:" + "ab" * 32
+    assert result.started_at and result.finished_at and result.container_seconds is not None
+    assert result.total_seconds is not None and result.created_at
+    # cleanup: Job deleted, our finalizer removed, so nothing of the session is left
+    assert h.fake.deleted_jobs == [result.job_name]
+    assert h.fake.finalizers_removed == result.pod_names
+    assert not h.fake.pods and not h.fake.jobs
+    assert ex.end() == []
+
+
+def test_job_name_is_reported_before_the_job_exists(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    ex = h.executor()
+    seen: list[tuple[str, int]] = []
+
+    def record(update: dict[str, Any]) -> None:
+        seen.append((",".join(sorted(update)), h.fake.calls["create_job"]))
+
+    result = ex.execute(launch(), stop=StopSignal(), on_update=record)
+    assert result.succeeded
+    assert seen[0] == ("job_name,namespace", 0)
+    assert any(keys.startswith("node,pod_name,pod_uid") for keys, _ in seen)
+
+
+def test_combined_log_when_the_server_refuses_the_stream_parameter(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule(), Start(), Out(b"out\n"), Err(b"err\n"), Exit(0)), split=False)
+    ex = h.executor()
+    result = h.run(ex, launch())
+    assert result.log_mode is LogMode.COMBINED
+    assert logs(result) == {"combined": b"out\nerr\n"}
+    assert all(r["stream"] is None for r in h.fake.log_requests if not r["pod"].startswith("batchdrain-probe"))
+
+
+def test_old_servers_get_combined_logs_without_probing(harness: Callable[..., Harness]) -> None:
+    h = harness(version=(1, 29))
+    ex = h.executor()
+    assert ex.log_mode is LogMode.COMBINED
+    assert "predates" in ex.describe()["log_mode_reason"]
+    assert h.fake.calls["stream_pod_log"] == 0
+
+
+# -- failure classes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "klass", "code"),
+    [
+        (
+            (Schedule(), Start(), Err(b"Traceback (most recent call last):\n"), Err(b"KeyError: 'x'\n"), Exit(3)),
+            FailureClass.EXIT_CODE,
+            3,
+        ),
+        ((Schedule(), Start(), Out(b"allocating\n"), Exit(137, "OOMKilled")), FailureClass.OOM_KILLED, 137),
+        ((Schedule(), Start(), Exit(0, "OOMKilled")), FailureClass.OOM_KILLED, 0),
+        ((Schedule(), Start(), Out(b"slow\n"), Deadline()), FailureClass.DEADLINE_EXCEEDED, 143),
+        ((Schedule(), Start(), Out(b"x\n"), Evict()), FailureClass.EVICTED, 137),
+        ((Schedule(), Start(), Out(b"x\n"), DeletePod()), FailureClass.POD_DELETED, 143),
+        ((Schedule(), Start(), Out(b"x\n"), NodeLost()), FailureClass.NODE_LOST, None),
+        ((Schedule(), Waiting("ErrImagePull", "manifest unknown")), FailureClass.IMAGE_PULL, None),
+        ((Schedule(), Waiting("CreateContainerConfigError", 'secret "db" not found')), FailureClass.CONFIG_ERROR, None),
+    ],
+)
+def test_failure_classes(
+    harness: Callable[..., Harness], steps: tuple[Step, ...], klass: FailureClass, code: int | None
+) -> None:
+    h = harness(script(*steps))
+    ex = h.executor()
+    started = time.monotonic()
+    result = h.run(ex, launch())
+    assert result.failure_class is klass, result
+    assert result.exit_code == code
+    assert result.exit_code is not None or result.exit_code_reason
+    assert result.message and "unknown error" not in result.message.lower()
+    assert result.logs and all(p.size_bytes > 0 for p in result.logs)
+    assert time.monotonic() - started < 5  # fail fast: nobody waited for a deadline
+    if klass is FailureClass.EXIT_CODE:
+        assert result.first_error_line == "KeyError: 'x'"
+        assert result.message.endswith("KeyError: 'x'")
+    if klass not in (FailureClass.SUCCEEDED, FailureClass.EXIT_CODE):
+        assert result.raw_status is not None
+    assert h.fake.deleted_jobs == [result.job_name]  # cleaned up whatever the class
+    assert not h.fake.pods
+
+
+def test_never_started_attempts_still_have_a_log_with_the_reason(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule(), Waiting("ImagePullBackOff", "pull access denied")))
+    result = h.run(h.executor(), launch())
+    assert result.failure_class is FailureClass.IMAGE_PULL
+    for text in logs(result).values():
+        assert b"no output: image could not be pulled: ImagePullBackOff" in text
+
+
+def test_unschedulable_after_the_scheduling_timeout_with_events(harness: Callable[..., Harness]) -> None:
+    h = harness(
+        script(Unschedulable("0/3 nodes are available: 3 Insufficient memory.")), scheduling_timeout_seconds=0.3
+    )
+    started = time.monotonic()
+    result = h.run(h.executor(), launch())
+    assert result.failure_class is FailureClass.UNSCHEDULABLE
+    assert 0.3 <= time.monotonic() - started < 5
+    assert "Insufficient memory" in result.message and "FailedScheduling" in result.message
+    assert h.fake.deleted_jobs == [result.job_name] and not h.fake.pods
+
+
+def test_exit_137_with_memory_limit_is_oom(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule(), Start(), Exit(137)))
+    assert h.run(h.executor(), launch(memory="64Mi")).failure_class is FailureClass.OOM_KILLED
+
+
+def test_invalid_job_is_a_launch_error_and_5xx_storm_an_api_error(harness: Callable[..., Harness]) -> None:
+    h = harness(retry_max_seconds=0.5, retry_attempts=3)
+    ex = h.executor()
+    h.fake.inject("create_job", Invalid("spec.template.spec.containers[0].image: Required value", status=422))
+    bad = h.run(ex, launch("a"))
+    assert bad.failure_class is FailureClass.LAUNCH_ERROR
+    assert "Required value" in bad.message and bad.raw_status and bad.logs
+    h.fake.inject("create_job", server_error(), times=10)
+    down = h.run(ex, launch("b"))
+    assert down.failure_class is FailureClass.API_ERROR
+    assert h.fake.calls["create_job"] == 1 + 3  # bounded by retry_attempts
+
+
+# -- API trouble: 429, watches, log streams ----------------------------------------------
+
+
+def test_429_storm_is_retried_honouring_retry_after(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    ex = h.executor()
+    h.fake.storm("create_job", times=4, retry_after=0.05)
+    h.fake.storm("stream_pod_log", times=2, retry_after=0.05)
+    h.fake.storm("delete_job", times=2, retry_after=0.01)
+    started = time.monotonic()
+    result = h.run(ex, launch())
+    assert result.succeeded, result
+    assert time.monotonic() - started >= 4 * 0.05 + 2 * 0.05
+    assert h.api.retries >= 8
+    assert h.fake.calls["create_job"] == 5
+
+
+def test_410_gone_during_a_watch_relists_and_the_attempt_finishes(harness: Callable[..., Harness]) -> None:
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"before\n"), Gate(gate), Out(b"after\n"), Exit(0)))
+    ex = h.executor()
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
+    worker.start()
+    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 3)  # 2 probes + the follow
+    relists = h.fake.calls["list_jobs"]
+    h.fake.expire_watches()
+    assert wait_for(lambda: h.fake.calls["list_jobs"] > relists and h.fake.calls["list_pods"] > 1)
+    gate.set()
+    worker.join(10)
+    assert box and box[0].succeeded, box
+    assert logs(box[0])["stdout"] == b"before\nafter\n"
+
+
+def test_dropped_watch_connections_reconnect_from_the_last_version(harness: Callable[..., Harness]) -> None:
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Gate(gate), Exit(4)))
+    ex = h.executor()
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
+    worker.start()
+    assert wait_for(lambda: h.fake.pod_of(launch_name()) is not None)
+    watches = h.fake.calls["watch_pods"]
+    h.fake.bookmark()
+    h.fake.drop_watches()
+    assert wait_for(lambda: h.fake.calls["watch_pods"] > watches)
+    gate.set()
+    worker.join(10)
+    assert box and box[0].failure_class is FailureClass.EXIT_CODE and box[0].exit_code == 4
+    assert h.fake.calls["list_pods"] == 1  # resumed from the resourceVersion, no relist
+
+
+def test_bookmarks_move_the_resource_version(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    ex = h.executor()
+    reflector = ex._watches[SESSION].jobs
+    before = reflector.resource_version
+    h.fake.bookmark()
+    assert wait_for(lambda: reflector.resource_version != before)
+    assert reflector.bookmarks >= 1
+
+
+def test_log_stream_dropped_mid_line_resumes_without_gaps_or_repeats(harness: Callable[..., Harness]) -> None:
+    gate = threading.Event()
+    lines = [f"line {i:02d} {'x' * i}\n".encode() for i in range(12)]
+    steps: list[Step] = [Schedule(), Start()]
+    steps += [Out(line, same_time=(i == 5)) for i, line in enumerate(lines[:8])]
+    steps += [Gate(gate), *[Out(line) for line in lines[8:]], Exit(0)]
+    h = harness(script(*steps))
+    h.fake.log_chunk = 7  # every line arrives split across chunks
+    ex = h.executor()
+    name = launch_name()
+    h.fake.drop_log(name, after_bytes=150)  # mid-line, inside the 4th line
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
+    worker.start()
+    assert wait_for(lambda: sum(r["since"] is not None for r in h.fake.log_requests) >= 1)
+    gate.set()
+    worker.join(10)
+    assert box and box[0].succeeded, box
+    assert logs(box[0])["stdout"] == b"".join(lines)
+    assert any(r["since"] for r in h.fake.log_requests)  # resumed from a timestamp
+
+
+def test_line_cursor_resumes_inside_equal_timestamps_and_partial_lines(tmp_path: Path) -> None:
+    sink = FileLogSink(tmp_path)
+    writer: LogWriter = sink.open("x.log", stream="combined")
+    out = _Out(writer, "combined")
+    cursor = _LineCursor(out)
+    first = b"2025-01-01T12:00:00.5Z a\n2025-01-01T12:00:00.5Z b\n2025-01-01T12:00:01.25Z cc"
+    cursor.feed(first[:30])
+    cursor.feed(first[30:])  # drop after "cc" of an unfinished line
+    assert cursor.since_time() == "2025-01-01T12:00:01Z"
+    cursor.new_connection()  # the server re-sends from the whole second: a, b were earlier
+    cursor.feed(b"2025-01-01T12:00:01.25Z ccc\n2025-01-01T12:00:01.250000000Z d\n")
+    cursor.new_connection()
+    cursor.feed(
+        b"2025-01-01T12:00:00.5Z a\n2025-01-01T12:00:00.5Z b\n2025-01-01T12:00:01.25Z ccc\n"
+        b"2025-01-01T12:00:01.25Z d\n2025-01-01T13:00:01+01:00 old\n2025-01-01T13:00:02+01:00 e\n"
+    )
+    pointer = out.close()
+    assert Path(pointer.url).read_bytes() == b"a\nb\nccc\nd\ne\n"
+
+
+# -- crash safety: AlreadyExists, SIGTERM, adoption, leaks ---------------------------------
+
+
+def launch_name(what: AttemptLaunch | None = None) -> str:
+    return JobSpecBuilder.name((what or launch()).identity)
+
+
+def test_already_exists_adopts_the_job_instead_of_running_twice(harness: Callable[..., Harness]) -> None:
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"first run\n"), Gate(gate), Out(b"done\n"), Exit(0)))
+    ex = h.executor()
+    what = launch()
+    builder = JobSpecBuilder(h.settings, namespace=h.fake.namespace)
+    h.fake.create_job(
+        builder.build(JobRequest(what.identity, what.spec, what.command, what.env, what.image, what.timeout_seconds))
+    )  # a controller that crashed
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, what)))
+    worker.start()
+    assert wait_for(lambda: h.fake.calls["create_job"] == 2 and h.fake.calls["get_job"] == 1)
+    gate.set()
+    worker.join(10)
+    assert box and box[0].succeeded, box
+    assert len(box[0].pod_names) == 1  # one pod: the phase ran once
+    assert logs(box[0])["stdout"] == b"first run\ndone\n"
+    assert box[0].raw_status and "adopted" in str(box[0].raw_status["notes"])
+
+
+def test_sigterm_collects_until_grace_then_leaves_the_job_for_adoption(harness: Callable[..., Harness]) -> None:
+    gate = threading.Event()
+    h = harness(
+        script(
+            Schedule(),
+            Start(),
+            Out(b"working 1\n"),
+            Out(b"working 2 and"),
+            Gate(gate),
+            Out(b" more\n"),
+            Err(b"late\n"),
+            Exit(0),
+        )
+    )
+    ex = h.executor()
+    what = launch()
+    stop = StopSignal()
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, what, stop)))
+    worker.start()
+    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 4)
+    started = time.monotonic()
+    stop.request(0.3)
+    worker.join(10)
+    assert 0.25 <= time.monotonic() - started < 3
+    interrupted = box[0]
+    assert interrupted.failure_class is FailureClass.CONTROLLER_INTERRUPTED
+    assert interrupted.exit_code is None and interrupted.exit_code_reason
+    assert logs(interrupted)["stdout"] == b"working 1\nworking 2 and"
+    assert h.fake.deleted_jobs == [] and h.fake.finalizers_removed == []  # left in place
+    leaks = ex.end()
+    assert leaks == [f"job/{interrupted.job_name}", f"pod/{interrupted.pod_names[0]}"]
+
+    # The next session adopts it: logs resume where they stopped, exactly once.
+    ex2 = h.executor("batch-drain-20250101-130000")
+    orphan = OrphanAttempt(
+        launch=what, session_id=SESSION, job_name=interrupted.job_name, pod_uid=interrupted.pod_uid, started_at_iso=None
+    )
+    box2: list[AttemptResult] = []
+    worker = threading.Thread(
+        target=lambda: box2.append(ex2.adopt(orphan, stop=StopSignal(), on_update=h.updates.append))
+    )
+    worker.start()
+    assert wait_for(lambda: h.fake.calls["get_job"] >= 1)
+    gate.set()
+    worker.join(10)
+    adopted = box2[0]
+    assert adopted.succeeded, adopted
+    assert logs(adopted) == {"stdout": b"working 1\nworking 2 and more\n", "stderr": b"late\n"}
+    assert [p.url for p in adopted.logs] == [p.url for p in interrupted.logs]  # same files, resumed
+    assert h.fake.deleted_jobs == [interrupted.job_name] and not h.fake.pods
+    assert ex2.end() == []
+
+
+def test_adopting_a_vanished_job_is_recorded(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    ex = h.executor("batch-drain-20250101-130000")
+    orphan = OrphanAttempt(launch=launch(), session_id=SESSION, job_name=None, pod_uid="uid-1", started_at_iso=None)
+    result = ex.adopt(orphan, stop=StopSignal(), on_update=h.updates.append)
+    assert result.failure_class is FailureClass.POD_DELETED and result.exit_code_reason
+    never = ex.adopt(
+        OrphanAttempt(launch("p2"), SESSION, None, None, None), stop=StopSignal(), on_update=h.updates.append
+    )
+    assert never.failure_class is FailureClass.CONTROLLER_INTERRUPTED
+
+
+def test_stop_before_create_creates_nothing(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    stop = StopSignal()
+    stop.request(0.0)
+    result = h.run(h.executor(), launch(), stop)
+    assert result.failure_class is FailureClass.CONTROLLER_INTERRUPTED
+    assert h.fake.calls["create_job"] == 0
+
+
+def test_leak_audit_lists_what_the_session_left(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule(), Start(), Hang()))
+    ex = h.executor()
+    what = launch()
+    builder = JobSpecBuilder(h.settings, namespace=h.fake.namespace)
+    h.fake.create_job(
+        builder.build(JobRequest(what.identity, what.spec, what.command, what.env, what.image, what.timeout_seconds))
+    )
+    pod = h.fake.pod_of(launch_name())
+    assert pod is not None
+    assert ex.end() == [f"job/{launch_name()}", f"pod/{pod['metadata']['name']}"]
+
+
+# -- many at once -------------------------------------------------------------------------
+
+
+def test_parallel_attempts_share_one_watch_pair_and_never_poll(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule(), Start(), Out(b"ok\n"), Exit(0)))
+    ex = h.executor()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: h.run(ex, launch(f"p{i}")), range(40)))
+    assert all(r.succeeded for r in results), [r.message for r in results if not r.succeeded]
+    assert h.fake.calls["watch_jobs"] == 1 and h.fake.calls["watch_pods"] == 1
+    assert h.fake.calls["get_job"] == 0 and h.fake.calls["get_pod"] == 0
+    assert len({r.job_name for r in results}) == 40
+    assert ex.end() == []
+
+
+def test_rate_limiter_paces_creation() -> None:
+    limiter = RateLimiter(50.0)
+    started = time.monotonic()
+    for _ in range(6):
+        assert limiter.acquire(timeout=5.0)
+    assert time.monotonic() - started >= 5 / 50 * 0.9
+    cancel = threading.Event()
+    cancel.set()
+    slow = RateLimiter(0.5)
+    assert slow.acquire(timeout=1.0)
+    assert not slow.acquire(timeout=0.1)  # next slot is 2 s away: refused, not waited for
+    assert not slow.acquire(timeout=5.0, cancel=cancel)  # a stop request ends the wait
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+# -- the real seam's pure parts -------------------------------------------------------------
+
+
+def test_real_seam_maps_statuses_and_watch_errors() -> None:
+    from batchdrain.kube import AlreadyExists, Conflict, Gone, ServerError, TooManyRequests
+    from batchdrain.kube.client import _error_from_body, _watch_event
+
+    status = b'{"kind":"Status","reason":"AlreadyExists","message":"jobs.batch \\"x\\" already exists"}'
+    created = _error_from_body(409, status, {}, creating=True)
+    assert isinstance(created, AlreadyExists) and not created.retriable
+    assert type(_error_from_body(409, b"{}", {}, creating=False)) is Conflict
+    busy = _error_from_body(429, b"slow down", {"Retry-After": "3"}, creating=False)
+    assert isinstance(busy, TooManyRequests) and busy.retriable and busy.retry_after == 3.0
+    assert isinstance(_error_from_body(503, b"", {}, creating=False), ServerError)
+    assert _watch_event(b'{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"7"}}}')[0] == "BOOKMARK"
+    with pytest.raises(Gone):
+        _watch_event(b'{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"old"}}')
