@@ -96,6 +96,7 @@ class AttemptRow(Base):
     image: Mapped[str | None] = mapped_column(String(512))
     image_digest: Mapped[str | None] = mapped_column(String(512))
     job_name: Mapped[str | None] = mapped_column(String(63))
+    namespace: Mapped[str | None] = mapped_column(String(63))
     pod_names: Mapped[list[Any] | None] = mapped_column(JSON)
     pod_uid: Mapped[str | None] = mapped_column(String(64))
     node: Mapped[str | None] = mapped_column(String(255))

@@ -491,8 +491,11 @@ class Database:
         return self._retrying(run)
 
     def update_attempt(self, attempt_pk: int, fields: dict[str, Any]) -> None:
-        allowed = {"job_name", "pod_names", "pod_uid", "node", "image", "image_digest",
+        allowed = {"job_name", "namespace", "pod_names", "pod_uid", "node", "image", "image_digest",
                    "started_at", "log_mode", "raw_status"}
+        fields = dict(fields)
+        if "pod_name" in fields:  # executors report one pod at a time
+            fields["pod_names"] = [fields.pop("pod_name")]
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"not updatable on a running attempt: {sorted(unknown)}")
@@ -652,7 +655,7 @@ def _attempt_dict(row: AttemptRow) -> dict[str, Any]:
         "id": row.id, "session_id": row.session_id, "run_id": row.run_id, "phase_id": row.phase_id,
         "attempt": row.attempt, "status": row.status, "executor": row.executor,
         "command": row.command, "image": row.image, "image_digest": row.image_digest,
-        "job_name": row.job_name, "pod_names": row.pod_names or [], "pod_uid": row.pod_uid,
+        "job_name": row.job_name, "namespace": row.namespace, "pod_names": row.pod_names or [], "pod_uid": row.pod_uid,
         "node": row.node, "exit_code": row.exit_code, "exit_code_reason": row.exit_code_reason,
         "created_at": _aware(row.created_at), "started_at": _aware(row.started_at),
         "finished_at": _aware(row.finished_at), "container_seconds": row.container_seconds,
