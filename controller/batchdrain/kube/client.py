@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
@@ -106,9 +107,27 @@ class _ResponseStream:
             if self._closed:
                 return
             self._closed = True
-        # Shutting the socket down is what wakes a reader blocked in recv().
+        # Shutting the socket down is what wakes a reader blocked in recv(); closing the
+        # response alone waits for that reader's lock, i.e. for the next byte or timeout.
+        sock = _socket_of(self._response)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer: nothing left to wake
         self._response.close()
         self._response.release_conn()
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The TCP socket under a urllib3 response (its connection's, or the raw file's)."""
+    connection = getattr(response, "connection", None) or getattr(response, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        return sock
+    raw = getattr(getattr(getattr(response, "_fp", None), "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 class _LogStream(_ResponseStream):
