@@ -102,6 +102,11 @@ _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:
 # -- pacing ----------------------------------------------------------------------------
 
 
+# Session end: how long pods of deleted Jobs may take to disappear before they count as leaks.
+LEAK_GRACE_SECONDS = 30.0
+LEAK_POLL_SECONDS = 0.5
+
+
 class RateLimiter:
     """At most ``rate`` acquisitions per second, shared by all worker threads.
 
@@ -619,11 +624,24 @@ class KubernetesExecutor:
         if self._session_id is None:
             return leaks
         selector = session_selector(self._session_id)
-        try:
-            jobs, _ = self._api.list_jobs(selector)
-            pods, _ = self._api.list_pods(selector)
-        except KubeError as err:
-            return [f"leak audit failed: {err.message}"]
+        deadline = time.monotonic() + LEAK_GRACE_SECONDS
+        while True:
+            try:
+                jobs, _ = self._api.list_jobs(selector)
+                pods, _ = self._api.list_pods(selector)
+            except KubeError as err:
+                return [f"leak audit failed: {err.message}"]
+            # Deleting a Job deletes its pods in the background: a pod that is already
+            # terminating (or whose Job is gone) is on its way out, not a leak. Give the
+            # garbage collector a bounded moment; anything still there then is reported.
+            job_names = {str((j.get("metadata") or {}).get("name")) for j in jobs}
+            settling = not jobs and all(
+                (p.get("metadata") or {}).get("deletionTimestamp") or job_name_of_pod(p) not in job_names
+                for p in pods
+            )
+            if not pods or not settling or time.monotonic() >= deadline:
+                break
+            time.sleep(LEAK_POLL_SECONDS)
         names = {str((j.get("metadata") or {}).get("name")) for j in jobs}
         leaks += [f"job/{n}" for n in sorted(names)]
         leaks += sorted(f"pod/{(p.get('metadata') or {}).get('name')}" for p in pods)
