@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-import psycopg  # noqa: E402
-from sqlalchemy import insert, text  # noqa: E402
+import psycopg
+from sqlalchemy import insert, text
 
-from batchdrain.db import Database  # noqa: E402
-from batchdrain.db.models import PhaseRow, RunRow  # noqa: E402
-from batchdrain.drain import make_plan  # noqa: E402
-from batchdrain.settings import Settings  # noqa: E402
+from batchdrain.db import Database
+from batchdrain.db.models import PhaseRow, RunRow
+from batchdrain.drain import make_plan
+from batchdrain.settings import Settings
 
 RUNS = 1000
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-
 # What Kubernetes accepts, checked at enqueue time so a bad spec is refused at the door
 # instead of failing every attempt later.
 _IMAGE_REF = re.compile(

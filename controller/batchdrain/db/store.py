@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -316,7 +317,7 @@ class Database:
 
         def run() -> list[Phase]:
             with self._tx() as tx:
-                scope = [PhaseRow.run_id.in_(run_ids)] if run_ids else []
+                scope: list[ColumnElement[bool]] = [PhaseRow.run_id.in_(run_ids)] if run_ids else []
                 if exclude_session is not None:
                     scope.append(~exists().where(
                         AttemptRow.session_id == exclude_session, AttemptRow.run_id == PhaseRow.run_id,

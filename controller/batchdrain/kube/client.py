@@ -14,6 +14,7 @@ Settings and is not multiplied by a hidden second layer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -111,10 +112,8 @@ class _ResponseStream:
         # response alone waits for that reader's lock, i.e. for the next byte or timeout.
         sock = _socket_of(self._response)
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the peer: nothing to wake
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the peer: nothing left to wake
         self._response.close()
         self._response.release_conn()
 
