@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,24 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-
-
-def _pg_tool(name: str) -> str:
-    for directory in PG_BIN_DIRS:
-        if (directory / name).exists():
-            return str(directory / name)
-    found = shutil.which(name)
-    if not found:
-        raise RuntimeError(f"Postgres tool {name!r} not found: install Debian's postgresql package "
-                           "(`.ci/run` does) or set BATCHDRAIN_TEST_POSTGRES_URL")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.pgserver import start_postgres
 
 
 @pytest.fixture(scope="session")
@@ -49,29 +27,11 @@ def postgres_server() -> Iterator[str]:
     if given:
         yield given
         return
-    # Not under pytest's tmp dir: other pytest runs chmod that 0700, locking the postgres user out.
-    base = Path(tempfile.mkdtemp(prefix="batchdrain-pg-"))
-    data = base / "data"
-    port = _free_port()
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        pwd.getpwnam("postgres")
-        shutil.chown(base, "postgres", "postgres")
-        base.chmod(0o755)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*run_as, _pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-    log = base / "server.log"
-    subprocess.run([*run_as, _pg_tool("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-                          "-c max_connections=200", "start"],
-                   check=True, capture_output=True)
+    server = start_postgres()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server.url
     finally:
-        subprocess.run([*run_as, _pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        server.stop()
 
 
 @pytest.fixture

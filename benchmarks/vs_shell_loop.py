@@ -1,0 +1,150 @@
+"""batchdrain against the shell loop a platform engineer would write, side by side.
+
+    KUBECONFIG=... python benchmarks/vs_shell_loop.py --phases 100 --parallelism 10 --pairs 3
+
+Same cluster, same image, same trivial phase, alternating runs (B, L, L, B, B, L...):
+  batchdrain: `batchdrain drain --executor kubernetes --parallelism P` on a SQLite backlog.
+  loop:       `xargs -P P` over `kubectl create job` + `kubectl wait --for=condition=complete`
+              + `kubectl logs job/... > file` (records nothing durable beyond the log files;
+              no exit codes, no classes, no retries, no identity).
+Reports wall time and the ratio, API requests per phase (apiserver_request_total, which
+also counts the control plane's own requests for the same pods: the floor both share), and
+the cluster's floor: sum of pod lifetimes / P, so controller overhead = wall / floor - 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from kubernetes import client, config
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASE = ["python3", "-c", "print('phase done')"]
+
+
+def kubectl() -> str:
+    found = shutil.which("kubectl") or next(iter(Path("~/.cache/batchdrain").expanduser().glob("k8s-*/bin/kubectl")),
+                                            None)
+    if not found:
+        sys.exit("kubectl not found")
+    return str(found)
+
+
+def api_requests() -> int:
+    text = subprocess.run([kubectl(), "get", "--raw", "/metrics"], capture_output=True, text=True, check=True).stdout
+    return sum(int(float(m.group(1))) for m in re.finditer(r"^apiserver_request_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def pod_floor(core: client.CoreV1Api, namespace: str, parallelism: int) -> float:
+    """Sum of pod lifetimes (creation to container finish) / parallelism: the ideal drain time."""
+    total = 0.0
+    for pod in core.list_namespaced_pod(namespace).items:
+        statuses = pod.status.container_statuses or []
+        ends = [s.state.terminated.finished_at for s in statuses if s.state and s.state.terminated]
+        if ends:
+            total += (max(ends) - pod.metadata.creation_timestamp).total_seconds()
+    return total / parallelism
+
+
+def run_batchdrain(namespace: str, n: int, p: int, image: str, work: Path) -> float:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},
+           "PYTHONPATH": str(ROOT / "controller")}
+    db = f"sqlite:///{work / 'bench.db'}"
+    rows = "\n".join(f"- {{run_id: bench, phase_id: p{i:04d}, command: {PHASE!r}}}" for i in range(n))
+    (work / "backlog.yaml").write_text(rows.replace("'", '"') + "\n")
+    subprocess.run([sys.executable, "-m", "batchdrain.cli", "import", str(work / "backlog.yaml"),
+                    "--database-url", db], env=env, check=True, capture_output=True)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "batchdrain.cli", "drain", "--database-url", db, "--executor", "kubernetes",
+                    "--namespace", namespace, "--parallelism", str(p), "--default-image", image,
+                    "--image-pull-policy", "IfNotPresent", "--instant-threshold-seconds", "0",
+                    "--log-store", str(work / "logs"), "--quiet"], env=env, check=True, capture_output=True)
+    return time.monotonic() - t0
+
+
+def run_loop(namespace: str, n: int, p: int, image: str, work: Path) -> float:
+    (work / "loop-logs").mkdir()
+    script = (f'k={kubectl()}; ns={namespace}; j=loop-$1; '
+              f'$k -n $ns create job $j --image={image} -- {" ".join(PHASE[:2])} "{PHASE[2]}" >/dev/null && '
+              '$k -n $ns wait --for=condition=complete --timeout=600s job/$j >/dev/null && '
+              f'$k -n $ns logs job/$j > {work}/loop-logs/$j.log')
+    t0 = time.monotonic()
+    seq = subprocess.Popen(["seq", "1", str(n)], stdout=subprocess.PIPE)
+    subprocess.run(["xargs", "-P", str(p), "-I{}", "sh", "-c", script, "_", "{}"], stdin=seq.stdout, check=True)
+    seq.wait()
+    return time.monotonic() - t0
+
+
+def one(kind: str, core: client.CoreV1Api, *, batch: client.BatchV1Api, n: int, p: int, image: str) -> dict:
+    namespace = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(namespace).items):
+            break
+        time.sleep(0.2)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+    before = api_requests()
+    # pods are kept for the floor: batchdrain deletes its Jobs, so take the floor from its
+    # attempt rows instead (container start to finish, plus creation to start)
+    wall = (run_batchdrain if kind == "batchdrain" else run_loop)(namespace, n, p, image, work)
+    after = api_requests()
+    if kind == "batchdrain":
+        sys.path.insert(0, str(ROOT / "controller"))
+        from batchdrain.db import Database
+
+        db = Database(f"sqlite:///{work / 'bench.db'}")
+        rows = db.attempts()
+        db.dispose()
+        floor = sum(r["total_seconds"] or 0 for r in rows) / p
+        ok = sum(r["failure_class"] == "succeeded" for r in rows)
+    else:
+        floor = pod_floor(core, namespace, p)
+        ok = sum(1 for j in batch.list_namespaced_job(namespace).items if j.status.succeeded)
+    core.delete_namespace(namespace)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"kind": kind, "wall": wall, "requests_per_phase": (after - before) / n, "floor": floor, "ok": ok}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phases", type=int, default=100)
+    parser.add_argument("--parallelism", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--image", default=os.environ.get("BATCHDRAIN_E2E_IMAGE", "batchdrain:dev"))
+    args = parser.parse_args()
+    config.load_kube_config()
+    core, batch = client.CoreV1Api(), client.BatchV1Api()
+    order = []
+    for i in range(args.pairs):
+        order += ["batchdrain", "loop"] if i % 2 == 0 else ["loop", "batchdrain"]
+    results = []
+    for kind in order:
+        result = one(kind, core, batch=batch, n=args.phases, p=args.parallelism, image=args.image)
+        results.append(result)
+        print(f"{dt.datetime.now():%H:%M:%S} {kind}: wall {result['wall']:.1f}s, {result['ok']}/{args.phases} ok, "
+              f"{result['requests_per_phase']:.1f} API requests/phase, floor {result['floor']:.1f}s",
+              file=sys.stderr)
+    print("| run | wall (s) | succeeded | API requests / phase | floor (s) | overhead vs floor |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['kind']} | {r['wall']:.1f} | {r['ok']}/{args.phases} | {r['requests_per_phase']:.1f} | "
+              f"{r['floor']:.1f} | {100 * (r['wall'] / r['floor'] - 1):.0f}% |")
+    bd = statistics.median(r["wall"] for r in results if r["kind"] == "batchdrain")
+    loop = statistics.median(r["wall"] for r in results if r["kind"] == "loop")
+    print(f"\nmedian wall: batchdrain {bd:.1f}s, loop {loop:.1f}s, ratio batchdrain/loop = {bd / loop:.2f}")
+
+
+if __name__ == "__main__":
+    main()
