@@ -222,6 +222,7 @@ class DrainSession:
             heartbeat.join(timeout=5)
         leaks = self._end_executor()
         after = self.db.run_counts()
+        self.metrics.set_phase_counts(after.values())
         attempts = self.db.attempts(session_id=self.session_id)
         session_row = self.db.session(self.session_id)
         report = build_report(

@@ -6,9 +6,11 @@ library users get working counters without touching the process-global one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from batchdrain.domain import AttemptResult
+from batchdrain.domain import AttemptResult, RunCounts
 
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
@@ -38,6 +40,13 @@ class Metrics:
             self.duration.observe(seconds)
         for pointer in result.logs:
             self.log_bytes.labels(pointer.stream).inc(pointer.size_bytes)
+
+    def set_phase_counts(self, counts: Iterable[RunCounts]) -> None:
+        totals = RunCounts()
+        for c in counts:
+            totals = RunCounts(**{k: getattr(totals, k) + v for k, v in c.to_json().items()})
+        for state, value in totals.to_json().items():
+            self.phases.labels(state.upper()).set(value)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

@@ -12,6 +12,7 @@ from batchdrain.kube.api import KubeApi, KubeObject, LogStreamName, Stream, Watc
 from batchdrain.kube.errors import (
     AlreadyExists,
     BadRequest,
+    ConfigError,
     Conflict,
     Forbidden,
     Gone,
@@ -29,6 +30,7 @@ from batchdrain.settings import Settings
 __all__ = [
     "AlreadyExists",
     "BadRequest",
+    "ConfigError",
     "Conflict",
     "Forbidden",
     "Gone",

@@ -26,13 +26,14 @@ from typing import Any
 from urllib.parse import quote
 
 import urllib3
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from batchdrain.domain import utcnow
 from batchdrain.kube.api import KubeObject, LogStreamName, WatchEvent
-from batchdrain.kube.errors import Gone, KubeError, Unreachable, error_for_status
+from batchdrain.kube.errors import ConfigError, Gone, KubeError, Unreachable, error_for_status
 from batchdrain.settings import Settings
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -459,5 +460,10 @@ class KubernetesApi:
 
 def connect(settings: Settings) -> KubernetesApi:
     """The real seam for these settings (not yet wrapped in the retry policy)."""
-    api_client, namespace = load_client(settings)
+    try:
+        api_client, namespace = load_client(settings)
+    except (k8s_config.ConfigException, yaml.YAMLError, OSError, TypeError, AttributeError) as err:
+        where = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"kubeconfig {where}: {first}") from err
     return KubernetesApi(api_client, namespace)

@@ -60,6 +60,10 @@ class NotFound(KubeError):
     pass
 
 
+class ConfigError(KubeError):
+    """No usable cluster configuration: kubeconfig missing, unparsable, or no such context."""
+
+
 class Conflict(KubeError):
     pass
 
