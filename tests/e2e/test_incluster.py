@@ -104,9 +104,10 @@ def installed(cluster: Cluster, namespace: str, postgres: PostgresServer, tmp_pa
         "phases.image.repository": repository, "phases.image.tag": tag or "latest",
         "phases.image.pullPolicy": "IfNotPresent",
         "cronjob.schedule": "* * * * *", "database.existingSecret": "", "database.url": db_url,
-        "persistence.existingClaim": "logs", "drain.parallelism": "3",
+        "persistence.existingClaim": "logs",
     }
     args = [arg for key, value in sets.items() for arg in ("--set-string", f"{key}={value}")]
+    args += ["--set", "drain.parallelism=3"]
     run(helm(), "install", RELEASE, str(CHART), "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
         "--wait", "--timeout", "2m", *args)
     try:
