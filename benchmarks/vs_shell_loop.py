@@ -9,13 +9,14 @@ Same cluster, same image, same trivial phase, alternating runs (B, L, L, B, B, L
               no exit codes, no classes, no retries, no identity).
 Reports wall time and the ratio, API requests per phase (apiserver_request_total, which
 also counts the control plane's own requests for the same pods: the floor both share), and
-the cluster's floor: sum of pod lifetimes / P, so controller overhead = wall / floor - 1.
+the cluster's floor: sum over phases of (Job created -> container finished) / P, so controller overhead = wall / floor - 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -46,14 +47,16 @@ def api_requests() -> int:
     return sum(int(float(m.group(1))) for m in re.finditer(r"^apiserver_request_total\{[^}]*\} (\S+)$", text, re.M))
 
 
-def pod_floor(core: client.CoreV1Api, namespace: str, parallelism: int) -> float:
-    """Sum of pod lifetimes (creation to container finish) / parallelism: the ideal drain time."""
+def loop_floor(core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str, parallelism: int) -> float:
+    """Sum over phases of (Job created -> container finished) / parallelism: the ideal drain time."""
+    created = {j.metadata.name: j.metadata.creation_timestamp for j in batch.list_namespaced_job(namespace).items}
     total = 0.0
     for pod in core.list_namespaced_pod(namespace).items:
+        job = (pod.metadata.labels or {}).get("job-name")
         statuses = pod.status.container_statuses or []
         ends = [s.state.terminated.finished_at for s in statuses if s.state and s.state.terminated]
-        if ends:
-            total += (max(ends) - pod.metadata.creation_timestamp).total_seconds()
+        if ends and job in created:
+            total += (max(ends) - created[job]).total_seconds()
     return total / parallelism
 
 
@@ -61,8 +64,8 @@ def run_batchdrain(namespace: str, n: int, p: int, image: str, work: Path) -> fl
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},
            "PYTHONPATH": str(ROOT / "controller")}
     db = f"sqlite:///{work / 'bench.db'}"
-    rows = "\n".join(f"- {{run_id: bench, phase_id: p{i:04d}, command: {PHASE!r}}}" for i in range(n))
-    (work / "backlog.yaml").write_text(rows.replace("'", '"') + "\n")
+    rows = [{"run_id": "bench", "phase_id": f"p{i:04d}", "command": PHASE} for i in range(n)]
+    (work / "backlog.yaml").write_text(json.dumps(rows))  # JSON is YAML
     subprocess.run([sys.executable, "-m", "batchdrain.cli", "import", str(work / "backlog.yaml"),
                     "--database-url", db], env=env, check=True, capture_output=True)
     t0 = time.monotonic()
@@ -96,8 +99,6 @@ def one(kind: str, core: client.CoreV1Api, *, batch: client.BatchV1Api, n: int, 
         time.sleep(0.2)
     work = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     before = api_requests()
-    # pods are kept for the floor: batchdrain deletes its Jobs, so take the floor from its
-    # attempt rows instead (container start to finish, plus creation to start)
     wall = (run_batchdrain if kind == "batchdrain" else run_loop)(namespace, n, p, image, work)
     after = api_requests()
     if kind == "batchdrain":
@@ -107,10 +108,12 @@ def one(kind: str, core: client.CoreV1Api, *, batch: client.BatchV1Api, n: int, 
         db = Database(f"sqlite:///{work / 'bench.db'}")
         rows = db.attempts()
         db.dispose()
-        floor = sum(r["total_seconds"] or 0 for r in rows) / p
+        # the same span as the loop's: attempt opened (just before the Job is created)
+        # to container finished; batchdrain has deleted its Jobs, its rows keep the times
+        floor = sum((r["finished_at"] - r["created_at"]).total_seconds() for r in rows) / p
         ok = sum(r["failure_class"] == "succeeded" for r in rows)
     else:
-        floor = pod_floor(core, namespace, p)
+        floor = loop_floor(core, batch, namespace, p)
         ok = sum(1 for j in batch.list_namespaced_job(namespace).items if j.status.succeeded)
     core.delete_namespace(namespace)
     shutil.rmtree(work, ignore_errors=True)

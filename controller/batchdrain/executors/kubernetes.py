@@ -53,6 +53,7 @@ from batchdrain.classify.kube import (
     parse_time,
     pending_outcome,
     pod_terminal,
+    terminated_state,
 )
 from batchdrain.domain import AttemptResult, FailureClass, LogMode, LogPointer, utcnow
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
@@ -229,6 +230,14 @@ class _Tracker:
                 return True
             state = _container_state(pod)
             return bool(state.get("terminated"))
+
+
+def _clean_exit(pod: KubeObject | None) -> bool:
+    """The phase container exited 0 on its own: no deletion, no disruption."""
+    if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp") or condition(pod, "DisruptionTarget"):
+        return False
+    terminated = terminated_state(pod, CONTAINER) or {}
+    return terminated.get("exitCode") == 0 and terminated.get("reason") == "Completed"
 
 
 def _container_state(pod: KubeObject) -> KubeObject:
@@ -1037,7 +1046,10 @@ class KubernetesExecutor:
                 pump.close()
         pod = tracker.current_pod()
         if outcome is None:
-            if job_outcome(tracker.job) is None and not tracker.job_gone:
+            # The Job's condition lags the pod by the Job controller's sync period (~1s).
+            # It only changes the verdict for failures (DeadlineExceeded...); a clean exit 0
+            # is a success whatever the Job says later, so it does not wait for it.
+            if job_outcome(tracker.job) is None and not tracker.job_gone and not _clean_exit(pod):
                 tracker.wait_for(lambda: job_outcome(tracker.job) is not None or tracker.job_gone, self._grace)
             pod = tracker.current_pod()
             outcome = self._classify(attempt, pod)
