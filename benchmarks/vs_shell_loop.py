@@ -9,7 +9,8 @@ Same cluster, same image, same trivial phase, alternating runs (B, L, L, B, B, L
               no exit codes, no classes, no retries, no identity).
 Reports wall time and the ratio, API requests per phase (apiserver_request_total, which
 also counts the control plane's own requests for the same pods: the floor both share), and
-the cluster's floor: sum over phases of (Job created -> container finished) / P, so controller overhead = wall / floor - 1.
+the cluster's floor: sum over phases of (Job created -> container finished) / P, so
+controller overhead = wall / floor - 1.
 """
 
 from __future__ import annotations
