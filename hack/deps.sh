@@ -4,7 +4,7 @@
 # cluster (containerd, runc, CNI plugins, iptables, debootstrap, docker for image builds).
 set -euo pipefail
 want=(python3-venv postgresql containerd runc containernetworking-plugins iptables conntrack
-      debootstrap docker.io openssl gcc libc6-dev curl ca-certificates)
+      debootstrap docker.io openssl gcc libc6-dev curl ca-certificates chromium)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
