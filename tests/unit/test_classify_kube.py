@@ -240,3 +240,14 @@ def test_unexpected_state_is_api_error_with_raw_status_never_unknown() -> None:
 def test_image_digest_from_image_id() -> None:
     assert image_of(pod(term(0)), "phase") == ("img:1", "sha256:feed")
     assert image_of(None, "phase") == (None, None)
+
+
+def test_exit_zero_completed_is_success_before_pod_phase_and_job_condition_catch_up():
+    from batchdrain.classify.kube import classify_attempt
+    from batchdrain.domain import FailureClass
+
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "phase", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}}
+    job = {"metadata": {"name": "j"}, "status": {"active": 1}}
+    outcome = classify_attempt(job=job, pod=pod, container="phase")
+    assert outcome.failure_class is FailureClass.SUCCEEDED and outcome.exit_code == 0

@@ -384,7 +384,11 @@ def classify_attempt(
             None,
             raw,
         )
-    if exit_code == 0 and (pod_phase(pod) == "Succeeded" or (finished is not None and finished[0])):
+    # A container that exited 0 by itself ("Completed") succeeded even before the kubelet
+    # moves the pod to Succeeded and the Job controller adds its condition (both lag).
+    still_settling = finished is None and pod_phase(pod) not in ("Failed", "Unknown")
+    if exit_code == 0 and (pod_phase(pod) == "Succeeded" or (finished is not None and finished[0])
+                           or (term_reason == "Completed" and still_settling)):
         return KubeOutcome(FailureClass.SUCCEEDED, "exit code 0", 0, None, None)
     if condition_any(pod, "PodScheduled") and not condition(pod, "PodScheduled"):
         detail = _one_line((condition_any(pod, "PodScheduled") or {}).get("message"))
