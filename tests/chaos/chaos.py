@@ -48,7 +48,8 @@ def remaining(db: Database, max_attempts: int) -> int:
     """Phases some session could still run (queued, executing, or failed with attempts left)."""
     left = 0
     for p in db.phases():
-        if p.state in (PhaseState.QUEUED, PhaseState.EXECUTING) or (p.state is PhaseState.FAILED and p.attempts - p.retry_base < max_attempts):
+        retryable = p.state is PhaseState.FAILED and p.attempts - p.retry_base < max_attempts
+        if p.state in (PhaseState.QUEUED, PhaseState.EXECUTING) or retryable:
             left += 1
     return left
 
