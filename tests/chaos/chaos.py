@@ -13,6 +13,7 @@ overlapping in time, no attempt number used twice. Prints the figures as JSON.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -118,7 +119,7 @@ def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: l
         if len(numbers) != len(set(numbers)):
             duplicates.append(key)
         spans = sorted((a["created_at"], a["finished_at"] or a["created_at"]) for a in attempts)
-        overlaps += [key for (_, end), (start, _) in zip(spans, spans[1:], strict=False) if start < end]
+        overlaps += [key for (_, end), (start, _) in itertools.pairwise(spans) if start < end]
     for row in rows:
         if row["status"] != "finished":
             unfinished.append(row["id"])
