@@ -22,7 +22,7 @@ def chromium() -> str:
 def test_html_report_renders_with_histogram_and_one_bar_per_attempt(workdir, capsys):
     url = f"sqlite:///{workdir / 'b.db'}"
     for i in range(6):
-        code = "import sys, time; time.sleep(0.%d); sys.exit(%d)" % (i + 1, i % 3 == 2)
+        code = f"import sys, time; time.sleep(0.{i + 1}); sys.exit({int(i % 3 == 2)})"
         assert cli(capsys, "enqueue", "--database-url", url, "--run-id", "html", "--phase-id", f"p{i}", "--",
                    "python3", "-c", code)[0] == 0
     assert cli(capsys, "drain", "--database-url", url, "--executor", "local", "--quiet", "--parallelism", "3")[0] == 0
