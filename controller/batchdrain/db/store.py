@@ -326,6 +326,10 @@ class Database:
                 queued = tx.scalars(
                     select(PhaseRow).where(PhaseRow.state == PhaseState.QUEUED.value, budget, *scope)
                     .order_by(PhaseRow.id).limit(limit)).all()
+                if len(queued) >= limit:
+                    # Queued phases come first and already fill the page: no retry could
+                    # be picked, so skip the costlier retry query (it scans every FAILED row).
+                    return [self._phase(row) for row in queued]
                 states = [PhaseState.FAILED.value] + ([PhaseState.SKIPPED.value] if include_parked else [])
                 retry_filter = [PhaseRow.state.in_(states), budget, *scope]
                 if skip_runs_with_queued:
