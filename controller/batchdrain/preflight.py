@@ -31,6 +31,7 @@ REQUIRED_ACCESS: tuple[tuple[str, str, str | None], ...] = (
     ("patch", "pods", None),
     ("get", "pods", "log"),
     ("list", "events", None),
+    ("create", "events", None),
 )
 
 

@@ -35,7 +35,7 @@ INTENDED_RULES = {
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/log"): {"get"},
-    ("", "events"): {"list", "watch"},
+    ("", "events"): {"create", "list", "watch"},
 }
 
 Obj = dict[str, Any]

@@ -74,6 +74,12 @@ def test_mixed_drain_20_phases_parallelism_5(drainer: Drainer):
         if expected:
             assert attempt["first_error_line"] == f"RuntimeError: phase {i} failed"
     assert drainer.session_objects(session_id) == []
+    # each Job's story is in its Events (kept after the Job is deleted)
+    job = attempts[0]["job_name"]
+    events = drainer.cluster.core.list_namespaced_event(
+        drainer.namespace, field_selector=f"involvedObject.name={job}").items
+    ours = [e.reason for e in events if e.source and e.source.component == "batchdrain"]
+    assert "AttemptStarted" in ours and "Classified" in ours, ours
     report = json.loads(drainer.run("report", session_id, "--format", "json",
                                     "--database-url", drainer.db_url).stdout)
     assert report["leaks"] == [] and report["identity_mismatches"] == []

@@ -623,6 +623,16 @@ class FakeKube:
         with self.cond:
             return [e for e in self.events_by_object.get(name, []) if uid is None or e["involvedObject"]["uid"] == uid]
 
+    def create_event(self, *, involved: KubeObject, reason: str, message: str, warning: bool = False) -> None:
+        self._check("create_event")
+        with self.cond:
+            meta = involved.get("metadata") or {}
+            self.events_by_object.setdefault(str(meta.get("name")), []).append({
+                "involvedObject": {"kind": "Job", "name": meta.get("name"), "uid": meta.get("uid")},
+                "reason": reason, "message": message, "type": "Warning" if warning else "Normal",
+                "source": {"component": "batchdrain"},
+            })
+
     def remove_pod_finalizer(self, name: str, finalizer: str) -> None:
         self._check("remove_pod_finalizer")
         with self.cond:

@@ -561,3 +561,15 @@ def test_real_seam_maps_statuses_and_watch_errors() -> None:
     assert _watch_event(b'{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"7"}}}')[0] == "BOOKMARK"
     with pytest.raises(Gone):
         _watch_event(b'{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"old"}}')
+
+
+def test_the_job_tells_its_story_in_events(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule("node-1"), Start(), Err(b"ValueError: nope\n"), Exit(2)))
+    ex = h.executor()
+    result = h.run(ex, launch())
+    events = h.fake.events_by_object[result.job_name or ""]
+    assert [e["reason"] for e in events if e["source"]["component"] == "batchdrain"] == [
+        "AttemptStarted", "Classified"]
+    classified = next(e for e in events if e["reason"] == "Classified")
+    assert classified["type"] == "Warning" and "exit_code" in classified["message"]
+    assert result.logs[0].url in classified["message"]

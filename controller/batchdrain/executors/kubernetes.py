@@ -653,6 +653,13 @@ class KubernetesExecutor:
             time.sleep(LEAK_POLL_SECONDS)
         names = {str((j.get("metadata") or {}).get("name")) for j in jobs}
         leaks += [f"job/{n}" for n in sorted(names)]
+        for leaked in jobs:
+            try:
+                self._api.create_event(involved={"apiVersion": "batch/v1", "kind": "Job", **leaked}, reason="Leaked",
+                                       message=f"still present when session {self._session_id} ended", warning=True)
+            except KubeError as err:
+                name = (leaked.get("metadata") or {}).get("name")
+                leaks.append(f"(event Leaked on job/{name} failed: {err.message})")
         leaks += sorted(f"pod/{(p.get('metadata') or {}).get('name')}" for p in pods)
         for job in sorted(self._adopted_jobs - names):
             try:
@@ -731,8 +738,14 @@ class KubernetesExecutor:
                 adopted=adopted,
                 resume_logs=adopted,
             )
+            ident = launch.identity
             if adopted:
                 attempt.notes.append("Job already existed: adopted")
+                self._event(attempt, "Adopted", f"session {self._session_id} adopted this existing Job "
+                            f"(attempt {ident.attempt} of phase {ident.phase_id!r}, run {ident.run_id!r})")
+            else:
+                self._event(attempt, "AttemptStarted", f"session {ident.session_id}: attempt {ident.attempt} of "
+                            f"phase {ident.phase_id!r} (run {ident.run_id!r})")
             return self._supervise(attempt, stop, on_update)
         finally:
             self._hub.unregister(name)
@@ -784,6 +797,8 @@ class KubernetesExecutor:
                 resume_logs=True,
                 notes=[f"adopted from session {orphan.session_id}"],
             )
+            self._event(attempt, "Adopted", f"session {self._session_id} adopted this Job after session "
+                        f"{orphan.session_id} stopped heart-beating")
             return self._supervise(attempt, stop, on_update)
         finally:
             self._hub.unregister(name)
@@ -1058,6 +1073,8 @@ class KubernetesExecutor:
             for out in attempt.outs.values():
                 out.write(f"[batchdrain] no output: {outcome.message}\n".encode(), content=False)
         result = self._result(attempt, outcome, pod)
+        self._event(attempt, "Classified", f"{result.failure_class.value}: {result.message}; logs: "
+                    + ", ".join(p.url for p in result.logs), warning=not result.succeeded)
         cleanup = self._cleanup(attempt)
         if cleanup:
             result.raw_status = {**(result.raw_status or {}), "cleanup_errors": cleanup}
@@ -1168,6 +1185,15 @@ class KubernetesExecutor:
                 if line:
                     return line
         return None
+
+    def _event(self, attempt: _Attempt, reason: str, message: str, *, warning: bool = False) -> None:
+        """Tell the Job's story in its Events; a failure to do so is noted on the attempt."""
+        job = attempt.tracker.job or {"metadata": {"name": attempt.job_name}}
+        try:
+            self._api.create_event(involved={"apiVersion": "batch/v1", "kind": "Job", **job}, reason=reason,
+                                   message=message, warning=warning)
+        except KubeError as err:
+            attempt.notes.append(f"event {reason} not recorded: {type(err).__name__}: {err.message}")
 
     def _cleanup(self, attempt: _Attempt) -> list[dict[str, Any]]:
         """Delete the Job, then let its pods go: only ever after the logs are closed."""

@@ -80,6 +80,9 @@ class KubeApi(Protocol):
     def list_events(self, *, name: str, uid: str | None = None) -> list[KubeObject]:
         """Events whose involvedObject has this name (and uid, when given)."""
 
+    def create_event(self, *, involved: KubeObject, reason: str, message: str, warning: bool = False) -> None:
+        """Record a core/v1 Event on ``involved`` (a Job), so `kubectl describe` tells the story."""
+
     def remove_pod_finalizer(self, name: str, finalizer: str) -> None:
         """Drop one finalizer from a pod; idempotent (absent already is fine)."""
 

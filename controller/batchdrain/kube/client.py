@@ -15,6 +15,7 @@ Settings and is not multiplied by a hidden second layer.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import socket
@@ -361,6 +362,35 @@ class KubernetesApi:
         )
         items: list[KubeObject] = data.get("items") or []
         return items
+
+    def create_event(self, *, involved: KubeObject, reason: str, message: str, warning: bool = False) -> None:
+        meta = involved.get("metadata") or {}
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._json(
+            "POST",
+            self._path("/api/v1/namespaces/{ns}/events"),
+            body={
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{meta.get('name')}.", "namespace": self._namespace},
+                "involvedObject": {
+                    "apiVersion": involved.get("apiVersion", "batch/v1"),
+                    "kind": involved.get("kind", "Job"),
+                    "name": meta.get("name"),
+                    "namespace": self._namespace,
+                    "uid": meta.get("uid"),
+                },
+                "reason": reason,
+                "message": message[:1024],
+                "type": "Warning" if warning else "Normal",
+                "source": {"component": "batchdrain"},
+                "reportingComponent": "batchdrain",
+                "reportingInstance": socket.gethostname(),
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            },
+        )
 
     def remove_pod_finalizer(self, name: str, finalizer: str) -> None:
         # A strategic-merge directive removes the value wherever it sits, with no

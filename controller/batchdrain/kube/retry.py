@@ -169,6 +169,10 @@ class RetryingKubeApi:
             ),
         )
 
+    def create_event(self, *, involved: KubeObject, reason: str, message: str, warning: bool = False) -> None:
+        self._call("create_event", lambda: self.inner.create_event(
+            involved=involved, reason=reason, message=message, warning=warning))
+
     def list_events(self, *, name: str, uid: str | None = None) -> list[KubeObject]:
         return self._call("list_events", lambda: self.inner.list_events(name=name, uid=uid))
 
