@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
 from batchdrain.domain import LogPointer
@@ -189,12 +189,3 @@ def open_log_sink(location: str) -> FileLogSink | FsspecLogSink:
     if "://" in location and not location.startswith("file://"):
         return FsspecLogSink(location)
     return FileLogSink(location.removeprefix("file://"))
-
-
-def read_to(sink: LogSink, url: str, out: BinaryIO) -> int:
-    """Copy a stored log to a binary file object; returns bytes copied."""
-    total = 0
-    for chunk in sink.read(url):
-        out.write(chunk)
-        total += len(chunk)
-    return total

@@ -72,16 +72,6 @@ class Claim:
     phase: Phase
 
 
-@dataclass(frozen=True)
-class StoredAttempt:
-    """An attempt row as reports and the CLI read it."""
-
-    data: dict[str, Any]
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-
 def normalise_url(url: str) -> URL:
     """Parse a database URL; plain ``postgresql://`` means psycopg 3, our chosen driver."""
     try:
