@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from batchdrain import __version__
 from batchdrain.classify import park_reason
-from batchdrain.db import Claim, Database
+from batchdrain.db import Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
     TRANSIENT_CLASSES,
     AttemptHistoryItem,
@@ -143,6 +143,7 @@ class DrainSession:
         self._not_claimed: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._adopted: list[tuple[str, str]] = []
+        self._notes: list[str] = []
 
     # -- identity ------------------------------------------------------------------
     def _phase_database_url(self) -> str:
@@ -190,7 +191,6 @@ class DrainSession:
         heartbeat_stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), daemon=True)
         heartbeat.start()
-        leaks: list[str] = []
         touched: set[str] = set()
         try:
             self.observer.planned(the_plan)
@@ -213,7 +213,7 @@ class DrainSession:
                     self.observer.planned(page)
             touched |= {run_id for run_id, _ in self._adopted}
         except BaseException as err:
-            leaks = self._end_executor()
+            self._end_executor()  # close the watches; the session row records the failure
             self.db.end_session(self.session_id, status="failed", counts={}, report=None,
                                 error=f"{type(err).__name__}: {err}")
             raise
@@ -238,6 +238,7 @@ class DrainSession:
             wall_seconds=time.monotonic() - started,
             interrupted=self.stop.stopping,
         )
+        report["notes"] = list(self._notes)
         self._store_report(report)
         status = "interrupted" if self.stop.stopping else ("leaked" if leaks else "complete")
         self.db.end_session(self.session_id, status=status, counts=report["counts"], report=report)
@@ -259,7 +260,13 @@ class DrainSession:
     def _heartbeat(self, stop: threading.Event) -> None:
         interval = self.settings.lease_seconds / 4
         while not stop.wait(interval):
-            self.db.heartbeat(self.session_id, self.settings.lease_seconds)
+            try:
+                self.db.heartbeat(self.session_id, self.settings.lease_seconds)
+            except DatabaseUnavailable as err:
+                # Keep trying: a missed beat only shortens the lease; giving up would let
+                # another controller adopt phases this one is still running.
+                with self._lock:
+                    self._notes.append(f"{utcnow().isoformat()} heartbeat failed: {err}")
 
     def _orphans(self) -> list[OrphanAttempt]:
         self._adopted = []

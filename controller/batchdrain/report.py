@@ -236,4 +236,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     ):
         if report[key]:
             lines += ["", f"## {title}", ""] + [fmt.format(**item) for item in report[key]]
+    if report.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
