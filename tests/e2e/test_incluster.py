@@ -209,3 +209,32 @@ def test_password_only_in_the_secret(cluster: Cluster, namespace: str, installed
     assert len(objects) > 1
     for obj in objects:
         assert installed["password"] not in json.dumps(serialize(obj)), obj.metadata.name
+
+
+def test_rendered_chart_and_manifests_accepted_by_the_apiserver(cluster: Cluster, namespace: str, tmp_path):
+    rendered = run(helm(), "template", "dry", str(CHART), "--namespace", namespace,
+                   "--set-string", "database.url=postgresql://u:p@db/x", "--set-string", "database.existingSecret=")
+    (tmp_path / "chart.yaml").write_text(rendered.stdout)
+    run(kubectl(), "--kubeconfig", cluster.kubeconfig, "apply", "--dry-run=server", "--validate=strict",
+        "-n", namespace, "-f", str(tmp_path / "chart.yaml"))
+    manifests = Path(__file__).resolve().parents[2] / "manifests"
+    kustomized = run(kubectl(), "kustomize", str(manifests)).stdout.replace("namespace: batchdrain",
+                                                                           f"namespace: {namespace}")
+    (tmp_path / "manifests.yaml").write_text(kustomized)
+    run(kubectl(), "--kubeconfig", cluster.kubeconfig, "apply", "--dry-run=server", "--validate=strict",
+        "-f", str(tmp_path / "manifests.yaml"))
+
+
+def test_kubectl_plugin_drives_a_session(cluster: Cluster, namespace: str, installed: dict):
+    """`kubectl batchdrain ...` finds the installed kubectl-batchdrain entry point on PATH."""
+    plugin = Path(sys.executable).parent / "kubectl-batchdrain"
+    if not plugin.is_file():
+        pytest.fail(f"{plugin} missing: install the package (pip install -e .)", pytrace=False)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},
+           "PATH": f"{plugin.parent}:{os.environ['PATH']}", "KUBECONFIG": cluster.kubeconfig}
+    listed = run(kubectl(), "plugin", "list", env=env, check=False)
+    assert str(plugin) in listed.stdout, listed.stdout + listed.stderr
+    done = run(kubectl(), "batchdrain", "runs", "--database-url", installed["db_url"], env=env)
+    assert "scheduled" in done.stdout and "adhoc" in done.stdout
+    sessions = run(kubectl(), "batchdrain", "sessions", "list", "--database-url", installed["db_url"], env=env)
+    assert "batch-drain-" in sessions.stdout
