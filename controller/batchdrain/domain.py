@@ -248,6 +248,9 @@ class AttemptResult:
     image: str | None = None
     image_digest: str | None = None
     raw_status: dict[str, Any] | None = None
+    # The work goes on without us (a Job left in place on SIGTERM): the attempt stays open
+    # so the next session adopts it, instead of the phase being retried while it runs.
+    left_running: bool = False
 
     @property
     def succeeded(self) -> bool:

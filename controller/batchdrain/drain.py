@@ -351,6 +351,11 @@ class DrainSession:
             )
 
     def _finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult) -> None:
+        if result.left_running:
+            self.db.interrupt_attempt(attempt_pk, result)
+            self.metrics.record_attempt(result)
+            self.observer.attempt_finished(phase, attempt, result)
+            return
         parked: str | None = None
         state = PhaseState.COMPLETE if result.succeeded else PhaseState.FAILED
         if not result.succeeded and result.failure_class not in TRANSIENT_CLASSES:

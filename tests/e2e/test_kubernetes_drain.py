@@ -227,3 +227,30 @@ def test_controller_sigkill_then_restart_adopts_jobs(drainer: Drainer):
         assert b"start 1" in payload(stdout) and b"end" in payload(stdout)
     assert drainer.session_objects(killed_session) == []
     assert drainer.session_objects(attempts[-1]["session_id"]) == []
+
+
+def test_sigterm_leaves_the_job_for_the_next_session_to_adopt(drainer: Drainer):
+    drainer.import_rows([{"run_id": "term", "phase_id": "long", "command": py(
+        "import time; print('start', flush=True); time.sleep(25); print('end')")}])
+    proc = drainer.start_drain("--term-grace-seconds", "2", "--lease-seconds", "5")
+    try:
+        wait_for(lambda: any(p.status.phase == "Running" for p in drainer.cluster.core.list_namespaced_pod(
+            drainer.namespace, label_selector="app.kubernetes.io/managed-by=batchdrain").items), "the phase's pod")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    # the Job is left in place (and reported by the leak audit: exit 1), the attempt stays open
+    assert proc.returncode == 1 and "leak audit" in err, err
+    (interrupted,) = all_attempts(drainer)
+    assert interrupted["status"] == "running" and interrupted["failure_class"] == "controller_interrupted"
+    assert drainer.session_objects(interrupted["session_id"]), "the Job should still be there"
+    time.sleep(6)  # the interrupted session's lease (5s) expires
+    done = drainer.drain("--lease-seconds", "5")
+    assert done.returncode == 0, done.stderr
+    (adopted,) = all_attempts(drainer)  # adopted, not re-run
+    assert adopted["status"] == "finished" and adopted["failure_class"] == "succeeded", adopted
+    assert adopted["raw_status"] and "interrupted_at" in adopted["raw_status"]
+    stdout = next(p for p in adopted["logs"] if p["stream"] in ("stdout", "combined"))
+    assert payload(stdout).count(b"start") == 1 and b"end" in payload(stdout)
+    assert drainer.session_objects(adopted["session_id"]) == []

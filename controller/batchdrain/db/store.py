@@ -546,6 +546,32 @@ class Database:
 
         self._retrying(run)
 
+    def interrupt_attempt(self, attempt_pk: int, result: AttemptResult) -> None:
+        """Record what is known of an attempt left running (SIGTERM) but keep it open.
+
+        The phase stays EXECUTING under this session's lease; once the lease expires the
+        next session adopts the attempt and writes its real end over this interim record.
+        """
+        message = mask_secrets(result.message, [self._secret or ""])
+
+        def run() -> None:
+            with self._tx() as tx:
+                row = tx.get(AttemptRow, attempt_pk)
+                if row is None:
+                    raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
+                row.failure_class = result.failure_class.value
+                row.message = message
+                row.exit_code_reason = result.exit_code_reason
+                row.log_mode = result.log_mode.value
+                row.logs = [
+                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                    for p in result.logs
+                ]
+                row.raw_status = {**(row.raw_status or {}), **(result.raw_status or {}),
+                                  "interrupted_at": utcnow().isoformat()}
+
+        self._retrying(run)
+
     def orphaned_attempts(self, *, lease_seconds: float) -> list[dict[str, Any]]:
         """Running attempts whose session stopped heart-beating for longer than a lease."""
         cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)

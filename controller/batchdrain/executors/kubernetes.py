@@ -1047,6 +1047,7 @@ class KubernetesExecutor:
             ),
             pod,
         )
+        result.left_running = True
         return result
 
     def _finish(self, attempt: _Attempt, stop: StopSignal, outcome: KubeOutcome | None) -> AttemptResult:
