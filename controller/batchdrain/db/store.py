@@ -527,10 +527,12 @@ class Database:
                     {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256}
                     for p in result.logs
                 ]
-                for name in ("job_name", "pod_uid", "node", "image", "image_digest", "raw_status"):
+                for name in ("job_name", "pod_uid", "node", "image", "image_digest"):
                     value = getattr(result, name)
                     if value is not None:
                         setattr(row, name, value)
+                if result.raw_status is not None:  # merged: an adopted attempt keeps its history
+                    row.raw_status = {**(row.raw_status or {}), **result.raw_status}
                 if result.pod_names:
                     row.pod_names = list(result.pod_names)
                 failed = not result.succeeded
