@@ -37,7 +37,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from batchdrain import __version__
 from batchdrain.db import Database, DatabaseUnavailable, NewPhase
@@ -285,7 +285,9 @@ def db_upgrade(settings: Settings) -> None:
 @with_settings(DB_FIELDS)
 def sessions_list(settings: Settings, limit: Annotated[int, typer.Option(help="How many.")] = 20) -> None:
     """Recent drain sessions."""
-    table = Table("session", "status", "executor", "started", "attempts", "ok", "failed", title="Sessions")
+    table = Table("status", "executor", "started", "attempts", "ok", "failed", title="Sessions")
+    # Ids are what people copy into the next command: never truncated or wrapped.
+    table.columns.insert(0, Column("session", no_wrap=True, min_width=len("batch-drain-20260101-000000")))
     for s in open_db(settings).sessions(limit):
         c = s["counts"] or {}
         table.add_row(s["session_id"], s["status"], s["executor"], s["started_at"].strftime("%Y-%m-%d %H:%M:%S"),

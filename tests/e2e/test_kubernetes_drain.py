@@ -225,7 +225,7 @@ def test_controller_sigkill_then_restart_adopts_jobs(drainer: Drainer):
     for a in adopted:
         stdout = next(p for p in a["logs"] if p["stream"] in ("stdout", "combined"))
         assert b"start 1" in payload(stdout) and b"end" in payload(stdout)
-    assert drainer.session_objects(killed_session) == []
+    wait_for(lambda: drainer.session_objects(killed_session) == [], "the adopted Jobs' pods to go", timeout=60)
     assert drainer.session_objects(attempts[-1]["session_id"]) == []
 
 
@@ -253,4 +253,6 @@ def test_sigterm_leaves_the_job_for_the_next_session_to_adopt(drainer: Drainer):
     assert adopted["raw_status"] and "interrupted_at" in adopted["raw_status"]
     stdout = next(p for p in adopted["logs"] if p["stream"] in ("stdout", "combined"))
     assert payload(stdout).count(b"start") == 1 and b"end" in payload(stdout)
-    assert drainer.session_objects(adopted["session_id"]) == []
+    # the adopting session deleted the Job; its pod goes with the garbage collector
+    wait_for(lambda: drainer.session_objects(adopted["session_id"]) == [], "the adopted Job's pod to go",
+             timeout=60)
