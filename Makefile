@@ -29,9 +29,9 @@ demo: venv
 test:
 	bash hack/test-all.sh
 
-# Unit + integration only (no cluster): for quick local iterations.
+# Unit, integration and chaos (local executor) tiers: no cluster needed.
 test-fast: venv
-	$(BIN)/python -m pytest tests/unit tests/integration -q
+	$(BIN)/python -m pytest tests/unit tests/integration tests/chaos -q
 
 # E2E against whatever cluster KUBECONFIG points at (kind works too).
 test-e2e: venv
