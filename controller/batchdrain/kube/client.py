@@ -98,10 +98,12 @@ class _ResponseStream:
             for chunk in self._response.stream(CHUNK, decode_content=True):
                 if chunk:
                     yield chunk
-        except (urllib3.exceptions.HTTPError, OSError) as err:
+        except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as err:
+            # AttributeError/ValueError: http.client's reader after another thread closed
+            # the response (its file object is gone); expected only when we closed it.
             if self._closed:
                 return
-            raise Unreachable(f"stream broken: {err}") from err
+            raise Unreachable(f"stream broken: {err!r}") from err
         finally:
             self.close()
 

@@ -125,6 +125,10 @@ class Reflector:
                 self._stop.wait(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self._max_backoff)
             except Exception as err:
+                if self._stop.is_set():
+                    # stop() closed the stream under a blocked read; whatever that read
+                    # raised is the close itself, not a failure to report to waiters.
+                    return
                 # A bug in a handler must not leave waiters hanging on a dead thread.
                 failure = KubeError(f"{self.kind} watch handler failed: {err!r}")
                 self.failed = failure
