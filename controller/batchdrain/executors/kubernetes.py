@@ -80,7 +80,7 @@ from batchdrain.kube import (
     NotFound,
     Stream,
 )
-from batchdrain.kube.watch import Reflector
+from batchdrain.kube.watch import EventHandler, ListFn, Reflector, WatchFn
 from batchdrain.logstore import LogSink, LogWriter, log_key
 from batchdrain.settings import Settings
 
@@ -1237,33 +1237,31 @@ class KubernetesExecutor:
 
     # -- watches and capabilities ----------------------------------------------------
 
+    def _reflector(
+        self, kind: str, selector: str, list_fn: ListFn, watch_fn: WatchFn, on_event: EventHandler
+    ) -> Reflector:
+        """One list+watch of the session's objects of ``kind``, feeding the shared hub."""
+        return Reflector(
+            kind=kind,
+            label_selector=selector,
+            list_fn=list_fn,
+            watch_fn=watch_fn,
+            on_event=on_event,
+            on_failure=self._hub.fail,
+            failure_budget_seconds=self._settings.retry_max_seconds * 2,
+            watch_timeout_seconds=self._watch_timeout,
+        )
+
     def _acquire_watches(self, session_id: str) -> None:
         with self._watch_lock:
             pair = self._watches.get(session_id)
             if pair is None:
                 selector = session_selector(session_id)
-                budget = self._settings.retry_max_seconds * 2
                 pair = _Watches(
-                    jobs=Reflector(
-                        kind="jobs",
-                        label_selector=selector,
-                        list_fn=self._api.list_jobs,
-                        watch_fn=self._api.watch_jobs,
-                        on_event=self._hub.on_job,
-                        on_failure=self._hub.fail,
-                        failure_budget_seconds=budget,
-                        watch_timeout_seconds=self._watch_timeout,
-                    ),
-                    pods=Reflector(
-                        kind="pods",
-                        label_selector=selector,
-                        list_fn=self._api.list_pods,
-                        watch_fn=self._api.watch_pods,
-                        on_event=self._hub.on_pod,
-                        on_failure=self._hub.fail,
-                        failure_budget_seconds=budget,
-                        watch_timeout_seconds=self._watch_timeout,
-                    ),
+                    jobs=self._reflector("jobs", selector, self._api.list_jobs, self._api.watch_jobs,
+                                         self._hub.on_job),
+                    pods=self._reflector("pods", selector, self._api.list_pods, self._api.watch_pods,
+                                         self._hub.on_pod),
                 )
                 self._watches[session_id] = pair
                 pair.jobs.start()

@@ -25,11 +25,11 @@ EventHandler = Callable[[str, KubeObject], None]
 FailureHandler = Callable[[KubeError], None]
 
 
-class _ListFn(Protocol):
+class ListFn(Protocol):
     def __call__(self, label_selector: str) -> tuple[list[KubeObject], str]: ...
 
 
-class _WatchFn(Protocol):
+class WatchFn(Protocol):
     def __call__(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> Stream[WatchEvent]: ...
 
 
@@ -46,8 +46,8 @@ class Reflector:
         *,
         kind: str,
         label_selector: str,
-        list_fn: _ListFn,
-        watch_fn: _WatchFn,
+        list_fn: ListFn,
+        watch_fn: WatchFn,
         on_event: EventHandler,
         on_failure: FailureHandler,
         failure_budget_seconds: float,
