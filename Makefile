@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= .demo
 
-.PHONY: venv demo test test-fast test-e2e check lint typecheck layers clean cluster-up cluster-down images bench
+.PHONY: venv demo test test-fast test-e2e test-faults check lint typecheck layers clean cluster-up cluster-down images bench
 
 $(BIN)/batchdrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test-fast: venv
 # E2E against whatever cluster KUBECONFIG points at (kind works too).
 test-e2e: venv
 	$(BIN)/python -m pytest tests/e2e -v
+
+# Faults on a real cluster (apiserver stopped, node lost): needs KUBECONFIG and a way to
+# stop cluster components (BATCHDRAIN_FAULTS_CONTROL; defaults to hack/cluster/control.sh
+# for the cluster `make test` builds, hack/kind/control.sh for kind).
+test-faults: venv
+	$(BIN)/python -m pytest tests/faults -v
 
 check: venv lint typecheck layers
 

@@ -547,6 +547,9 @@ def drain(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     out.print(_summary(outcome.report))
+    if outcome.halted:
+        err.print(f"[red]session stopped early: {outcome.halted}[/]; unstarted phases stay queued, "
+                  "open attempts are adopted by the next session")
     if outcome.leaks:
         err.print(f"[red]leak audit: {len(outcome.leaks)} object(s) of the session still present:[/] "
                   + ", ".join(outcome.leaks))

@@ -76,10 +76,12 @@ class SessionOutcome:
     leaks: list[str]
     interrupted: bool
     not_claimed: list[tuple[str, str]] = field(default_factory=list)
+    # Why the session stopped starting attempts before the backlog was drained.
+    halted: str | None = None
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.leaks else 0
+        return 1 if self.leaks or self.halted else 0
 
 
 def selection_options(settings: Settings) -> SelectionOptions:
@@ -205,7 +207,8 @@ class DrainSession:
                     futures = []
                     # An unlimited session pages through a large backlog; phases this
                     # session already ran are not picked again by a later page.
-                    if self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping:
+                    if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
+                            or self.executor.unavailable()):
                         break
                     page = make_plan(self.db, self.settings, exclude_session=self.session_id)
                     if not page.selected:
@@ -238,11 +241,16 @@ class DrainSession:
             wall_seconds=time.monotonic() - started,
             interrupted=self.stop.stopping,
         )
+        halted = self.executor.unavailable()
+        if halted:
+            self._notes.append(f"stopped starting attempts: {halted}")
         report["notes"] = list(self._notes)
+        report["halted"] = halted
         self._store_report(report)
-        status = "interrupted" if self.stop.stopping else ("leaked" if leaks else "complete")
+        status = "interrupted" if self.stop.stopping else (
+            "halted" if halted else ("leaked" if leaks else "complete"))
         self.db.end_session(self.session_id, status=status, counts=report["counts"], report=report)
-        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed)
+        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed, halted)
 
     def _end_executor(self) -> list[str]:
         leaks = self.executor.end()
@@ -308,7 +316,9 @@ class DrainSession:
         self._finish(phase, orphan.attempt_pk, orphan.launch.identity.attempt, result)
 
     def _run_phase(self, phase: Phase) -> None:
-        if self.stop.stopping:
+        # A lost cluster API stops new claims: the phases stay QUEUED for a later session
+        # instead of each burning the retry budget and failing.
+        if self.stop.stopping or self.executor.unavailable():
             return
         spec = phase.spec
         # Build the launch before claiming, so the attempt row records what will run.

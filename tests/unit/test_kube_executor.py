@@ -280,10 +280,41 @@ def test_invalid_job_is_a_launch_error_and_5xx_storm_an_api_error(harness: Calla
     bad = h.run(ex, launch("a"))
     assert bad.failure_class is FailureClass.LAUNCH_ERROR
     assert "Required value" in bad.message and bad.raw_status and bad.logs
+    assert ex.unavailable() is None  # the server answered: refusing is not being lost
     h.fake.inject("create_job", server_error(), times=10)
     down = h.run(ex, launch("b"))
     assert down.failure_class is FailureClass.API_ERROR
     assert h.fake.calls["create_job"] == 1 + 3  # bounded by retry_attempts
+    # the answer never came: the Job may exist, so the attempt stays open for adoption
+    assert down.left_running and "may not exist" in str(down.exit_code_reason)
+    assert ex.unavailable() and "lost the Kubernetes API" in str(ex.unavailable())
+    # and nothing new is created while the API is lost
+    after = h.run(ex, launch("c"))
+    assert after.failure_class is FailureClass.API_ERROR and not after.left_running
+    assert "not created" in after.message and h.fake.calls["create_job"] == 1 + 3
+
+
+def test_watches_lost_past_the_budget_leave_the_job_for_adoption(harness: Callable[..., Harness]) -> None:
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"working\n"), Gate(gate), Exit(0)),
+                retry_max_seconds=0.3, retry_attempts=2)
+    ex = h.executor()
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
+    worker.start()
+    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 3)
+    for operation in ("watch_pods", "watch_jobs", "list_pods", "list_jobs"):
+        h.fake.inject(operation, server_error(), times=10_000)
+    h.fake.drop_watches()
+    worker.join(20)
+    (lost,) = box
+    assert lost.failure_class is FailureClass.API_ERROR and lost.left_running, lost
+    assert "lost the Kubernetes API" in lost.message and "left in place" in lost.message
+    assert lost.exit_code is None and lost.exit_code_reason
+    assert ex.unavailable() is not None
+    assert launch_name() in h.fake.jobs  # not deleted: the next session adopts it
+    gate.set()
+    h.fake.faults.clear()
 
 
 # -- API trouble: 429, watches, log streams ----------------------------------------------

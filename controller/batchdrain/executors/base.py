@@ -84,5 +84,8 @@ class Executor(Protocol):
     def end(self) -> list[str]:
         """Session end: close watches; return what the session left behind (leak audit)."""
 
+    def unavailable(self) -> str | None:
+        """Why no attempt should start now (the cluster's API is lost), or None."""
+
     def describe(self) -> dict[str, Any]:
         """Facts for the session's identity record (cluster version, namespace, ...)."""

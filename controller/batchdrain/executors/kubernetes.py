@@ -605,6 +605,9 @@ class KubernetesExecutor:
         self._sink: LogSink | None = None
         self.log_mode = log_mode or LogMode.COMBINED
         self._facts: dict[str, Any] = {"executor": self.name, "namespace": api.namespace}
+        # Set once the API server is out of reach past the retry budget: from then on the
+        # session starts nothing new (see ``unavailable``).
+        self._lost: str | None = None
 
     # -- session ------------------------------------------------------------------
 
@@ -621,6 +624,12 @@ class KubernetesExecutor:
             self.log_mode, why = self._forced_mode, "set by configuration"
         self._facts.update({"log_mode": self.log_mode.value, "log_mode_reason": why})
         self._acquire_watches(session_id)
+
+    def unavailable(self) -> str | None:
+        failure = self._hub.failure
+        if failure is not None and self._lost is None:
+            self._lost = f"lost the Kubernetes API: {failure.message}"
+        return self._lost
 
     def end(self) -> list[str]:
         """Stop the watches; list Jobs and Pods of the session (and adoptions) still there."""
@@ -716,6 +725,18 @@ class KubernetesExecutor:
                     log_mode=self.log_mode,
                     logs=self._note_logs(launch, name, "the Job was not created: controller stopping"),
                 )
+            if self._lost is not None:
+                # Claimed just before the API was lost: another create would only burn the
+                # retry budget again. api_error is transient: a later session retries.
+                return AttemptResult(
+                    FailureClass.API_ERROR,
+                    f"the Job was not created: {self._lost}",
+                    None,
+                    "the Job was never created",
+                    job_name=name,
+                    log_mode=self.log_mode,
+                    logs=self._note_logs(launch, name, f"the Job was not created: {self._lost}"),
+                )
             created_at = utcnow()
             adopted = False
             try:
@@ -764,7 +785,8 @@ class KubernetesExecutor:
                 if orphan.pod_uid is None:
                     return AttemptResult(
                         FailureClass.CONTROLLER_INTERRUPTED,
-                        "controller died before the Job was created (no Job found on adoption)",
+                        "no Job found on adoption: the previous controller died or lost the API "
+                        "before creating it",
                         None,
                         "the Job was never created",
                         job_name=name,
@@ -839,14 +861,7 @@ class KubernetesExecutor:
                 if not attempt.pumps and container_started(pod, CONTAINER):
                     self._start_logs(attempt, pod)
             if tracker.watch_error is not None:
-                outcome = KubeOutcome(
-                    FailureClass.API_ERROR,
-                    f"lost the session watch: {tracker.watch_error.message}",
-                    None,
-                    "the controller lost sight of the pod",
-                    {"watch_error": tracker.watch_error.as_status()},
-                )
-                break
+                return self._lost_sight(attempt, tracker.watch_error)
             if self._finished(attempt, pod):
                 break
             if attempt.scheduled_at is None and pod is not None and condition(pod, "PodScheduled"):
@@ -1050,6 +1065,33 @@ class KubernetesExecutor:
         result.left_running = True
         return result
 
+    def _lost_sight(self, attempt: _Attempt, error: KubeError) -> AttemptResult:
+        """The watches gave up: the Job may still run, so it is left for adoption.
+
+        Finishing the attempt here would free the phase for a new attempt while the old
+        pod might still be running; instead the attempt stays open (like a SIGTERM) and
+        the next session, once this one's lease expires, adopts the Job and its logs.
+        """
+        attempt.abort.set()
+        for pump in attempt.pumps:
+            pump.close()
+        for pump in attempt.pumps:
+            pump.join(2.0)
+        result = self._result(
+            attempt,
+            KubeOutcome(
+                FailureClass.API_ERROR,
+                f"lost the Kubernetes API (watch failed past the retry budget): {error.message}; "
+                "Job left in place for the next session to adopt",
+                None,
+                "the controller lost sight of the pod",
+                {"watch_error": error.as_status()},
+            ),
+            attempt.tracker.current_pod(),
+        )
+        result.left_running = True
+        return result
+
     def _finish(self, attempt: _Attempt, stop: StopSignal, outcome: KubeOutcome | None) -> AttemptResult:
         tracker = attempt.tracker
         if attempt.pumps and not self._join_pumps(attempt, stop):
@@ -1224,16 +1266,25 @@ class KubernetesExecutor:
         klass = FailureClass.API_ERROR if err.retriable or err.status == 410 else FailureClass.LAUNCH_ERROR
         verb = "reading" if adopting else "creating"
         message = f"{verb} the Job failed: {type(err).__name__} ({err.status}): {err.message}"
-        return AttemptResult(
+        unsure = klass is FailureClass.API_ERROR
+        if unsure:
+            self._lost = f"lost the Kubernetes API: {message}"
+            # A create whose answer never came may still have made the Job: the attempt
+            # stays open so the next session looks for it by its deterministic name.
+            message += "; left for the next session to check for the Job"
+        result = AttemptResult(
             klass,
             message,
             None,
-            "the Job was never created" if not adopting else "the Job could not be read",
+            "the Job could not be read" if adopting else
+            ("the Job may not exist" if unsure else "the Job was never created"),
             job_name=name,
             log_mode=self.log_mode,
             raw_status={"api_error": err.as_status()},
             logs=self._note_logs(launch, name, message),
         )
+        result.left_running = unsure
+        return result
 
     # -- watches and capabilities ----------------------------------------------------
 

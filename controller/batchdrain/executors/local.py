@@ -88,6 +88,9 @@ class LocalExecutor:
     def describe(self) -> dict[str, Any]:
         return {"executor": "local", "host": self._host, "pid": os.getpid(), "cwd": self._cwd or os.getcwd()}
 
+    def unavailable(self) -> str | None:
+        return None  # the local machine cannot be lost while this process runs on it
+
     def end(self) -> list[str]:
         # Every attempt waits for its process group, so nothing of ours outlives a session.
         return []
