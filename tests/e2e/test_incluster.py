@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,3 +239,82 @@ def test_kubectl_plugin_drives_a_session(cluster: Cluster, namespace: str, insta
     assert "scheduled" in done.stdout and "adhoc" in done.stdout
     sessions = run(kubectl(), "batchdrain", "sessions", "list", "--database-url", installed["db_url"], env=env)
     assert "batch-drain-" in sessions.stdout
+
+
+def test_no_artefact_of_a_session_holds_the_database_password(cluster: Cluster, namespace: str,
+                                                               postgres: PostgresServer, tmp_path: Path):
+    """Issue 6.5: grep everything a Kubernetes session leaves for the database password."""
+    import socket
+    import urllib.request
+
+    password = postgres.password
+    assert password
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE secrets_check")
+    db_url = postgres.url.rsplit("/", 1)[0] + "/secrets_check"
+    assert password in db_url  # the controller really is given the password
+    secret = "secrets-check-db"
+    cluster.core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=secret), string_data={"database-url": db_url}))
+    batchdrain("db", "upgrade", "--database-url", db_url)
+    batchdrain("enqueue", "--database-url", db_url, "--run-id", "secrets", "--phase-id", "ok", "--",
+               "python3", "-c", "import os, time; time.sleep(4); print('url set:', bool(os.environ['DATABASE_URL']))")
+    batchdrain("enqueue", "--database-url", db_url, "--run-id", "secrets", "--phase-id", "fails", "--",
+               "python3", "-c", "import os, sys, time; time.sleep(4); "
+               "sys.exit('cannot connect to ' + os.environ['DATABASE_URL'].split('@')[-1])")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_store = tmp_path / "logs"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")}, "PYTHONPATH": SRC}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchdrain.cli", "drain", "--database-url", db_url, "--executor", "kubernetes",
+         "--kubeconfig", cluster.kubeconfig, "--namespace", namespace, "--default-image", IMAGE,
+         "--image-pull-policy", "IfNotPresent", "--database-url-secret", secret, "--log-store", str(log_store),
+         "--metrics-port", str(port), "--parallelism", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serialize = client.ApiClient().sanitize_for_serialization
+    artefacts: dict[str, str] = {}
+    try:
+        while proc.poll() is None:  # while the session runs: its metrics, Jobs and pods
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    artefacts["metrics"] = answer.read().decode()
+            except OSError:
+                pass  # not serving yet, or already gone
+            selector = "app.kubernetes.io/managed-by=batchdrain"
+            for kind, objs in (("Job", cluster.batch.list_namespaced_job(namespace, label_selector=selector).items),
+                               ("Pod", cluster.core.list_namespaced_pod(namespace, label_selector=selector).items)):
+                for obj in objs:
+                    artefacts[f"{kind}/{obj.metadata.name}"] = json.dumps(serialize(obj))
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    artefacts["cli stdout"], artefacts["cli stderr"] = out, err
+    rows = attempts_of(db_url, "secrets")
+    assert {r["phase_id"]: r["failure_class"] for r in rows} == {"ok": "succeeded", "fails": "exit_code"}
+    session_id = rows[0]["session_id"]
+    for fmt in ("json", "md", "html"):
+        artefacts[f"report.{fmt}"] = batchdrain("report", session_id, "--format", fmt,
+                                                "--database-url", db_url).stdout
+    for path in log_store.rglob("*"):
+        if path.is_file():
+            artefacts[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
+    with psycopg.connect(db_url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        for table in tables:
+            dump = conn.execute(f'SELECT row_to_json(t)::text FROM "{table}" t').fetchall()
+            artefacts[f"table {table}"] = "\n".join(r[0] for r in dump)
+    events = cluster.core.list_namespaced_event(namespace).items
+    artefacts["events"] = json.dumps([serialize(e) for e in events])
+    # everything was collected: metrics, Job and pod specs, stored logs, reports, every table
+    assert "metrics" in artefacts and "batchdrain_attempts_total" in artefacts["metrics"]
+    assert any(k.startswith("Job/") for k in artefacts) and any(k.startswith("Pod/") for k in artefacts)
+    assert sum(1 for k in artefacts if k.endswith(".log")) >= 2 and "table attempts" in artefacts
+    assert "secretKeyRef" in next(v for k, v in artefacts.items() if k.startswith("Pod/"))
+    assert "cannot connect to" in artefacts["report.json"]
+    leaked = [name for name, text in artefacts.items() if password in text]
+    assert leaked == [], f"the database password appears in: {leaked}"
