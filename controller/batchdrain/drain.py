@@ -255,7 +255,12 @@ class DrainSession:
             # Short waits keep the main thread responsive to SIGTERM.
             done, pending = cf.wait(pending, timeout=0.5)
             for future in done:
-                future.result()  # a worker's unexpected error ends the session, loudly
+                if future.exception() is not None:
+                    # The session ends, loudly: phases not yet started must not be
+                    # claimed while the pool winds down (the database may be back by then).
+                    for waiting in pending:
+                        waiting.cancel()
+                future.result()
 
     def _heartbeat(self, stop: threading.Event) -> None:
         interval = self.settings.lease_seconds / 4
