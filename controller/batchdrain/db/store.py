@@ -563,7 +563,8 @@ class Database:
                 row.first_error_line = result.first_error_line
                 row.log_mode = result.log_mode.value
                 row.logs = [
-                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
+                     "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds}
                     for p in result.logs
                 ]
                 for name in ("job_name", "pod_uid", "node", "image", "image_digest"):
@@ -605,7 +606,8 @@ class Database:
                 row.exit_code_reason = result.exit_code_reason
                 row.log_mode = result.log_mode.value
                 row.logs = [
-                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
+                     "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds}
                     for p in result.logs
                 ]
                 row.raw_status = {**(row.raw_status or {}), **(result.raw_status or {}),
