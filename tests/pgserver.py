@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,33 @@ class PostgresServer:
     user: str
     password: str | None
     run_as: list[str]
+
+    @property
+    def _pg_ctl(self) -> list[str]:
+        return [*self.run_as, pg_tool("pg_ctl"), "-D", str(self.base / "data")]
+
+    def _options(self) -> str:
+        return (f"-p {self.port} -k {self.base} -c listen_addresses={self.host} -c fsync=off "
+                "-c max_connections=200")
+
+    def start(self) -> None:
+        subprocess.run([*self._pg_ctl, "-l", str(self.base / "server.log"), "-w", "-t", "60",
+                        "-o", self._options(), "start"], check=True, capture_output=True, timeout=120)
+
+    def restart(self, *, down_seconds: float = 0.0) -> None:
+        """Restart in fast mode (open connections are terminated), optionally staying down a while.
+
+        For fault tests: the data survives, every client connection does not.
+        """
+        if down_seconds <= 0:
+            # -l as for start: a server without it inherits pg_ctl's pipes and capture never ends.
+            subprocess.run([*self._pg_ctl, "-l", str(self.base / "server.log"), "-m", "fast", "-w", "-t", "60",
+                            "-o", self._options(), "restart"], check=True, capture_output=True, timeout=120)
+            return
+        subprocess.run([*self._pg_ctl, "-m", "fast", "-w", "-t", "60", "stop"], check=True, capture_output=True,
+                       timeout=120)
+        time.sleep(down_seconds)
+        self.start()
 
     @property
     def url(self) -> str:
@@ -80,7 +108,6 @@ def start_postgres(*, host: str = "127.0.0.1", password: str | None = None) -> P
     if password:
         with (data / "pg_hba.conf").open("a") as hba:
             hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
-    subprocess.run([*run_as, pg_tool("pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "60",
-                    "-o", f"-p {port} -k {base} -c listen_addresses={host} -c fsync=off -c max_connections=200",
-                    "start"], check=True, capture_output=True)
-    return PostgresServer(base, host, port, "postgres", password, run_as)
+    server = PostgresServer(base, host, port, "postgres", password, run_as)
+    server.start()
+    return server

@@ -322,7 +322,7 @@ def sessions_watch(
         if not latest:
             raise BadInput("no sessions yet")
         session_id = latest[0]["session_id"]
-    sink = open_log_sink(settings.log_store)
+    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
     deadline = time.monotonic() + timeout
     with Live(console=out, refresh_per_second=4) as live:
         while True:
@@ -419,7 +419,7 @@ def logs(
         raise BadInput(f"no attempt of phase {phase_id!r} in session {session_id}")
     if len({a["run_id"] for a in attempts}) > 1:
         raise BadInput(f"phase {phase_id!r} is in several runs of this session: pass --run-id")
-    sink = open_log_sink(settings.log_store)
+    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
     for attempt in attempts:
         for pointer in attempt["logs"]:
             if stream is LogStream.ALL or stream.value == pointer["stream"]:
@@ -539,7 +539,7 @@ def drain(
         stop.request(settings.term_grace_seconds)
 
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
-    sink = open_log_sink(settings.log_store)
+    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
     try:
         outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
                                quiet=quiet, preflight=as_record(checks))
@@ -547,12 +547,11 @@ def drain(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     out.print(_summary(outcome.report))
-    if outcome.halted:
-        err.print(f"[red]session stopped early: {outcome.halted}[/]; unstarted phases stay queued, "
-                  "open attempts are adopted by the next session")
     if outcome.leaks:
         err.print(f"[red]leak audit: {len(outcome.leaks)} object(s) of the session still present:[/] "
                   + ", ".join(outcome.leaks))
+    if outcome.error:
+        err.print(f"[red]batchdrain: error:[/] {escape(outcome.error)}", soft_wrap=True)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -575,7 +574,7 @@ def _summary(report: dict[str, Any]) -> str:
         + (f", {c['unfinished']} unfinished" if c["unfinished"] else ""),
         "classes: " + ", ".join(f"{k}={v}" for k, v in c["by_class"].items()) if c["by_class"] else "classes: -",
         f"duration s: min {d['min']} median {d['median']} p95 {d['p95']} max {d['max']}",
-        f"report: {report['pointers']['markdown']}",
+        f"report: {report['pointers'].get('markdown', '(not stored: see the error below)')}",
         f"        batchdrain report {report['session_id']}",
     ]
     return "\n".join(lines)

@@ -223,6 +223,10 @@ class LogPointer:
     url: str
     size_bytes: int
     sha256: str
+    # Why the stored bytes are not the whole log (the volume stayed full), else None.
+    incomplete: str | None = None
+    # Time writes spent waiting for space on a full volume (nothing lost by waiting).
+    stalled_seconds: float = 0.0
 
 
 @dataclass

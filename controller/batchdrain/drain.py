@@ -7,7 +7,10 @@ controllers on one database share a backlog instead of reserving it up front.
 
 Nothing here swallows an exception. An executor that raises is recorded on the
 attempt as ``api_error`` with the exception's type and text; a database that fails
-ends the session with status ``failed`` and the error on the session row.
+ends the session with status ``failed`` and the error on the session row. A log that
+could not be stored whole (the log volume stayed full past ``log_write_retry_seconds``)
+is recorded on its attempt, and the session stops selecting and ends ``failed``: going
+on would run phases whose logs cannot be kept.
 """
 
 from __future__ import annotations
@@ -76,12 +79,11 @@ class SessionOutcome:
     leaks: list[str]
     interrupted: bool
     not_claimed: list[tuple[str, str]] = field(default_factory=list)
-    # Why the session stopped starting attempts before the backlog was drained.
-    halted: str | None = None
+    error: str | None = None  # why the session stopped early (one line): API lost, log store full
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.leaks or self.halted else 0
+        return 1 if self.leaks or self.error else 0
 
 
 def selection_options(settings: Settings) -> SelectionOptions:
@@ -146,6 +148,7 @@ class DrainSession:
         self._lock = threading.Lock()
         self._adopted: list[tuple[str, str]] = []
         self._notes: list[str] = []
+        self._log_store_error: str | None = None
 
     # -- identity ------------------------------------------------------------------
     def _phase_database_url(self) -> str:
@@ -208,7 +211,7 @@ class DrainSession:
                     # An unlimited session pages through a large backlog; phases this
                     # session already ran are not picked again by a later page.
                     if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
-                            or self.executor.unavailable()):
+                            or self._halt_reason()):
                         break
                     page = make_plan(self.db, self.settings, exclude_session=self.session_id)
                     if not page.selected:
@@ -243,14 +246,24 @@ class DrainSession:
         )
         halted = self.executor.unavailable()
         if halted:
-            self._notes.append(f"stopped starting attempts: {halted}")
+            halted += "; session stopped early: unstarted phases stay queued, open attempts are adopted " \
+                      "by the next session"
+            self._notes.append(halted)
         report["notes"] = list(self._notes)
-        report["halted"] = halted
-        self._store_report(report)
-        status = "interrupted" if self.stop.stopping else (
-            "halted" if halted else ("leaked" if leaks else "complete"))
-        self.db.end_session(self.session_id, status=status, counts=report["counts"], report=report)
-        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed, halted)
+        error = self._log_store_error or halted
+        report["halted"] = error
+        stored = self._store_report(report)
+        if stored is not None:
+            report["notes"].append(stored)
+            error = error or stored
+        status = "interrupted" if self.stop.stopping else ("leaked" if leaks else "complete")
+        if error:
+            status = "failed"
+        self.db.end_session(self.session_id, status=status, counts=report["counts"], report=report, error=error)
+        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed, error)
+
+    def _halt_reason(self) -> str | None:
+        return self._log_store_error or self.executor.unavailable()
 
     def _end_executor(self) -> list[str]:
         leaks = self.executor.end()
@@ -263,7 +276,12 @@ class DrainSession:
             # Short waits keep the main thread responsive to SIGTERM.
             done, pending = cf.wait(pending, timeout=0.5)
             for future in done:
-                future.result()  # a worker's unexpected error ends the session, loudly
+                if future.exception() is not None:
+                    # The session ends, loudly: phases not yet started must not be
+                    # claimed while the pool winds down (the database may be back by then).
+                    for waiting in pending:
+                        waiting.cancel()
+                future.result()
 
     def _heartbeat(self, stop: threading.Event) -> None:
         interval = self.settings.lease_seconds / 4
@@ -316,9 +334,9 @@ class DrainSession:
         self._finish(phase, orphan.attempt_pk, orphan.launch.identity.attempt, result)
 
     def _run_phase(self, phase: Phase) -> None:
-        # A lost cluster API stops new claims: the phases stay QUEUED for a later session
-        # instead of each burning the retry budget and failing.
-        if self.stop.stopping or self.executor.unavailable():
+        # A lost cluster API or a full log store stops new claims: the phases stay QUEUED
+        # for a later session instead of each failing the same way.
+        if self.stop.stopping or self._halt_reason():
             return
         spec = phase.spec
         # Build the launch before claiming, so the attempt row records what will run.
@@ -361,6 +379,13 @@ class DrainSession:
             )
 
     def _finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult) -> None:
+        incomplete = [f"{p.stream} {p.incomplete}" for p in result.logs if p.incomplete]
+        if incomplete:
+            result.message = f"{result.message} [{'; '.join(incomplete)}]"
+            with self._lock:
+                self._log_store_error = self._log_store_error or (
+                    f"log store {self.sink.location()} full, stopped selecting phases: "
+                    f"{phase.run_id}/{phase.phase_id} attempt {attempt}: {incomplete[0]}")
         if result.left_running:
             self.db.interrupt_attempt(attempt_pk, result)
             self.metrics.record_attempt(result)
@@ -407,13 +432,24 @@ class DrainSession:
             checks[attempt["id"]] = "; ".join(problems) or None
         return checks
 
-    def _store_report(self, report: dict[str, Any]) -> None:
+    def _store_report(self, report: dict[str, Any]) -> str | None:
+        """Write the report files; on a failing log store, say why (the database keeps the report)."""
         keys = {fmt: f"{safe_name(self.session_id)}/session.{ext}"
                 for fmt, ext in (("json", "json"), ("markdown", "md"), ("html", "html"))}
         report["pointers"] = {fmt: self.sink.url_for(key) for fmt, key in keys.items()}
-        self.sink.put(keys["json"], json.dumps(report, indent=2, default=str).encode())
-        self.sink.put(keys["markdown"], render_markdown(report).encode())
-        self.sink.put(keys["html"], render_html(report).encode())
+        renderers: dict[str, Callable[[], bytes]] = {
+            "json": lambda: json.dumps(report, indent=2, default=str).encode(),
+            "markdown": lambda: render_markdown(report).encode(),
+            "html": lambda: render_html(report).encode(),
+        }
+        for fmt, render in renderers.items():
+            try:
+                self.sink.put(keys[fmt], render())
+            except OSError as err:
+                # One failure is enough: each further put would wait out the same bound.
+                report["pointers"] = {}
+                return f"report files not stored in {self.sink.location()}: {type(err).__name__}: {err}"
+        return None
 
 
 __all__ = ["REPORT_SCHEMA", "DrainObserver", "DrainSession", "SessionOutcome", "make_plan"]

@@ -7,24 +7,69 @@ huge logs never sit in memory.
 
 Backends: a local directory (the default, a PVC in-cluster) and any fsspec URL
 (``s3://...``, ``memory://...``), which spools to a local file and uploads on close.
+
+A full volume (ENOSPC, EDQUOT) is usually temporary (a cleanup job, a resized PVC), so
+a write that hits it is retried for ``write_retry_seconds``; meanwhile the writer's
+caller blocks, and so does whatever feeds it (a phase's pipe, a pod log stream), which
+loses nothing. Past the bound the log is closed off at the last whole chunk, further
+chunks are counted but dropped, and the pointer says so (``incomplete``): the size and
+sha256 recorded always describe exactly the bytes on disk.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from batchdrain.domain import LogPointer
 
 CHUNK = 64 * 1024
 _MAX_NAME_PART = 80
+DEFAULT_WRITE_RETRY_SECONDS = 300.0
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_volume_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in _FULL
+
+
+def _describe(err: OSError) -> str:
+    code = errno.errorcode.get(err.errno or 0, str(err.errno))
+    return f"{err.strerror or err} ({code})"
+
+
+def retry_while_full(fn: Callable[[], None], *, retry_seconds: float,
+                     on_wait: Callable[[], None] | None = None) -> None:
+    """Run ``fn``; while it fails because the volume is full, retry it for ``retry_seconds``.
+
+    The first call runs outside tenacity: log writes are the hot path and almost always succeed.
+    """
+    try:
+        fn()
+        return
+    except OSError as err:
+        if not is_volume_full(err):
+            raise
+    if on_wait is not None:
+        on_wait()
+    Retrying(
+        retry=retry_if_exception(is_volume_full),
+        stop=stop_after_delay(retry_seconds),
+        wait=wait_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    )(fn)
 
 
 def safe_name(value: str) -> str:
@@ -48,6 +93,11 @@ class LogWriter(Protocol):
     @property
     def size(self) -> int: ...
 
+    @property
+    def stalled(self) -> bool:
+        """A write is waiting for space on the volume (it will end within the sink's bound)."""
+        ...
+
     def write(self, chunk: bytes) -> None: ...
 
     def close(self) -> LogPointer: ...
@@ -66,7 +116,8 @@ class LogSink(Protocol):
 
 
 class _FileWriter:
-    def __init__(self, path: Path, *, stream: str, url: str, resume: bool) -> None:
+    def __init__(self, path: Path, *, stream: str, url: str, resume: bool,
+                 retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._hash = hashlib.sha256()
         self._size = 0
@@ -82,36 +133,96 @@ class _FileWriter:
         self._stream = stream
         self._url = url
         self._closed: LogPointer | None = None
+        self._retry_seconds = retry_seconds
+        # Serialises a stalled write with close(): a reader thread may still be inside
+        # write() when the attempt ends, and must not write to a closed (reused) fd.
+        self._lock = threading.Lock()
+        self._stall_started: float | None = None
+        self._stalled_seconds = 0.0
+        self._gave_up: str | None = None
+        self._dropped = 0
 
     @property
     def size(self) -> int:
         return self._size
 
+    @property
+    def stalled(self) -> bool:
+        return self._stall_started is not None
+
+    def _stall(self) -> None:
+        self._stall_started = time.monotonic()
+
+    def _unstall(self) -> None:
+        if self._stall_started is not None:
+            self._stalled_seconds += time.monotonic() - self._stall_started
+            self._stall_started = None
+
     def write(self, chunk: bytes) -> None:
         if not chunk:
             return
-        view = memoryview(chunk)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._hash.update(chunk)
-        self._size += len(chunk)
+        with self._lock:
+            if self._closed is not None:
+                raise OSError(errno.EBADF, f"log {self._url} already closed")
+            if self._gave_up is not None:
+                self._dropped += len(chunk)
+                return
+            view = memoryview(chunk)
+
+            def put() -> None:
+                nonlocal view
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+
+            try:
+                retry_while_full(put, retry_seconds=self._retry_seconds, on_wait=self._stall)
+            except OSError as err:
+                if not is_volume_full(err):
+                    raise
+                # Cut the part of this chunk that did fit: the file stays exactly the
+                # chunks that size and sha256 describe, and nothing after a gap is kept.
+                os.ftruncate(self._fd, self._size)
+                self._gave_up = f"{_describe(err)} for {self._retry_seconds:g}s"
+                self._dropped += len(chunk)
+                return
+            finally:
+                self._unstall()
+            self._hash.update(chunk)
+            self._size += len(chunk)
+
+    def _incomplete(self) -> str | None:
+        if self._gave_up is None:
+            return None
+        return (f"log incomplete: {self._gave_up}; {self._size} bytes stored, "
+                f"{self._dropped} bytes dropped")
 
     def close(self) -> LogPointer:
-        if self._closed is None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._closed = LogPointer(
-                stream=self._stream, url=self._url, size_bytes=self._size, sha256=self._hash.hexdigest()
-            )
-        return self._closed
+        with self._lock:
+            if self._closed is None:
+                try:
+                    retry_while_full(lambda: os.fsync(self._fd), retry_seconds=self._retry_seconds,
+                                     on_wait=self._stall)
+                except OSError as err:
+                    if not is_volume_full(err):
+                        raise
+                    self._gave_up = self._gave_up or f"{_describe(err)} at fsync"
+                finally:
+                    self._unstall()
+                    os.close(self._fd)
+                self._closed = LogPointer(
+                    stream=self._stream, url=self._url, size_bytes=self._size, sha256=self._hash.hexdigest(),
+                    incomplete=self._incomplete(), stalled_seconds=round(self._stalled_seconds, 3),
+                )
+            return self._closed
 
 
 class FileLogSink:
     """Logs under a local directory; pointers are absolute paths."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, write_retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.write_retry_seconds = write_retry_seconds
 
     def location(self) -> str:
         return str(self.root)
@@ -121,13 +232,23 @@ class FileLogSink:
 
     def open(self, key: str, *, stream: str, resume: bool = False) -> _FileWriter:
         path = self.root / key
-        return _FileWriter(path, stream=stream, url=str(path), resume=resume)
+        return _FileWriter(path, stream=stream, url=str(path), resume=resume,
+                           retry_seconds=self.write_retry_seconds)
 
     def put(self, key: str, data: bytes) -> str:
+        """Store a whole file; a full volume is waited for, then the OSError is raised."""
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
+
+        def write() -> None:
+            tmp.write_bytes(data)  # "wb" again on each try: a retry never appends to a partial file
+
+        try:
+            retry_while_full(write, retry_seconds=self.write_retry_seconds)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no half file left behind; the caller records the error
+            raise
         os.replace(tmp, path)  # readers see the old or the new file, never half of one
         return str(path)
 
@@ -147,7 +268,8 @@ class _SpoolWriter(_FileWriter):
         if resume and sink.fs.exists(url):
             with sink.fs.open(url, "rb") as remote, self._spool.open("wb") as local:
                 shutil.copyfileobj(remote, local, CHUNK)
-        super().__init__(self._spool, stream=stream, url=url, resume=resume)
+        super().__init__(self._spool, stream=stream, url=url, resume=resume,
+                         retry_seconds=sink.write_retry_seconds)
 
     def close(self) -> LogPointer:
         pointer = super().close()
@@ -159,9 +281,10 @@ class _SpoolWriter(_FileWriter):
 class FsspecLogSink:
     """Any fsspec filesystem (``s3://bucket/prefix``); uploads each log when it closes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, write_retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS) -> None:
         import fsspec
 
+        self.write_retry_seconds = write_retry_seconds
         self.base = url.rstrip("/")
         self.fs = fsspec.core.url_to_fs(url)[0]
 
@@ -185,7 +308,8 @@ class FsspecLogSink:
             yield from iter(lambda: handle.read(CHUNK), b"")
 
 
-def open_log_sink(location: str) -> FileLogSink | FsspecLogSink:
+def open_log_sink(location: str, *,
+                  write_retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS) -> FileLogSink | FsspecLogSink:
     if "://" in location and not location.startswith("file://"):
-        return FsspecLogSink(location)
-    return FileLogSink(location.removeprefix("file://"))
+        return FsspecLogSink(location, write_retry_seconds=write_retry_seconds)
+    return FileLogSink(location.removeprefix("file://"), write_retry_seconds=write_retry_seconds)

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         6, ge=1, description="Bounded retries for transient API server and database errors."
     )
     retry_max_seconds: float = Field(30.0, gt=0, description="Give up retrying after this long.")
+    log_write_retry_seconds: float = Field(
+        300.0, ge=0,
+        description="How long a log write waits for space on a full log store (ENOSPC) before "
+                    "the log is marked incomplete and the session stops.",
+    )
 
     # -- identity injected into phases (variable names are configurable)
     env_database_url: str = Field("DATABASE_URL", description="Env var name for the DB URL.")

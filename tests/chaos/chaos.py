@@ -130,9 +130,13 @@ def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: l
         states[phase.state.value] += 1
     recovery = []
     for kill in kill_times:
+        # Recovered = a later session finished the killed controller's attempt: the local
+        # executor records it controller_interrupted; Kubernetes adopts the Job and
+        # records its real outcome.
         adopted = [r["finished_at"].timestamp() - kill for r in rows
-                   if r["failure_class"] == "controller_interrupted" and r["finished_at"]
-                   and r["finished_at"].timestamp() >= kill]
+                   if (r["failure_class"] == "controller_interrupted"
+                       or "adopted_by_session" in (r["raw_status"] or {}))
+                   and r["finished_at"] and r["finished_at"].timestamp() >= kill]
         if adopted:
             recovery.append(min(adopted))
     return {
@@ -141,6 +145,7 @@ def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: l
         "duplicates": len(duplicates), "overlaps": len(overlaps), "unfinished_attempts": len(unfinished),
         "unexplained_nulls": len(unexplained), "unexpected_exits": unexpected,
         "interrupted_attempts": sum(r["failure_class"] == "controller_interrupted" for r in rows),
+        "adopted_attempts": sum("adopted_by_session" in (r["raw_status"] or {}) for r in rows),
         "recovery_seconds_median": round(statistics.median(recovery), 2) if recovery else None,
         "recovery_seconds_max": round(max(recovery), 2) if recovery else None,
     }

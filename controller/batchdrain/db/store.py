@@ -29,10 +29,9 @@ from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -103,6 +102,14 @@ def _is_transient(err: BaseException) -> bool:
     return isinstance(err, DBAPIError) and bool(err.connection_invalidated)
 
 
+def _is_connection_lost(err: BaseException) -> bool:
+    """The server is gone or restarting, as opposed to busy: waiting for it is the remedy."""
+    if not _is_transient(err):
+        return False
+    message = str(getattr(err, "orig", None) or err).lower()
+    return not ("locked" in message or "busy" in message)
+
+
 class Database:
     def __init__(self, url: str, *, retry_attempts: int = 6, retry_max_seconds: float = 30.0) -> None:
         self.url = url
@@ -124,6 +131,8 @@ class Database:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except (ArgumentError, NoSuchModuleError, ImportError) as err:
             raise BadInput(f"cannot use database URL {mask_url(url)!r}: {self._clean(err)}") from err
+        self._reached = False
+        event.listen(self.engine, "connect", self._on_connect)
         if self.backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
@@ -132,6 +141,9 @@ class Database:
         self._retry_max_seconds = retry_max_seconds
 
     # -- plumbing ---------------------------------------------------------------
+    def _on_connect(self, _dbapi_connection: Any, _record: Any) -> None:
+        self._reached = True
+
     def _clean(self, err: BaseException) -> str:
         first = str(getattr(err, "orig", None) or err).strip().splitlines()
         return mask_secrets(first[0] if first else type(err).__name__, [self._secret or ""])
@@ -139,10 +151,25 @@ class Database:
     def masked_url(self) -> str:
         return mask_url(self.url) or ""
 
+    def _stop(self, state: RetryCallState) -> bool:
+        """Lock contention gets ``retry_attempts`` tries; a lost server gets ``retry_max_seconds``.
+
+        A Postgres restart refuses connections for seconds, which a count of quick
+        tries used up in about one second, failing the session and leaving its
+        running attempts open. Time is the bound that matches an outage. A server
+        never reached is more likely a wrong URL than an outage: that fails fast.
+        """
+        if (state.seconds_since_start or 0.0) >= self._retry_max_seconds:
+            return True
+        error = state.outcome.exception() if state.outcome is not None else None
+        if error is not None and self._reached and _is_connection_lost(error):
+            return False
+        return state.attempt_number >= self._retry_attempts
+
     def _retrying(self, fn: Callable[[], T]) -> T:
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self._retry_max_seconds),
+            stop=self._stop,
             wait=wait_random_exponential(multiplier=0.05, max=2.0),
             reraise=True,
         )
@@ -451,9 +478,21 @@ class Database:
               command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:
         """Take a phase for this session and open its attempt row; None if someone else has it."""
         now = utcnow()
+        tries = 0
 
         def run() -> Claim | None:
+            nonlocal tries
+            tries += 1
             with self._tx() as tx:
+                if tries > 1:
+                    # The connection may have died after our commit but before its reply
+                    # (database restart): then the claim is ours already. A session claims
+                    # a phase at most once, so its running attempt of the phase is that claim.
+                    mine = tx.scalars(select(AttemptRow).where(
+                        AttemptRow.session_id == session_id, AttemptRow.run_id == phase.run_id,
+                        AttemptRow.phase_id == phase.phase_id, AttemptRow.status == "running")).first()
+                    if mine is not None:
+                        return Claim(mine.id, mine.attempt, phase)
                 lease_free = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < now)
                 row = tx.scalars(
                     select(PhaseRow)
@@ -524,7 +563,8 @@ class Database:
                 row.first_error_line = result.first_error_line
                 row.log_mode = result.log_mode.value
                 row.logs = [
-                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
+                     "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds}
                     for p in result.logs
                 ]
                 for name in ("job_name", "pod_uid", "node", "image", "image_digest"):
@@ -566,7 +606,8 @@ class Database:
                 row.exit_code_reason = result.exit_code_reason
                 row.log_mode = result.log_mode.value
                 row.logs = [
-                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
+                     "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds}
                     for p in result.logs
                 ]
                 row.raw_status = {**(row.raw_status or {}), **(result.raw_status or {}),

@@ -61,6 +61,10 @@ class _Pump(threading.Thread):
         except OSError as err:
             self.error = err
 
+    @property
+    def stalled(self) -> bool:
+        return self._writer.stalled
+
     def detach(self) -> None:
         """Stop writing to the log even if the pipe stays open (a child escaped the group)."""
         with self._lock:
@@ -192,6 +196,10 @@ class LocalExecutor:
         """Wait for the pipes to close; children left behind by the phase are stopped."""
         for pump in pumps.values():
             pump.join(PUMP_JOIN_SECONDS / 5)
+            # A pump waiting for space on the log volume is not a pipe held open by
+            # children: it ends within the sink's own bound, so wait for it.
+            while pump.is_alive() and pump.stalled:
+                pump.join(POLL_SECONDS)
         if any(p.is_alive() for p in pumps.values()):
             notes.append("children of the phase kept its output open after it exited; stopped them")
             self._kill_group(proc)
