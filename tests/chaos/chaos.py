@@ -57,7 +57,7 @@ def remaining(db: Database, max_attempts: int) -> int:
 
 def run_chaos(*, database_url: str, workdir: Path, phases: int, kills: int, controllers: int,
               lease_seconds: float = 2.0, seed: int = 7, extra: list[str] | None = None,
-              deadline_seconds: float = 900.0) -> dict[str, Any]:
+              deadline_seconds: float = 900.0, kill_gap: tuple[float, float] = (0.5, 3.0)) -> dict[str, Any]:
     rng = random.Random(seed)
     db = Database(database_url)
     db.upgrade()
@@ -71,7 +71,7 @@ def run_chaos(*, database_url: str, workdir: Path, phases: int, kills: int, cont
     kill_times: list[float] = []
     sessions_started = 0
     deadline = time.monotonic() + deadline_seconds
-    next_kill = time.monotonic() + rng.uniform(1.0, 3.0)
+    next_kill = time.monotonic() + rng.uniform(kill_gap[0] * 2, kill_gap[1])
     unexpected: list[str] = []
     while time.monotonic() < deadline:
         for slot, proc in enumerate(procs):
@@ -92,7 +92,7 @@ def run_chaos(*, database_url: str, workdir: Path, phases: int, kills: int, cont
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             kill_times.append(time.time())
-            next_kill = time.monotonic() + rng.uniform(0.5, 3.0)
+            next_kill = time.monotonic() + rng.uniform(*kill_gap)
         if not alive and remaining(db, 3) == 0:
             break
         time.sleep(0.2)
@@ -158,11 +158,15 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--workdir", default="/tmp/batchdrain-chaos")
+    parser.add_argument("--kill-gap", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"),
+                        help="seconds between kills (a Kubernetes controller takes ~3s to start)")
+    parser.add_argument("--lease-seconds", type=float, default=2.0)
     parser.add_argument("extra", nargs="*", help="extra drain flags after --, e.g. -- --executor kubernetes ...")
     args = parser.parse_args()
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     result = run_chaos(database_url=args.database_url, workdir=Path(args.workdir), phases=args.phases,
-                       kills=args.kills, controllers=args.controllers, extra=args.extra or None)
+                       kills=args.kills, controllers=args.controllers, extra=args.extra or None,
+                       kill_gap=tuple(args.kill_gap), lease_seconds=args.lease_seconds)
     print(json.dumps(result, indent=2))
 
 

@@ -34,8 +34,8 @@ def test_sigkilled_controllers_on_the_cluster_lose_and_duplicate_nothing(drainer
     extra = ["--executor", "kubernetes", "--kubeconfig", drainer.cluster.kubeconfig,
              "--namespace", drainer.namespace, "--default-image", IMAGE, "--image-pull-policy", "IfNotPresent",
              "--scheduling-timeout-seconds", "120", "--start-timeout-seconds", "120"]
-    result = run_chaos(database_url=postgres, workdir=tmp_path, phases=40, kills=6, controllers=3,
-                       lease_seconds=3.0, extra=extra, deadline_seconds=900)
+    result = run_chaos(database_url=postgres, workdir=tmp_path, phases=60, kills=6, controllers=3,
+                       lease_seconds=3.0, extra=extra, deadline_seconds=900, kill_gap=(3.0, 8.0))
     print(result)
     assert result["kills"] == 6, result
     assert result["lost"] == 0, result
