@@ -479,6 +479,7 @@ class _LogPump:
         self._abort = abort
         self._lock = threading.Lock()
         self._open: Stream[bytes] | None = None
+        self._following = False
         self.error: KubeError | None = None
         self.reconnects = 0
         self.thread: threading.Thread | None = None
@@ -496,6 +497,19 @@ class _LogPump:
     def close(self) -> None:
         with self._lock:
             opened = self._open
+        if opened is not None:
+            opened.close()
+
+    def cut_follow(self) -> None:
+        """The container has ended: stop waiting for the kubelet to end the follow.
+
+        The kubelet notices that a followed container exited only on its periodic state
+        check (every 5 s), so a follow outlives its container by up to that long, per
+        attempt. The pump's next read is the final one (no follow, from the cursor), so
+        cutting loses and repeats nothing.
+        """
+        with self._lock:
+            opened = self._open if self._following else None
         if opened is not None:
             opened.close()
 
@@ -524,7 +538,8 @@ class _LogPump:
                 continue
             with self._lock:
                 self._open = opened
-            if self._abort.is_set():
+                self._following = not final
+            if self._abort.is_set() or (not final and self._tracker.container_done()):
                 opened.close()
             self.cursor.new_connection()
             try:
@@ -1094,6 +1109,9 @@ class KubernetesExecutor:
 
     def _finish(self, attempt: _Attempt, stop: StopSignal, outcome: KubeOutcome | None) -> AttemptResult:
         tracker = attempt.tracker
+        if tracker.container_done():
+            for pump in attempt.pumps:
+                pump.cut_follow()
         if attempt.pumps and not self._join_pumps(attempt, stop):
             if stop.stopping and stop.expired():
                 return self._interrupted(attempt)
