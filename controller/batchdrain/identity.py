@@ -7,6 +7,7 @@ the top of every log (password masked) and stored on the attempt.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +19,9 @@ MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
 
 
+# Every attempt's identity header and attempt row mask the same one or two URLs, and
+# parsing them again each time was a visible share of the controller's CPU per phase.
+@functools.lru_cache(maxsize=64)
 def mask_url(url: str | None) -> str | None:
     """Hide the password of a URL, keeping everything else readable."""
     if url is None:

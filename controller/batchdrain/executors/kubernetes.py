@@ -32,6 +32,7 @@ to ``on_update``: ``job_name``, ``namespace``, ``pod_name``, ``pod_uid``, ``node
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import re
 import threading
 import time
@@ -103,6 +104,8 @@ _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:
 # -- pacing ----------------------------------------------------------------------------
 
 
+# An idle log pump thread waits this long for the next attempt's pump before it exits.
+PUMP_IDLE_SECONDS = 10.0
 # Session end: how long pods of deleted Jobs may take to disappear before they count as leaks.
 LEAK_GRACE_SECONDS = 30.0
 LEAK_POLL_SECONDS = 0.5
@@ -166,6 +169,9 @@ class _Tracker:
         self.pods: dict[str, KubeObject] = {}
         self.pods_gone: set[str] = set()
         self.watch_error: KubeError | None = None
+        # The newest pod, recomputed only when a pod changes: the attempt and its log
+        # pumps ask for it far more often than pod events arrive.
+        self._current: KubeObject | None = None
 
     def on_job(self, kind: str, obj: KubeObject) -> None:
         with self.cond:
@@ -183,8 +189,10 @@ class _Tracker:
                 self.pods_gone.add(name)
                 if name in self.pods and _newer(self.pods[name], obj) and obj.get("status"):
                     self.pods[name] = obj
+                    self._current = None
             elif name not in self.pods_gone and _newer(self.pods.get(name), obj):
                 self.pods[name] = obj
+                self._current = None
             self.version += 1
             self.cond.notify_all()
 
@@ -212,12 +220,12 @@ class _Tracker:
 
     def current_pod(self) -> KubeObject | None:
         with self.cond:
-            if not self.pods:
-                return None
-            return max(
-                self.pods.values(),
-                key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
-            )
+            if self._current is None and self.pods:
+                self._current = max(
+                    self.pods.values(),
+                    key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
+                )
+            return self._current
 
     def container_done(self) -> bool:
         """The container has exited or the pod is gone: no more output will come."""
@@ -269,10 +277,14 @@ class _Hub:
         with self._lock:
             self._trackers.pop(job_name, None)
 
+    # The watch threads look trackers up without the lock: a single dict read is atomic,
+    # and taking a lock shared with every worker for each of the ~10 events of every
+    # attempt made it a point of contention. ``register`` still happens before the Job
+    # is created, so no event of the attempt can arrive before its tracker is there.
+
     def on_job(self, kind: str, obj: KubeObject) -> None:
         name = (obj.get("metadata") or {}).get("name")
-        with self._lock:
-            tracker = self._trackers.get(str(name))
+        tracker = self._trackers.get(str(name))
         if tracker is not None:
             tracker.on_job(kind, obj)
 
@@ -280,8 +292,7 @@ class _Hub:
         job = job_name_of_pod(obj)
         if job is None:
             return
-        with self._lock:
-            tracker = self._trackers.get(job)
+        tracker = self._trackers.get(job)
         if tracker is not None:
             tracker.on_pod(kind, obj)
 
@@ -458,6 +469,48 @@ class _LineCursor:
         self._skip = 0
 
 
+class _PumpThreads:
+    """Daemon threads for log pumps, kept for a while when idle to take the next pump.
+
+    Starting a thread in CPython is a handshake (the starter waits until the new thread
+    runs), and with a hundred busy workers that wait was the largest single cost of a
+    short attempt's log handling. A pump is short-lived and another one starts with
+    every attempt, so an idle thread waits ``idle_seconds`` for one before it exits.
+    Unbounded like the threads it replaces: every following pump needs its own.
+    """
+
+    def __init__(self, *, idle_seconds: float = PUMP_IDLE_SECONDS) -> None:
+        self._idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def run(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                # Taking the slot and queueing under one lock: an idle thread that times
+                # out checks the queue under the same lock, so no task is ever stranded.
+                self._idle -= 1
+                self._tasks.put(task)
+                return
+        threading.Thread(target=self._loop, args=(task,), name="logs", daemon=True).start()
+
+    def _loop(self, task: Callable[[], None]) -> None:
+        while True:
+            task()
+            with self._lock:
+                self._idle += 1
+            try:
+                task = self._tasks.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    try:
+                        task = self._tasks.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+
+
 class _LogPump:
     """Follows one log stream of one pod until the container is done and all is read."""
 
@@ -482,16 +535,23 @@ class _LogPump:
         self._following = False
         self.error: KubeError | None = None
         self.reconnects = 0
-        self.thread: threading.Thread | None = None
+        self._done: threading.Event | None = None
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self.run, name=f"logs-{self._pod}", daemon=True)
-        self.thread.start()
+    def start(self, threads: _PumpThreads) -> None:
+        done = self._done = threading.Event()
+
+        def task() -> None:
+            threading.current_thread().name = f"logs-{self._pod}"
+            try:
+                self.run()
+            finally:
+                done.set()
+
+        threads.run(task)
 
     def join(self, timeout: float) -> bool:
-        if self.thread is not None:
-            self.thread.join(timeout)
-            return not self.thread.is_alive()
+        if self._done is not None:
+            return self._done.wait(timeout)
         return True
 
     def close(self) -> None:
@@ -609,6 +669,7 @@ class KubernetesExecutor:
         self._builder = JobSpecBuilder(settings, namespace=api.namespace)
         self._limiter = RateLimiter(settings.job_create_rate)
         self._hub = _Hub()
+        self._pump_threads = _PumpThreads()
         self._forced_mode = log_mode
         self._watch_timeout = watch_timeout_seconds
         self._tick = tick_seconds
@@ -1030,7 +1091,7 @@ class KubernetesExecutor:
             if done:
                 pump.run()  # already exited: one read, no thread needed
             else:
-                pump.start()
+                pump.start(self._pump_threads)
 
     def _note_logs(self, launch: AttemptLaunch, job_name: str, note: str) -> list[LogPointer]:
         """Logs for an attempt that never ran: the identity header and why nothing follows."""

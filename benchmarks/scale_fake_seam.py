@@ -1,0 +1,140 @@
+"""Cost per phase as the backlog grows, with the fake Kubernetes seam (issue 7.3).
+
+Runs ``kube_executor_overhead.py`` once per (mode, N), each in a fresh process so that
+peak RSS is that run's own, and writes one JSON file per run to ``--outdir``. Then it
+prints a markdown table and draws ``--plot``: CPU per phase (controller and fake),
+peak RSS and DB rows written per phase against N, on a log x axis, so a flat line
+means a constant cost per phase.
+
+Modes (see ``kube_executor_overhead.py`` for what each figure is):
+
+* ``executor``: the Kubernetes executor alone, as the drain loop drives it.
+* ``drain``: the full ``DrainSession`` on a SQLite file, which adds the database work
+  and the end-of-session report, and gives the DB rows written per phase.
+
+    PYTHONPATH=controller:. python benchmarks/scale_fake_seam.py \\
+        [--phases 1000 10000 100000] [--modes executor drain] [--parallelism 100] \\
+        [--outdir benchmarks/scale] [--plot benchmarks/scale_fake_seam.png] [--render-only]
+
+``--render-only`` skips the runs and renders the table and plot from the JSON files
+already in ``--outdir`` (so long runs can be made separately, or in parallel, with
+``kube_executor_overhead.py --json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _run(mode: str, phases: int, parallelism: int, out: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "controller"), str(ROOT)])}
+    command = [sys.executable, str(HERE / "kube_executor_overhead.py"), "--mode", mode, "--phases", str(phases),
+               "--parallelism", str(parallelism), "--json", str(out)]
+    print(f"running {mode} with {phases:,} phases...", file=sys.stderr, flush=True)
+    # The exit status says whether the targets were met; the figures are wanted either way.
+    subprocess.run(command, env=env, check=False, cwd=ROOT)
+    if not out.exists():
+        raise SystemExit(f"{mode} {phases}: no results written")
+
+
+def _load(outdir: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(p.read_text()) for p in sorted(outdir.glob("*.json"))]
+    return sorted(rows, key=lambda r: (r["mode"] != "executor", r["phases"]))
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| mode | phases | CPU/phase total | controller | fake | peak RSS | DB rows written/phase | phases/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        written = r.get("rows_written")
+        per_phase = f"{sum(written.values()) / r['phases']:.2f}" if written else "n/a (no DB)"
+        lines.append(
+            f"| {r['mode']} | {r['phases']:,} | {r['cpu_total_ms_per_phase']:.2f} ms"
+            f" | {r['cpu_controller_ms_per_phase']:.2f} ms | {r['cpu_fake_ms_per_phase']:.2f} ms"
+            f" | {r['peak_rss_mb']:.0f} MB | {per_phase} | {r['phases_per_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cpu_ax, rss_ax, db_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
+    for mode, style in (("executor", "o-"), ("drain", "s--")):
+        runs = [r for r in rows if r["mode"] == mode]
+        if not runs:
+            continue
+        n = [r["phases"] for r in runs]
+        controller = [r["cpu_controller_ms_per_phase"] for r in runs]
+        cpu_ax.plot(n, controller, style, label=f"{mode}: controller")
+        for x, y in zip(n, controller, strict=True):
+            cpu_ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        cpu_ax.plot(n, [r["cpu_fake_ms_per_phase"] for r in runs], style, alpha=0.4, label=f"{mode}: fake")
+        rss_ax.plot(n, [r["peak_rss_mb"] for r in runs], style, label=mode)
+        for r in runs:
+            rss_ax.annotate(f"{r['peak_rss_mb']:.0f}", (r["phases"], r["peak_rss_mb"]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7)
+        if mode == "drain":
+            db_ax.plot(n, [sum(r["rows_written"].values()) / r["phases"] for r in runs], style,
+                       label="rows written (INSERT+UPDATE rowcount)")
+            db_ax.plot(n, [sum(r["statements"].values()) / r["phases"] for r in runs], ":", label="write statements")
+    cpu_ax.axhline(2.0, color="red", linewidth=0.8, label="target 2 ms")
+    # The drain mode's database work is ten times the executor's cost: a log scale keeps
+    # both readable.
+    rss_ax.axhline(150, color="red", linewidth=0.8, label="target 150 MB (at 10k)")
+    for ax, title, unit in ((cpu_ax, "CPU per phase", "ms (log scale)"), (rss_ax, "peak RSS", "MB"),
+                            (db_ax, "DB writes per phase (drain, SQLite)", "per phase")):
+        ax.set_xscale("log")
+        ax.set_xlim(500, 200_000)
+        ax.set_xlabel("phases (parallelism 100)")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.3)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    cpu_ax.set_yscale("log")
+    cpu_ax.set_ylim(0.3, 60)
+    fig.suptitle("batchdrain with the fake Kubernetes seam: cost per phase against backlog size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phases", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--modes", nargs="+", choices=("executor", "drain"), default=["executor", "drain"])
+    parser.add_argument("--parallelism", type=int, default=100)
+    parser.add_argument("--outdir", type=Path, default=HERE / "scale")
+    parser.add_argument("--plot", type=Path, default=HERE / "scale_fake_seam.png")
+    parser.add_argument("--render-only", action="store_true")
+    args = parser.parse_args()
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    if not args.render_only:
+        for mode in args.modes:
+            for phases in args.phases:
+                _run(mode, phases, args.parallelism, args.outdir / f"{mode}-{phases}.json")
+    rows = _load(args.outdir)
+    if not rows:
+        raise SystemExit(f"no results in {args.outdir}")
+    print(_table(rows))
+    _plot(rows, args.plot)
+    print(f"\nplot: {args.plot}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
