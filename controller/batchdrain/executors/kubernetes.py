@@ -322,6 +322,9 @@ class _Watches:
 
 def _sort_key(stamp: str) -> str | None:
     """A fixed-width UTC string that sorts like the instant (RFC 3339, nanoseconds)."""
+    if len(stamp) == 30 and stamp[29] == "Z" and stamp[19] == "." and stamp[10] == "T" and stamp[:4].isdigit():
+        # What the kubelet sends for every line: already the key, minus the zone.
+        return stamp[:29]
     match = _TS.match(stamp)
     if match is None:
         return None
@@ -385,6 +388,7 @@ class _LineCursor:
         self._resume_done = self.done_at_key
         self._resume_partial = self.partial
         self._seen_at_resume = 0
+        self._pending: list[bytes] = []
 
     def new_connection(self) -> None:
         self._begin()
@@ -393,6 +397,16 @@ class _LineCursor:
         return f"{self.last_key[:19]}Z" if self.last_key else None
 
     def feed(self, chunk: bytes) -> None:
+        # One write per chunk, not per line: lines are ~100 bytes, chunks up to 64 KiB.
+        self._pending = []
+        try:
+            self._feed(chunk)
+        finally:
+            if self._pending:
+                self.out.write(b"".join(self._pending))
+            self._pending = []
+
+    def _feed(self, chunk: bytes) -> None:
         i, size = 0, len(chunk)
         while i < size:
             if not self._in_line:
@@ -458,7 +472,8 @@ class _LineCursor:
             cut = min(self.skip_content, len(data))
             self.skip_content -= cut
             data = data[cut:]
-        self.out.write(data)
+        if data:
+            self._pending.append(data)
 
     def _end_line(self) -> None:
         if not self._drop:
