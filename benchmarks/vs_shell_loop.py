@@ -16,6 +16,7 @@ controller overhead = wall / floor - 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -30,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
+import urllib3
 from kubernetes import client, config, watch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,10 +85,15 @@ class Sightings:
             t.start()
 
     def _jobs(self, namespace: str) -> None:
-        for event in self._watches[0].stream(client.BatchV1Api().list_namespaced_job, namespace):
-            self.created.setdefault(event["object"].metadata.name, time.time())
+        with contextlib.suppress(urllib3.exceptions.ProtocolError):  # the namespace is deleted after the run
+            for event in self._watches[0].stream(client.BatchV1Api().list_namespaced_job, namespace):
+                self.created.setdefault(event["object"].metadata.name, time.time())
 
     def _pods(self, namespace: str) -> None:
+        with contextlib.suppress(urllib3.exceptions.ProtocolError):
+            self._pods_until_cut(namespace)
+
+    def _pods_until_cut(self, namespace: str) -> None:
         for event in self._watches[1].stream(client.CoreV1Api().list_namespaced_pod, namespace):
             pod = event["object"]
             job = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-name")
