@@ -63,8 +63,11 @@ cluster-down:
 images:
 	bash hack/images.sh
 
+# The no-cluster benchmarks (fake seam, database); the cluster ones need KUBECONFIG:
+# see benchmarks/RESULTS.md for every command and its figures.
 bench: venv
-	$(BIN)/python benchmarks/kube_executor_overhead.py
+	PYTHONPATH=controller:. $(BIN)/python benchmarks/kube_executor_overhead.py --phases 10000
+	PYTHONPATH=controller:. $(BIN)/python benchmarks/db_selection_latency.py --sizes 10000 100000
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .batchdrain batchdrain.db* .pytest_cache .mypy_cache .ruff_cache
