@@ -21,7 +21,7 @@ from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
 from batchdrain.executors.kubernetes import KubernetesExecutor, RateLimiter, _LineCursor, _Out
 from batchdrain.identity import Identity
 from batchdrain.jobspec import JobRequest, JobSpecBuilder
-from batchdrain.kube import Invalid, RetryingKubeApi
+from batchdrain.kube import Invalid, RetryingKubeApi, Unreachable
 from batchdrain.logstore import FileLogSink, LogWriter
 from batchdrain.settings import Settings
 from tests.unit.fake_kube import (
@@ -292,6 +292,28 @@ def test_invalid_job_is_a_launch_error_and_5xx_storm_an_api_error(harness: Calla
     after = h.run(ex, launch("c"))
     assert after.failure_class is FailureClass.API_ERROR and not after.left_running
     assert "not created" in after.message and h.fake.calls["create_job"] == 1 + 3
+
+
+def test_a_restarting_apiserver_is_waited_for_by_time_not_by_count(harness: Callable[..., Harness]) -> None:
+    h = harness(retry_max_seconds=5.0, retry_attempts=2)
+    ex = h.executor()  # the server answered: from now on "refused" means restarting
+    h.fake.inject("create_job", Unreachable("connection refused"), times=6)
+    result = h.run(ex, launch())
+    assert result.succeeded, result
+    assert h.fake.calls["create_job"] == 7 and ex.unavailable() is None
+    # a busy server still gets the bounded count of tries
+    h.fake.inject("create_job", server_error(), times=3)
+    busy = h.run(ex, launch("p2"))
+    assert busy.failure_class is FailureClass.API_ERROR and h.fake.calls["create_job"] == 7 + 2
+
+
+def test_never_reached_apiserver_fails_fast() -> None:
+    fake = FakeKube()
+    api = RetryingKubeApi(fake, settings(retry_max_seconds=30.0, retry_attempts=2))
+    fake.inject("server_version", Unreachable("connection refused"), times=100)
+    with pytest.raises(Unreachable):
+        api.server_version()
+    assert fake.calls["server_version"] == 2  # retry_attempts, not 30 s of tries
 
 
 def test_watches_lost_past_the_budget_leave_the_job_for_adoption(harness: Callable[..., Harness]) -> None:

@@ -28,7 +28,7 @@ from tenacity import (
 )
 
 from batchdrain.kube.api import KubeApi, KubeObject, LogStreamName, Stream, WatchEvent
-from batchdrain.kube.errors import KubeError
+from batchdrain.kube.errors import KubeError, Unreachable
 from batchdrain.settings import Settings
 
 T = TypeVar("T")
@@ -70,6 +70,9 @@ class RetryingKubeApi:
         self._on_retry = on_retry
         self._lock = threading.Lock()
         self.retries = 0  # total retries so far; read by metrics and tests
+        # Set by the first call that got an answer: from then on a refused connection
+        # means the server is restarting, not that the kubeconfig points nowhere.
+        self._reached = False
 
     @property
     def namespace(self) -> str:
@@ -79,7 +82,9 @@ class RetryingKubeApi:
         # Fast path: most calls succeed first time, and building tenacity's machinery
         # for each of them costs more CPU than the rest of an attempt's bookkeeping.
         try:
-            return fn()
+            result = fn()
+            self._reached = True
+            return result
         except KubeError as err:
             if not err.retriable:
                 raise
@@ -102,14 +107,34 @@ class RetryingKubeApi:
             if self._on_retry is not None and isinstance(error, KubeError):
                 self._on_retry(operation, error)
 
+        by_count = stop_after_attempt(self._settings.retry_attempts)
+        by_time = stop_after_delay(self._settings.retry_max_seconds)
+
+        def stop(state: RetryCallState) -> bool:
+            """A busy server (429, 5xx) gets ``retry_attempts`` tries; an absent one gets time.
+
+            An apiserver restart refuses connections for several seconds, which a count of
+            quick tries used up in one or two; ``retry_max_seconds`` is the bound that
+            matches an outage. A server never reached fails fast instead (a wrong URL).
+            """
+            if by_time(state):
+                return True
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            if self._reached and isinstance(error, Unreachable):
+                return False
+            return bool(by_count(state))
+
         retrying = Retrying(
             retry=retry_if_exception(_is_retriable),
-            stop=stop_after_attempt(self._settings.retry_attempts) | stop_after_delay(self._settings.retry_max_seconds),
+            stop=stop,
             wait=_Wait(),
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(again)
+        result = retrying(again)
+        self._reached = True
+        return result
 
     def create_job(self, body: KubeObject) -> KubeObject:
         return self._call("create_job", lambda: self.inner.create_job(body))
