@@ -28,17 +28,10 @@ import uuid
 from pathlib import Path
 
 from kubernetes import client, config
+from vs_shell_loop import kubectl  # benchmarks/ is on sys.path when a script in it runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = b"LOG-END\n"
-
-
-def kubectl() -> str:
-    found = shutil.which("kubectl") or next(iter(Path("~/.cache/batchdrain").expanduser().glob("k8s-*/bin/kubectl")),
-                                            None)
-    if not found:
-        sys.exit("kubectl not found")
-    return str(found)
 
 
 def phase_command(mb: int) -> list[str]:

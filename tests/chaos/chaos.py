@@ -151,6 +151,15 @@ def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: l
     }
 
 
+def assert_nothing_lost(result: dict[str, Any], *, kills: int) -> None:
+    """What every chaos run must show, whichever executor ran the phases."""
+    assert result["kills"] == kills, result
+    assert result["lost"] == 0, result
+    assert result["duplicates"] == 0 and result["overlaps"] == 0, result
+    assert result["unfinished_attempts"] == 0 and result["unexplained_nulls"] == 0, result
+    assert result["unexpected_exits"] == [], result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", required=True)
