@@ -41,6 +41,7 @@ from batchdrain.domain import (
     AttemptResult,
     BadInput,
     FailureClass,
+    LogPointer,
     Phase,
     PhaseSpec,
     PhaseState,
@@ -108,6 +109,12 @@ def _is_connection_lost(err: BaseException) -> bool:
         return False
     message = str(getattr(err, "orig", None) or err).lower()
     return not ("locked" in message or "busy" in message)
+
+
+def _pointer_rows(logs: Iterable[LogPointer]) -> list[dict[str, Any]]:
+    """Log pointers as stored in ``attempts.logs`` (a documented JSON shape)."""
+    return [{"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
+             "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds} for p in logs]
 
 
 class Database:
@@ -562,11 +569,7 @@ class Database:
                 row.total_seconds = result.total_seconds
                 row.first_error_line = result.first_error_line
                 row.log_mode = result.log_mode.value
-                row.logs = [
-                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
-                     "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds}
-                    for p in result.logs
-                ]
+                row.logs = _pointer_rows(result.logs)
                 for name in ("job_name", "pod_uid", "node", "image", "image_digest"):
                     value = getattr(result, name)
                     if value is not None:
@@ -605,11 +608,7 @@ class Database:
                 row.message = message
                 row.exit_code_reason = result.exit_code_reason
                 row.log_mode = result.log_mode.value
-                row.logs = [
-                    {"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
-                     "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds}
-                    for p in result.logs
-                ]
+                row.logs = _pointer_rows(result.logs)
                 row.raw_status = {**(row.raw_status or {}), **(result.raw_status or {}),
                                   "interrupted_at": utcnow().isoformat()}
 
