@@ -117,6 +117,13 @@ def _pointer_rows(logs: Iterable[LogPointer]) -> list[dict[str, Any]]:
              "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds} for p in logs]
 
 
+def _attempt_row(tx: Session, attempt_pk: int) -> AttemptRow:
+    row = tx.get(AttemptRow, attempt_pk)
+    if row is None:
+        raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
+    return row
+
+
 class Database:
     def __init__(self, url: str, *, retry_attempts: int = 6, retry_max_seconds: float = 30.0) -> None:
         self.url = url
@@ -555,9 +562,7 @@ class Database:
 
         def run() -> None:
             with self._tx() as tx:
-                row = tx.get(AttemptRow, attempt_pk)
-                if row is None:
-                    raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
+                row = _attempt_row(tx, attempt_pk)
                 row.status = "finished"
                 row.failure_class = result.failure_class.value
                 row.message = message
@@ -601,9 +606,7 @@ class Database:
 
         def run() -> None:
             with self._tx() as tx:
-                row = tx.get(AttemptRow, attempt_pk)
-                if row is None:
-                    raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
+                row = _attempt_row(tx, attempt_pk)
                 row.failure_class = result.failure_class.value
                 row.message = message
                 row.exit_code_reason = result.exit_code_reason
