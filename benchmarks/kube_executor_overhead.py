@@ -207,19 +207,51 @@ class _GcTimer:
 
 
 class _RowCounter:
-    """Rows written by statement kind, from the DBAPI cursor's rowcount."""
+    """Write statements by kind, and rows written, from SQLite's own change counter.
+
+    A cursor's rowcount is not known when an ``UPDATE ... RETURNING`` has just been
+    executed (SQLite steps it as rows are fetched), so rows are counted per transaction
+    instead: the connection's ``total_changes`` at commit minus its value at begin.
+    """
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
+        self.rows = 0
         self.statements: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._at_begin: dict[int, int] = {}
 
-    def __call__(self, conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+    def install(self, engine: Any) -> None:
+        from sqlalchemy import event  # here: the executor mode's RSS should not include SQLAlchemy
+
+        event.listen(engine, "after_cursor_execute", self._statement)
+        event.listen(engine, "begin", self._begin)
+        event.listen(engine, "commit", self._commit)
+
+    def remove(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        event.remove(engine, "after_cursor_execute", self._statement)
+        event.remove(engine, "begin", self._begin)
+        event.remove(engine, "commit", self._commit)
+
+    @staticmethod
+    def _changes(conn: Any) -> int:
+        return int(conn.connection.dbapi_connection.total_changes)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
         verb = statement.lstrip().split(None, 1)[0].upper()
         if verb in ("INSERT", "UPDATE", "DELETE"):
             with self._lock:
                 self.statements[verb] += 1
-                self.counts[verb] += max(cursor.rowcount, 0)
+
+    def _begin(self, conn: Any) -> None:
+        self._at_begin[id(conn)] = self._changes(conn)
+
+    def _commit(self, conn: Any) -> None:
+        # The commit event fires before the COMMIT itself, after every statement ran.
+        delta = self._changes(conn) - self._at_begin.pop(id(conn), 0)
+        with self._lock:
+            self.rows += delta
 
 
 def _fill(db: Any, phases: int) -> None:
@@ -290,8 +322,6 @@ def _run_executor(args: argparse.Namespace, executor: KubernetesExecutor, settin
 def _run_drain(args: argparse.Namespace, executor: KubernetesExecutor, settings: Settings,
                sink: LogSink, workdir: Path) -> dict[str, Any]:
     # Imported here so that the executor mode's RSS does not include SQLAlchemy.
-    from sqlalchemy import event
-
     from batchdrain.db import Database
     from batchdrain.drain import DrainSession
 
@@ -300,20 +330,35 @@ def _run_drain(args: argparse.Namespace, executor: KubernetesExecutor, settings:
     db.upgrade()
     _fill(db, args.phases)
     counter = _RowCounter()
-    event.listen(db.engine, "after_cursor_execute", counter)
+    counter.install(db.engine)
     session_settings = settings.model_copy(update={"database_url": url})
     session = DrainSession(db=db, sink=sink, executor=executor, settings=session_settings)
+    # The session calls executor.end() once every attempt is recorded and before it builds
+    # its report: what is spent after that is the report's (reading back N attempts,
+    # rendering and storing them), a cost per session rather than per attempt.
+    at_end: dict[str, float] = {}
+    end = executor.end
+
+    def end_and_mark() -> list[str]:
+        at_end["cpu"] = time.process_time()
+        at_end["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return end()
+
+    executor.end = end_and_mark  # type: ignore[method-assign]
     outcome = session.run()
-    event.remove(db.engine, "after_cursor_execute", counter)
+    report_cpu = time.process_time() - at_end["cpu"]
+    counter.remove(db.engine)
     tables = _table_rows(db)
     db.dispose()
     return {
         "outcomes": dict(outcome.report.get("counts", {}).get("by_class", {}) or {}),
         "succeeded_phases": _complete_phases(url),
         "leaks": outcome.leaks,
-        "rows_written": dict(counter.counts),
+        "rows_written": counter.rows,
         "statements": dict(counter.statements),
         "table_rows": tables,
+        "peak_rss_mb_before_report": at_end["rss_mb"],
+        "report_cpu_s": report_cpu,
     }
 
 
@@ -388,9 +433,11 @@ def main() -> int:
     print("GC per phase:      " + ", ".join(f"gen{g} {s / n * 1000:.3f} ms" for g, s in enumerate(gc_timer.seconds)))
     print(f"API retries:       {api.retries}")
     if args.mode == "drain":
-        written = sum(figures["rows_written"].values())
-        print(f"DB rows written:   {written / n:.2f} per phase {figures['rows_written']}"
-              f" in {sum(figures['statements'].values()) / n:.2f} statements per phase")
+        statements = figures["statements"]
+        print(f"end of session:    {figures['report_cpu_s']:.2f} s CPU (leak audit, report); peak RSS before it"
+              f" {figures['peak_rss_mb_before_report']:.1f} MB")
+        print(f"DB rows written:   {figures['rows_written'] / n:.2f} per phase"
+              f" in {sum(statements.values()) / n:.2f} write statements per phase {statements}")
         print(f"rows in tables:    {figures['table_rows']}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
