@@ -697,15 +697,17 @@ class Database:
     def attempts(self, *, session_id: str | None = None, run_id: str | None = None,
                  phase_id: str | None = None) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
-            with self._tx() as tx:
-                query = select(AttemptRow).order_by(AttemptRow.id)
+            # Plain rows, not ORM objects: a session's report reads back every attempt,
+            # and the identity map roughly doubled the memory that took.
+            with self._core() as conn:
+                query = select(*AttemptRow.__table__.columns).order_by(AttemptRow.id)
                 if session_id is not None:
                     query = query.where(AttemptRow.session_id == session_id)
                 if run_id is not None:
                     query = query.where(AttemptRow.run_id == run_id)
                 if phase_id is not None:
                     query = query.where(AttemptRow.phase_id == phase_id)
-                return [_attempt_dict(r) for r in tx.scalars(query)]
+                return [_attempt_dict(r) for r in conn.execute(query)]
 
         return self._retrying(run)
 
@@ -755,7 +757,7 @@ def _session_dict(row: SessionRow) -> dict[str, Any]:
     }
 
 
-def _attempt_dict(row: AttemptRow) -> dict[str, Any]:
+def _attempt_dict(row: AttemptRow | Row[Any]) -> dict[str, Any]:
     return {
         "id": row.id, "session_id": row.session_id, "run_id": row.run_id, "phase_id": row.phase_id,
         "attempt": row.attempt, "status": row.status, "executor": row.executor,
