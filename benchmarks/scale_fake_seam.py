@@ -58,16 +58,19 @@ def _rows(written: int | dict[str, int]) -> int:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| mode | phases | CPU/phase total | controller | fake | peak RSS | DB rows written/phase | phases/s |",
+        "| mode | phases | CPU/phase total | controller | fake | peak RSS (before the report) | DB rows written/phase"
+        " | phases/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         written = r.get("rows_written")
         per_phase = f"{_rows(written) / r['phases']:.2f}" if written else "n/a (no DB)"
+        before = r.get("peak_rss_mb_before_report")
+        rss = f"{r['peak_rss_mb']:.0f} MB" + (f" ({before:.0f} MB)" if before is not None else "")
         lines.append(
             f"| {r['mode']} | {r['phases']:,} | {r['cpu_total_ms_per_phase']:.2f} ms"
             f" | {r['cpu_controller_ms_per_phase']:.2f} ms | {r['cpu_fake_ms_per_phase']:.2f} ms"
-            f" | {r['peak_rss_mb']:.0f} MB | {per_phase} | {r['phases_per_s']:.0f} |"
+            f" | {rss} | {per_phase} | {r['phases_per_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -90,6 +93,9 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
             cpu_ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         cpu_ax.plot(n, [r["cpu_fake_ms_per_phase"] for r in runs], style, alpha=0.4, label=f"{mode}: fake")
         rss_ax.plot(n, [r["peak_rss_mb"] for r in runs], style, label=mode)
+        before = [(r["phases"], r["peak_rss_mb_before_report"]) for r in runs if "peak_rss_mb_before_report" in r]
+        if before:
+            rss_ax.plot([b[0] for b in before], [b[1] for b in before], ":", label=f"{mode}: before the report")
         for r in runs:
             rss_ax.annotate(f"{r['peak_rss_mb']:.0f}", (r["phases"], r["peak_rss_mb"]), textcoords="offset points",
                             xytext=(4, 4), fontsize=7)
