@@ -82,7 +82,7 @@ class AttemptRow(Base):
     __tablename__ = "attempts"
     __table_args__ = (
         UniqueConstraint("run_id", "phase_id", "attempt", name="uq_attempts_phase_attempt"),
-        Index("ix_attempts_session", "session_id"),
+        Index("ix_attempts_session_phase", "session_id", "run_id", "phase_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -42,6 +42,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from tenacity import (
     RetryCallState,
@@ -405,6 +406,26 @@ class Database:
 
         return self._retrying(run)
 
+    @staticmethod
+    def _candidate_scope(run_ids: list[str], exclude_session: str | None) -> list[ColumnElement[bool]]:
+        scope: list[ColumnElement[bool]] = [PhaseRow.run_id.in_(run_ids)] if run_ids else []
+        if exclude_session is not None:
+            # Probes ix_attempts_session_phase (migration 0004) once per candidate.
+            scope.append(~exists().where(
+                AttemptRow.session_id == exclude_session, AttemptRow.run_id == PhaseRow.run_id,
+                AttemptRow.phase_id == PhaseRow.phase_id))
+        return scope
+
+    @classmethod
+    def _candidates_query(cls, *, run_ids: list[str], limit: int, max_attempts: int,
+                          exclude_session: str | None) -> Select[PhaseRow]:
+        """The queued candidates, oldest first (the first of ``candidates``' two queries)."""
+        budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
+        return (select(PhaseRow)
+                .where(PhaseRow.state == PhaseState.QUEUED.value, budget,
+                       *cls._candidate_scope(run_ids, exclude_session))
+                .order_by(PhaseRow.id).limit(limit))
+
     def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
                    include_parked: bool, exclude_session: str | None = None) -> list[Phase]:
         """The phases selection may pick, filtered and ordered in SQL: at most ``limit`` queued
@@ -416,15 +437,10 @@ class Database:
 
         def run() -> list[Phase]:
             with self._tx() as tx:
-                scope: list[ColumnElement[bool]] = [PhaseRow.run_id.in_(run_ids)] if run_ids else []
-                if exclude_session is not None:
-                    scope.append(~exists().where(
-                        AttemptRow.session_id == exclude_session, AttemptRow.run_id == PhaseRow.run_id,
-                        AttemptRow.phase_id == PhaseRow.phase_id))
+                scope = self._candidate_scope(run_ids, exclude_session)
                 budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
-                queued = tx.scalars(
-                    select(PhaseRow).where(PhaseRow.state == PhaseState.QUEUED.value, budget, *scope)
-                    .order_by(PhaseRow.id).limit(limit)).all()
+                queued = tx.scalars(self._candidates_query(
+                    run_ids=run_ids, limit=limit, max_attempts=max_attempts, exclude_session=exclude_session)).all()
                 if len(queued) >= limit:
                     # Queued phases come first and already fill the page: no retry could
                     # be picked, so skip the costlier retry query (it scans every FAILED row).
