@@ -87,8 +87,12 @@ def run_chaos(*, database_url: str, workdir: Path, phases: int, kills: int, cont
                                                stderr=subprocess.PIPE)
                 sessions_started += 1
         alive = [p for p in procs if p is not None and p.poll() is None]
-        if len(kill_times) < kills and alive and time.monotonic() >= next_kill:
-            victim = rng.choice(alive)
+        # A victim is a controller with an attempt running: on a loaded host a controller
+        # can take longer to start than the gap between kills, and killing only starting
+        # controllers would test nothing (this happened in CI).
+        working = _with_running_attempts(db, alive) if len(kill_times) < kills and time.monotonic() >= next_kill else []
+        if working:
+            victim = rng.choice(working)
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             kill_times.append(time.time())
@@ -105,6 +109,13 @@ def run_chaos(*, database_url: str, workdir: Path, phases: int, kills: int, cont
         return audit(db, kill_times=kill_times, sessions=sessions_started, unexpected=unexpected, phases=phases)
     finally:
         db.dispose()
+
+
+def _with_running_attempts(db: Database, alive: list[subprocess.Popen[bytes]]) -> list[subprocess.Popen[bytes]]:
+    """The live controllers whose session has an attempt running, found by the pid in its identity."""
+    sessions = {row["session_id"] for row in db.attempts() if row["status"] == "running"}
+    pids = {((db.session(s)["identity"] or {}).get("controller") or {}).get("pid") for s in sessions}
+    return [p for p in alive if p.pid in pids]
 
 
 def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: list[str],
