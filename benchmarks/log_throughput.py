@@ -11,6 +11,26 @@ into a file. Each reader's time runs from when the container was seen running to
 its file holds the sentinel. Both read at once, as a user watching a drain would, so
 they share the node's CPU and the container runtime's log file: the ratio is what
 matters, not the absolute MB/s.
+
+To find where a gap comes from, ``--compare`` runs pairs of readers instead, alternating
+rounds on the same cluster (round r runs every pair, starting at a different one each time):
+
+    KUBECONFIG=... python benchmarks/log_throughput.py --mb 50 --repeats 3 \
+        --compare bd-split:kubectl bd-combined:kubectl kubectl-ts:kubectl kubectl:kubectl
+
+Readers: ``bd-split`` (batchdrain as shipped on this cluster: one follow per stream),
+``bd-combined`` (batchdrain with the combined log mode forced: one follow),
+``bd-combined-nots`` (that, also without timestamps: a diagnosis, not a configuration
+batchdrain offers, as resumption needs the timestamps), ``kubectl``
+(``kubectl logs -f``), ``kubectl-ts`` (``kubectl logs -f --timestamps``). A pair holds at
+most one batchdrain reader; a pair of kubectl readers still runs its pod through
+``batchdrain drain`` (same Job, same pod spec) with batchdrain's log pumps switched off,
+so nothing else reads the pod. The log mode is forced and the pumps switched off by
+patching the executor in the drain process (``DRAIN_SHIM``): the product has no flag for
+either. Each round also notes when the container runtime's log file on the node
+(/var/log/pods, readable when the benchmark runs on the node) holds the sentinel: the
+writer's own pace, so each reader's lag behind it is known. MB/s counts content bytes
+(``--mb``), for every reader, also those reading timestamps.
 """
 
 from __future__ import annotations
@@ -25,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import client, config
@@ -32,6 +53,34 @@ from vs_shell_loop import kubectl  # benchmarks/ is on sys.path when a script in
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = b"LOG-END\n"
+READERS = ("bd-split", "bd-combined", "bd-combined-nots", "kubectl", "kubectl-ts")
+# The drain, with the executor patched for --compare: ``combined`` forces one follow per
+# pod (the mode batchdrain uses where the cluster has no split streams); ``combined-nots``
+# also asks for no timestamps (diagnosis only: without them a dropped follow cannot resume
+# without gaps or repeats, so no product configuration does this); ``none`` makes every
+# log pump return at once (the pod runs exactly as usual, nothing of ours reads it).
+DRAIN_SHIM = """
+import sys
+from batchdrain.domain import LogMode
+from batchdrain.executors import kubernetes
+mode = sys.argv.pop(1)
+if mode.startswith("combined"):
+    kubernetes.KubernetesExecutor._detect_log_mode = lambda self: (LogMode.COMBINED, "log_throughput.py")
+if mode == "combined-nots":
+    class NoTimestamps:
+        def __init__(self, api):
+            self.api = api
+        def stream_pod_log(self, name, **query):
+            return self.api.stream_pod_log(name, **{**query, "timestamps": False})
+    pump_init = kubernetes._LogPump.__init__
+    def init(self, api, **kwargs):
+        pump_init(self, NoTimestamps(api), **kwargs)
+    kubernetes._LogPump.__init__ = init
+if mode == "none":
+    kubernetes._LogPump.run = lambda self: None
+from batchdrain.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def phase_command(mb: int) -> list[str]:
@@ -58,7 +107,27 @@ def ends_with_sentinel(path: Path) -> bool:
         return False
 
 
-def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: str, mb: int) -> dict[str, float]:
+def pair_arg(text: str) -> tuple[str, str]:
+    first, _, second = text.partition(":")
+    if first not in READERS or second not in READERS:
+        raise argparse.ArgumentTypeError(f"{text!r}: want A:B with A and B among {', '.join(READERS)}")
+    if first.startswith("bd-") and second.startswith("bd-"):
+        raise argparse.ArgumentTypeError(f"{text!r}: at most one batchdrain reader per pair (one drain)")
+    return first, second
+
+
+def pair_names(pair: tuple[str, str]) -> tuple[str, str]:
+    return pair if pair[0] != pair[1] else (pair[0], f"{pair[1]}#2")
+
+
+def fixed(path: Path) -> Callable[[], Path | None]:
+    return lambda: path
+
+
+def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: str, mb: int, *,
+              pair: tuple[str, str] = ("bd-split", "kubectl"), names: tuple[str, str] = ("batchdrain", "kubectl"),
+              node_file: bool = False) -> dict[str, float]:
+    """One pod, two readers: MB/s and seconds per reader name (and ``written``, with ``node_file``)."""
     work = Path(tempfile.mkdtemp(prefix="bd-logbench-"))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},
            "PYTHONPATH": str(ROOT / "controller")}
@@ -66,11 +135,15 @@ def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: st
     cli = [sys.executable, "-m", "batchdrain.cli"]
     subprocess.run([*cli, "enqueue", "--database-url", db, "--run-id", "logs", "--phase-id", "burst", "--",
                     *phase_command(mb)], env=env, check=True, capture_output=True)
+    mode = next((reader.removeprefix("bd-") for reader in pair if reader.startswith("bd-")), "none")
+    launcher = cli if mode == "split" else [sys.executable, "-c", DRAIN_SHIM, mode]
     drain = subprocess.Popen(
-        [*cli, "drain", "--database-url", db, "--executor", "kubernetes", "--kubeconfig", kubeconfig,
+        [*launcher, "drain", "--database-url", db, "--executor", "kubernetes", "--kubeconfig", kubeconfig,
          "--namespace", namespace, "--default-image", image, "--image-pull-policy", "IfNotPresent",
          "--log-store", str(work / "logs"), "--quiet", "--default-timeout-seconds", "600"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    followers: list[subprocess.Popen[bytes]] = []
+    outs = []
     try:
         pod = None
         while pod is None:
@@ -81,30 +154,52 @@ def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: st
                     pod = p.metadata.name
             time.sleep(0.02)
         seen_running = time.monotonic()
-        kubectl_file = work / "kubectl.log"
-        with kubectl_file.open("wb") as out:
-            follower = subprocess.Popen([kubectl(), "--kubeconfig", kubeconfig, "-n", namespace, "logs", "-f",
-                                         pod, "-c", "phase"], stdout=out, stderr=subprocess.DEVNULL)
-            done: dict[str, float] = {}
-            deadline = time.monotonic() + 600
-            while len(done) < 2 and time.monotonic() < deadline:
-                if "kubectl" not in done and ends_with_sentinel(kubectl_file):
-                    done["kubectl"] = time.monotonic() - seen_running
-                ours = list((work / "logs").rglob("*.stdout.log")) + list((work / "logs").rglob("*.attempt-1.log"))
-                if "batchdrain" not in done and ours and ends_with_sentinel(ours[0]):
-                    done["batchdrain"] = time.monotonic() - seen_running
-                time.sleep(0.01)
+        watched: list[tuple[str, Callable[[], Path | None]]] = []
+        for reader, name in zip(pair, names, strict=True):
+            if reader.startswith("bd-"):
+                def ours() -> Path | None:
+                    found = list((work / "logs").rglob("*.stdout.log")) + list((work / "logs").rglob("*.attempt-1.log"))
+                    return found[0] if found else None
+                watched.append((name, ours))
+                continue
+            path = work / f"{name}.log"
+            outs.append(out := path.open("wb"))
+            flags = ["--timestamps"] if reader == "kubectl-ts" else []
+            followers.append(subprocess.Popen([kubectl(), "--kubeconfig", kubeconfig, "-n", namespace, "logs", "-f",
+                                               *flags, pod, "-c", "phase"], stdout=out, stderr=subprocess.DEVNULL))
+            watched.append((name, fixed(path)))
+        # The container runtime's own log file, when this runs on the node: the writer's pace.
+        runtime_log = next(Path("/var/log/pods").glob(f"{namespace}_{pod}_*/phase/*.log"), None) if node_file else None
+        if runtime_log is not None:
+            watched.append(("written", fixed(runtime_log)))
+        done: dict[str, float] = {}
+        paths: dict[str, Path] = {}
+        deadline = time.monotonic() + 600
+        while len(done) < len(watched) and time.monotonic() < deadline:
+            for name, find in watched:
+                located = paths.get(name) or find()
+                if name in done or located is None:
+                    continue
+                paths[name] = located
+                if ends_with_sentinel(located):
+                    done[name] = time.monotonic() - seen_running
+            time.sleep(0.01)
+        for follower in followers:
             follower.kill()
             follower.wait()
+        for out in outs:
+            out.close()
         # Let the drain finish the attempt properly: delete the pod's Job via its own path
         # by deleting the pod (class pod_deleted), then wait for the session to end.
         core.delete_namespaced_pod(pod, namespace, grace_period_seconds=0)
         drain.wait(timeout=300)
     finally:
+        for follower in followers:
+            follower.kill()
         drain.kill()
         if drain.stderr:
             drain.stderr.close()
-    if len(done) < 2:
+    if len(done) < len(watched):
         sys.exit(f"a reader did not finish: {done}")
     bytes_out = mb * 10000 * 100
     shutil.rmtree(work, ignore_errors=True)
@@ -112,12 +207,46 @@ def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: st
         f"{name}_seconds": seconds for name, seconds in done.items()}
 
 
+def compare(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: str, mb: int, *, repeats: int,
+            pairs: list[tuple[str, str]]) -> None:
+    """Every pair once per round, each round starting at the next pair; a JSON line per round, then per pair."""
+    rounds: dict[tuple[str, str], list[dict[str, float]]] = {pair: [] for pair in pairs}
+    for index in range(repeats):
+        for pair in pairs[index % len(pairs):] + pairs[:index % len(pairs)]:
+            load, started = os.getloadavg()[0], time.strftime("%H:%M:%S")
+            result = one_round(core, namespace, kubeconfig, image, mb, pair=pair, names=pair_names(pair),
+                               node_file=True)
+            rounds[pair].append(result)
+            print(json.dumps({"round": index + 1, "pair": ":".join(pair), "started": started,
+                              "load1_before": round(load, 2)}
+                             | {k: round(v, 2) for k, v in result.items()}), flush=True)
+    for pair, results in rounds.items():
+        first, second = pair_names(pair)
+        a = statistics.median(r[first] for r in results)
+        b = statistics.median(r[second] for r in results)
+        summary: dict[str, object] = {
+            "pair": ":".join(pair), "mb": mb, "repeats": repeats,
+            f"{first}_mb_s_median": round(a, 2), f"{second}_mb_s_median": round(b, 2),
+            "ratio_median": round(statistics.median(r[first] / r[second] for r in results), 3),
+            "ratio_of_medians": round(a / b, 3)}
+        if all("written" in r for r in results):
+            summary["written_mb_s_median"] = round(statistics.median(r["written"] for r in results), 2)
+            for name in (first, second):
+                lags = [r[f"{name}_seconds"] - r["written_seconds"] for r in results]
+                summary[f"{name}_lag_s_median"] = round(statistics.median(lags), 2)
+        print(json.dumps(summary))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image", default="batchdrain:dev")
+    parser.add_argument("--compare", nargs="+", type=pair_arg, metavar="A:B",
+                        help=f"pairs of readers, rounds alternating between them; readers: {', '.join(READERS)}")
     args = parser.parse_args()
+    if args.compare and len(set(args.compare)) < len(args.compare):
+        parser.error("--compare: a pair given twice")
     kubeconfig = os.environ.get("KUBECONFIG") or sys.exit("set KUBECONFIG")
     config.load_kube_config(config_file=kubeconfig)
     core = client.CoreV1Api()
@@ -126,6 +255,9 @@ def main() -> None:
     try:
         while not core.list_namespaced_service_account(namespace).items:
             time.sleep(0.2)
+        if args.compare:
+            compare(core, namespace, kubeconfig, args.image, args.mb, repeats=args.repeats, pairs=args.compare)
+            return
         rounds = [one_round(core, namespace, kubeconfig, args.image, args.mb) for _ in range(args.repeats)]
     finally:
         core.delete_namespace(namespace)
