@@ -229,6 +229,25 @@ class LogPointer:
     stalled_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class AttemptProgress:
+    """What an executor learns of a running attempt before it ends (Job name, pod, node).
+
+    Written at once, so a controller killed mid-attempt leaves enough on the attempt row
+    to adopt or explain it. Fields left ``None`` are not written.
+    """
+
+    job_name: str | None = None
+    namespace: str | None = None
+    pod_name: str | None = None
+    pod_uid: str | None = None
+    node: str | None = None
+    started_at: dt.datetime | None = None
+    # The local executor's process: adoption stops its group only on the same host.
+    pid: int | None = None
+    host: str | None = None
+
+
 @dataclass
 class AttemptResult:
     """What an executor observed. Classification fills failure_class and message."""

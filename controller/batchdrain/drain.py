@@ -31,6 +31,7 @@ from batchdrain.db import Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
     TRANSIENT_CLASSES,
     AttemptHistoryItem,
+    AttemptProgress,
     AttemptResult,
     FailureClass,
     Phase,
@@ -323,8 +324,8 @@ class DrainSession:
         phase = Phase(run_id=orphan.launch.identity.run_id, phase_id=orphan.launch.identity.phase_id,
                       state=PhaseState.EXECUTING, attempts=orphan.launch.identity.attempt,
                       spec=orphan.launch.spec)
-        def update(fields: dict[str, Any]) -> None:
-            self.db.update_attempt(orphan.attempt_pk, fields)
+        def update(progress: AttemptProgress) -> None:
+            self.db.update_attempt(orphan.attempt_pk, progress)
 
         result = self._guarded(lambda: self.executor.adopt(orphan, stop=self.stop, on_update=update),
                                what="adopting the attempt")
@@ -354,8 +355,8 @@ class DrainSession:
         self.observer.attempt_started(phase, claim.attempt)
         self.metrics.running.inc()
 
-        def update(fields: dict[str, Any]) -> None:
-            self.db.update_attempt(claim.attempt_pk, fields)
+        def update(progress: AttemptProgress) -> None:
+            self.db.update_attempt(claim.attempt_pk, progress)
 
         try:
             result = self._guarded(lambda: self.executor.execute(launch, stop=self.stop, on_update=update),

@@ -6,6 +6,7 @@ they are not proof that Kubernetes behaves like the fake: the e2e tests are.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from batchdrain.domain import AttemptResult, FailureClass, LogMode, PhaseSpec
+from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, PhaseSpec
 from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
 from batchdrain.executors.kubernetes import KubernetesExecutor, RateLimiter, _LineCursor, _Out
 from batchdrain.identity import Identity
@@ -90,7 +91,7 @@ class Harness:
         self.settings = settings(**overrides)
         self.api = RetryingKubeApi(self.fake, self.settings)
         self.sink = FileLogSink(tmp_path / "logs")
-        self.updates: list[dict[str, Any]] = []
+        self.updates: list[AttemptProgress] = []
         self.executors: list[KubernetesExecutor] = []
 
     def executor(self, session: str = SESSION) -> KubernetesExecutor:
@@ -179,8 +180,9 @@ def test_job_name_is_reported_before_the_job_exists(harness: Callable[..., Harne
     ex = h.executor()
     seen: list[tuple[str, int]] = []
 
-    def record(update: dict[str, Any]) -> None:
-        seen.append((",".join(sorted(update)), h.fake.calls["create_job"]))
+    def record(update: AttemptProgress) -> None:
+        given = sorted(k for k, v in dataclasses.asdict(update).items() if v is not None)
+        seen.append((",".join(given), h.fake.calls["create_job"]))
 
     result = ex.execute(launch(), stop=StopSignal(), on_update=record)
     assert result.succeeded

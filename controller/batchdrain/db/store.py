@@ -54,6 +54,7 @@ from tenacity import (
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow, SessionRow
 from batchdrain.domain import (
     AttemptHistoryItem,
+    AttemptProgress,
     AttemptResult,
     BadInput,
     FailureClass,
@@ -608,15 +609,17 @@ class Database:
 
         return self._retrying(run)
 
-    def update_attempt(self, attempt_pk: int, fields: dict[str, Any]) -> None:
-        allowed = {"job_name", "namespace", "pod_names", "pod_uid", "node", "image", "image_digest",
-                   "started_at", "log_mode", "raw_status"}
-        fields = dict(fields)
-        if "pod_name" in fields:  # executors report one pod at a time
-            fields["pod_names"] = [fields.pop("pod_name")]
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"not updatable on a running attempt: {sorted(unknown)}")
+    def update_attempt(self, attempt_pk: int, progress: AttemptProgress) -> None:
+        fields: dict[str, Any] = {
+            name: value for name in ("job_name", "namespace", "pod_uid", "node", "started_at")
+            if (value := getattr(progress, name)) is not None
+        }
+        if progress.pod_name is not None:  # executors report one pod at a time
+            fields["pod_names"] = [progress.pod_name]
+        if progress.pid is not None or progress.host is not None:
+            fields["raw_status"] = {"pid": progress.pid, "host": progress.host}
+        if not fields:
+            return
 
         def run() -> None:
             with self._core() as conn:

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from batchdrain.domain import AttemptResult, PhaseSpec
+from batchdrain.domain import AttemptProgress, AttemptResult, PhaseSpec
 from batchdrain.identity import Identity
 from batchdrain.logstore import LogSink
 
-# Partial attempt fields an executor learns early (Job name, pod UID, node): written at
-# once so a controller killed mid-attempt leaves enough to adopt or explain it.
-AttemptUpdate = Callable[[dict[str, Any]], None]
+# Called with what an executor learns early (Job name, pod UID, node): written at once
+# so a controller killed mid-attempt leaves enough to adopt or explain it.
+AttemptUpdate = Callable[[AttemptProgress], None]
 
 
 @dataclass(frozen=True)

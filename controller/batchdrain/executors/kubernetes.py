@@ -56,7 +56,7 @@ from batchdrain.classify.kube import (
     pod_terminal,
     terminated_state,
 )
-from batchdrain.domain import AttemptResult, FailureClass, LogMode, LogPointer, utcnow
+from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, LogPointer, utcnow
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
 from batchdrain.identity import identity_header
 from batchdrain.jobspec import (
@@ -803,7 +803,7 @@ class KubernetesExecutor:
                 timeout_seconds=launch.timeout_seconds,
             )
         )
-        on_update({"job_name": name, "namespace": self._api.namespace})
+        on_update(AttemptProgress(job_name=name, namespace=self._api.namespace))
         tracker = self._hub.register(name)  # before create: no event can be missed
         try:
             if stop.stopping or not self._limiter.acquire(timeout=max(launch.timeout_seconds, 1.0), cancel=stop.event):
@@ -865,7 +865,7 @@ class KubernetesExecutor:
     def _adopt(self, orphan: OrphanAttempt, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         launch = orphan.launch
         name = orphan.job_name or self._builder.name(launch.identity)
-        on_update({"job_name": name, "namespace": self._api.namespace})
+        on_update(AttemptProgress(job_name=name, namespace=self._api.namespace))
         session = launch.identity.session_id
         self._acquire_watches(session)
         tracker = self._hub.register(name)
@@ -1023,7 +1023,7 @@ class KubernetesExecutor:
         key = f"{meta.get('name')}/{node}"
         if attempt.reported_pod != key:
             attempt.reported_pod = key
-            on_update({"pod_name": meta.get("name"), "pod_uid": meta.get("uid"), "node": node})
+            on_update(AttemptProgress(pod_name=meta.get("name"), pod_uid=meta.get("uid"), node=node))
 
     # -- logs -----------------------------------------------------------------------
 

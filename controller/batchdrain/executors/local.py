@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchdrain.classify import classify_process_exit, first_error_line
-from batchdrain.domain import AttemptResult, FailureClass, LogMode, utcnow
+from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, utcnow
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
 from batchdrain.identity import identity_header
 from batchdrain.logstore import CHUNK, LogSink, LogWriter, log_key
@@ -143,8 +143,7 @@ class LocalExecutor:
                 node=self._host, image="(host)")
 
         started = utcnow()
-        on_update({"started_at": started, "node": self._host,
-                   "raw_status": {"pid": proc.pid, "host": self._host}})
+        on_update(AttemptProgress(started_at=started, node=self._host, pid=proc.pid, host=self._host))
         assert proc.stdout is not None and proc.stderr is not None
         pumps = {
             "stdout": _Pump(proc.stdout.fileno(), writers["stdout"]),
