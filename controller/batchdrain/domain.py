@@ -274,6 +274,9 @@ class AttemptResult:
     # The work goes on without us (a Job left in place on SIGTERM): the attempt stays open
     # so the next session adopts it, instead of the phase being retried while it runs.
     left_running: bool = False
+    # The controller cannot go on (its own log store failed): why, in one line. The
+    # session stops starting attempts; nothing of it is charged to the phase.
+    halt: str | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -387,6 +387,10 @@ class DrainSession:
                 self._log_store_error = self._log_store_error or (
                     f"log store {self.sink.location()} full, stopped selecting phases: "
                     f"{phase.run_id}/{phase.phase_id} attempt {attempt}: {incomplete[0]}")
+        if result.halt:
+            with self._lock:
+                self._log_store_error = self._log_store_error or (
+                    f"{result.halt}; stopped selecting phases ({phase.run_id}/{phase.phase_id} attempt {attempt})")
         if result.left_running:
             self.db.interrupt_attempt(attempt_pk, result)
             self.metrics.record_attempt(result)

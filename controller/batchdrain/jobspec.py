@@ -18,11 +18,11 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from batchdrain.domain import PhaseSpec
 from batchdrain.identity import Identity
+from batchdrain.launch import AttemptLaunch
 from batchdrain.settings import Settings
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -90,18 +90,6 @@ def job_name_of_pod(pod: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """Everything that varies per attempt (the executor's ``AttemptLaunch``, flattened)."""
-
-    identity: Identity
-    spec: PhaseSpec
-    command: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    image: str
-    timeout_seconds: float
-
-
 class JobSpecBuilder:
     """Settings-wide choices, applied to each attempt by ``build()``."""
 
@@ -132,7 +120,7 @@ class JobSpecBuilder:
             LABEL_ATTEMPT: str(identity.attempt),
         }
 
-    def build(self, request: JobRequest) -> dict[str, Any]:
+    def build(self, request: AttemptLaunch) -> dict[str, Any]:
         settings = self._settings
         identity = request.identity
         spec = request.spec

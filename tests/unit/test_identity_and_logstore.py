@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from batchdrain.identity import Identity, identity_header, mask_secrets, mask_url
-from batchdrain.logstore import FileLogSink, log_key, open_log_sink, safe_name
+from batchdrain.logstore import FileLogSink, legacy_log_key, log_key, open_log_sink, safe_name
 from batchdrain.settings import Settings
 
 
@@ -31,8 +31,38 @@ def test_safe_names_are_distinct_and_filesystem_safe():
     names = {safe_name(v) for v in ("a/b", "a_b", "a b", "a%2Fb", "☃", "..", "x" * 255)}
     assert len(names) == 7
     assert all("/" not in n and len(n) < 100 and not n.startswith(".") for n in names)
-    assert log_key("s", "run", "ph", 3, "stdout") == "s/run__ph.attempt-3.stdout.log"
-    assert log_key("s", "run", "ph", 3, "combined") == "s/run__ph.attempt-3.log"
+    assert log_key("s", "run", "ph", 3, "stdout") == "s/runs/run/ph.attempt-3.stdout.log"
+    assert log_key("s", "run", "ph", 3, "combined") == "s/runs/run/ph.attempt-3.log"
+    # Stores written before keys became injective stay readable on adoption.
+    assert legacy_log_key("s", "run", "ph", 3, "stdout") == "s/run__ph.attempt-3.stdout.log"
+    assert legacy_log_key("s", "run", "ph", 3, "combined") == "s/run__ph.attempt-3.log"
+
+
+# Ids chosen to meet the separators of the old keys ("__", ".attempt-N", the 80-char cut
+# and its "-<hash8>" suffix), 255 characters long, unicode, dots, slashes and percents.
+_TRICKY = ["a", "a__b", "b__c", "c", "a_", "_b", "x.attempt-1", "x.attempt-1.stdout", "log", "runs",
+           "session.json", ".", "..", ".hidden", "a/b", "a%2Fb", "a b", "a_b", "☃", "x" * 255, "x" * 254 + "y",
+           "é" * 255, "y" * 80, "y" * 81, "q" * 31 + "+" + "0" * 64]
+
+
+def test_log_keys_are_injective_for_any_ids():
+    seen: dict[str, tuple[str, str, int, str]] = {}
+    for run in _TRICKY:
+        for phase in _TRICKY:
+            for attempt in (1, 11):
+                for stream in ("stdout", "stderr", "combined"):
+                    key = log_key("batch-drain-20260101-000000", run, phase, attempt, stream)
+                    assert key not in seen, (key, seen.get(key), (run, phase, attempt, stream))
+                    seen[key] = (run, phase, attempt, stream)
+                    assert all(0 < len(part) <= 120 and part not in (".", "..") for part in key.split("/"))
+    # the report files of a session share its folder with no log
+    assert not any(k.split("/")[1].startswith("session.") for k in seen)
+
+
+def test_the_old_log_keys_collided():
+    """What bug 3 was: two phases of different runs wrote one file."""
+    assert legacy_log_key("s", "a__b", "c", 1, "stdout") == legacy_log_key("s", "a", "b__c", 1, "stdout")
+    assert log_key("s", "a__b", "c", 1, "stdout") != log_key("s", "a", "b__c", 1, "stdout")
 
 
 def test_file_sink_streams_resumes_and_hashes(tmp_path):

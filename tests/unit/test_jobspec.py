@@ -11,12 +11,12 @@ from batchdrain.domain import PhaseSpec
 from batchdrain.identity import Identity
 from batchdrain.jobspec import (
     LOGS_FINALIZER,
-    JobRequest,
     JobSpecBuilder,
     job_name,
     label_value,
     session_selector,
 )
+from batchdrain.launch import AttemptLaunch
 from batchdrain.settings import Settings
 
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -24,10 +24,10 @@ LABEL = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 SECRET_URL = "postgresql://app:s3cret@db:5432/batch"
 
 
-def request(identity: Identity, **spec: object) -> JobRequest:
+def request(identity: Identity, **spec: object) -> AttemptLaunch:
     phase = PhaseSpec(command=("python", "-c", "print(1)"), **spec)  # type: ignore[arg-type]
     settings = Settings()
-    return JobRequest(
+    return AttemptLaunch(
         identity=identity,
         spec=phase,
         command=phase.command,

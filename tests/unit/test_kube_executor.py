@@ -19,9 +19,12 @@ import pytest
 
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, PhaseSpec
 from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
-from batchdrain.executors.kubernetes import KubernetesExecutor, RateLimiter, _LineCursor, _Out
+from batchdrain.executors.kubernetes import KubernetesExecutor
+from batchdrain.executors.kubernetes.cursor import LineCursor
+from batchdrain.executors.kubernetes.logs import StoredLog
+from batchdrain.executors.kubernetes.pacing import RateLimiter
 from batchdrain.identity import Identity
-from batchdrain.jobspec import JobRequest, JobSpecBuilder
+from batchdrain.jobspec import JobSpecBuilder
 from batchdrain.kube import Invalid, RetryingKubeApi, Unreachable
 from batchdrain.logstore import FileLogSink, LogWriter
 from batchdrain.settings import Settings
@@ -396,7 +399,7 @@ def test_dropped_watch_connections_reconnect_from_the_last_version(harness: Call
 def test_bookmarks_move_the_resource_version(harness: Callable[..., Harness]) -> None:
     h = harness()
     ex = h.executor()
-    reflector = ex._watches[SESSION].jobs
+    reflector = ex._watches.reflectors(SESSION)[0]
     before = reflector.resource_version
     h.fake.bookmark()
     assert wait_for(lambda: reflector.resource_version != before)
@@ -428,8 +431,8 @@ def test_log_stream_dropped_mid_line_resumes_without_gaps_or_repeats(harness: Ca
 def test_line_cursor_resumes_inside_equal_timestamps_and_partial_lines(tmp_path: Path) -> None:
     sink = FileLogSink(tmp_path)
     writer: LogWriter = sink.open("x.log", stream="combined")
-    out = _Out(writer, "combined")
-    cursor = _LineCursor(out)
+    out = StoredLog(writer, "combined")
+    cursor = LineCursor(out)
     first = b"2025-01-01T12:00:00.5Z a\n2025-01-01T12:00:00.5Z b\n2025-01-01T12:00:01.25Z cc"
     cursor.feed(first[:30])
     cursor.feed(first[30:])  # drop after "cc" of an unfinished line
@@ -459,7 +462,7 @@ def test_already_exists_adopts_the_job_instead_of_running_twice(harness: Callabl
     what = launch()
     builder = JobSpecBuilder(h.settings, namespace=h.fake.namespace)
     h.fake.create_job(
-        builder.build(JobRequest(what.identity, what.spec, what.command, what.env, what.image, what.timeout_seconds))
+        builder.build(what)
     )  # a controller that crashed
     box: list[AttemptResult] = []
     worker = threading.Thread(target=lambda: box.append(h.run(ex, what)))
@@ -554,7 +557,7 @@ def test_leak_audit_lists_what_the_session_left(harness: Callable[..., Harness])
     what = launch()
     builder = JobSpecBuilder(h.settings, namespace=h.fake.namespace)
     h.fake.create_job(
-        builder.build(JobRequest(what.identity, what.spec, what.command, what.env, what.image, what.timeout_seconds))
+        builder.build(what)
     )
     pod = h.fake.pod_of(launch_name())
     assert pod is not None

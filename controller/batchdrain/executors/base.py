@@ -14,23 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from batchdrain.domain import AttemptProgress, AttemptResult, PhaseSpec
-from batchdrain.identity import Identity
+from batchdrain.domain import AttemptProgress, AttemptResult
+from batchdrain.launch import AttemptLaunch
 from batchdrain.logstore import LogSink
 
 # Called with what an executor learns early (Job name, pod UID, node): written at once
 # so a controller killed mid-attempt leaves enough to adopt or explain it.
 AttemptUpdate = Callable[[AttemptProgress], None]
-
-
-@dataclass(frozen=True)
-class AttemptLaunch:
-    identity: Identity
-    spec: PhaseSpec
-    command: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    timeout_seconds: float
-    image: str
 
 
 @dataclass
@@ -89,3 +79,6 @@ class Executor(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Facts for the session's identity record (cluster version, namespace, ...)."""
+
+
+__all__ = ["AttemptLaunch", "AttemptUpdate", "Executor", "OrphanAttempt", "StopSignal"]

@@ -1,0 +1,56 @@
+"""One path for taking over a Job that already exists.
+
+Two ways lead here: a create answered AlreadyExists (the deterministic name means a
+previous controller created this very attempt), and an orphan of a dead session found
+by the drain loop. Either way the Job is read, its pods (which predate our watch's
+events) are read once, and the attempt resumes its stored logs after the bytes
+already there instead of starting them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from batchdrain.classify.kube import parse_time
+from batchdrain.domain import utcnow
+from batchdrain.executors.base import AttemptLaunch
+from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.outcome import DEADLINE_MARGIN_SECONDS
+from batchdrain.executors.kubernetes.watches import Tracker
+from batchdrain.jobspec import LABEL_ATTEMPT, LABEL_PHASE, LABEL_RUN, label_value, session_selector
+from batchdrain.kube import KubeApi, KubeObject
+
+
+def deadline_for(launch: AttemptLaunch, created_at: dt.datetime) -> float:
+    """Monotonic instant past which the controller stops waiting for this attempt."""
+    elapsed = (utcnow() - created_at).total_seconds()
+    budget = launch.timeout_seconds + DEADLINE_MARGIN_SECONDS - max(elapsed, 0.0)
+    return time.monotonic() + max(budget, 1.0)
+
+
+def attempt_selector(launch: AttemptLaunch) -> str:
+    identity = launch.identity
+    return ",".join([
+        session_selector(identity.session_id),
+        f"{LABEL_RUN}={label_value(identity.run_id)}",
+        f"{LABEL_PHASE}={label_value(identity.phase_id)}",
+        f"{LABEL_ATTEMPT}={identity.attempt}",
+    ])
+
+
+def take_over(api: KubeApi, *, launch: AttemptLaunch, job: KubeObject, tracker: Tracker,
+              note: str) -> LiveAttempt:
+    """The attempt of an existing Job, its pods seeded, resuming its stored logs.
+
+    Raises ``KubeError`` when the pods cannot be listed.
+    """
+    created_at = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or utcnow()
+    tracker.on_job("ADDED", job)
+    pods, _ = api.list_pods(attempt_selector(launch))
+    for pod in pods:
+        tracker.on_pod("ADDED", pod)
+    return LiveAttempt(
+        launch=launch, job_name=tracker.job_name, tracker=tracker, created_at=created_at,
+        deadline=deadline_for(launch, created_at), adopted=True, resume_logs=True, notes=[note],
+    )

@@ -1,0 +1,86 @@
+"""Removing an attempt's objects once its logs are stored, and the session's leak audit.
+
+Order matters: the Job is deleted and the pod's ``batchdrain.io/logs`` finalizer
+removed only after the logs are closed, so a pod deleted early keeps its log readable
+until then. The leak audit at session end waits on the session's own watches (the
+``Inventory``) for pods of deleted Jobs to go, then lists once to report what is left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchdrain.executors.kubernetes.events import job_reference
+from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.watches import Inventory, object_name
+from batchdrain.jobspec import LOGS_FINALIZER, session_selector
+from batchdrain.kube import KubeApi, KubeError, NotFound
+
+# Session end: how long pods of deleted Jobs may take to disappear before they count as leaks.
+LEAK_GRACE_SECONDS = 30.0
+
+
+def remove_attempt_objects(api: KubeApi, attempt: LiveAttempt) -> list[dict[str, Any]]:
+    """Delete the Job, then let its pods go: only ever after the logs are closed."""
+    errors: list[dict[str, Any]] = []
+    try:
+        api.delete_job(attempt.job_name, propagation="Background")
+    except NotFound:
+        pass
+    except KubeError as err:
+        errors.append({"op": "delete_job", **err.as_status()})
+    for name in sorted(attempt.tracker.pods):
+        if name in attempt.tracker.pods_gone:
+            continue
+        try:
+            api.remove_pod_finalizer(name, LOGS_FINALIZER)
+        except NotFound:
+            pass
+        except KubeError as err:
+            errors.append({"op": "remove_pod_finalizer", "pod": name, **err.as_status()})
+    return errors
+
+
+def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, deleted_jobs: set[str],
+                adopted_jobs: set[str], grace_seconds: float = LEAK_GRACE_SECONDS) -> list[str]:
+    """Jobs and pods of the session (and Jobs it adopted) still present at its end.
+
+    Deleting a Job deletes its pods in the background: while only pods of Jobs this
+    session deleted remain, they are on their way out, not leaks; the watches say when
+    they are gone (bounded by ``grace_seconds``). A Job still there ends the wait at once.
+    """
+    def settled() -> bool:
+        return not inventory.pods or bool(set(inventory.jobs) - deleted_jobs)
+
+    inventory.wait_for(settled, grace_seconds)
+    try:
+        jobs, _ = api.list_jobs(session_selector(session_id))
+        pods, _ = api.list_pods(session_selector(session_id))
+    except KubeError as err:
+        return [f"leak audit failed: {err.message}"]
+    names = {object_name(j) for j in jobs}
+    leaks = [f"job/{n}" for n in sorted(names)]
+    for leaked in jobs:
+        try:
+            api.create_event(involved=job_reference(leaked), reason="Leaked",
+                             message=f"still present when session {session_id} ended", warning=True)
+        except KubeError as err:
+            leaks.append(f"(event Leaked on job/{object_name(leaked)} failed: {err.message})")
+    leaks += sorted(f"pod/{object_name(p)}" for p in pods)
+    leaks += _adopted_left(api, adopted_jobs - names)
+    return leaks
+
+
+def _adopted_left(api: KubeApi, jobs: set[str]) -> list[str]:
+    """Adopted Jobs carry a dead session's label: each is looked up by name."""
+    left = []
+    for job in sorted(jobs):
+        try:
+            api.get_job(job)
+        except NotFound:
+            continue
+        except KubeError as err:
+            left.append(f"job/{job} (unknown: {err.message})")
+            continue
+        left.append(f"job/{job}")
+    return left

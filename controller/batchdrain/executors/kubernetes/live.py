@@ -1,0 +1,40 @@
+"""What the executor holds for one attempt in flight: its launch, tracker, logs and clocks.
+
+Shared by the parts that drive an attempt (supervise, logs, outcome, cleanup); only the
+worker thread running the attempt mutates it, log pump threads only read ``abort``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from batchdrain.executors.base import AttemptLaunch
+from batchdrain.executors.kubernetes.attempt import AttemptState
+from batchdrain.executors.kubernetes.watches import Tracker
+
+if TYPE_CHECKING:
+    from batchdrain.executors.kubernetes.logs import LogPump, StoredLog
+
+
+@dataclass
+class LiveAttempt:
+    launch: AttemptLaunch
+    job_name: str
+    tracker: Tracker
+    created_at: dt.datetime
+    deadline: float
+    adopted: bool = False
+    resume_logs: bool = False
+    state: AttemptState = AttemptState.WAITING
+    outs: dict[str, StoredLog] = field(default_factory=dict)
+    pumps: list[LogPump] = field(default_factory=list)
+    abort: threading.Event = field(default_factory=threading.Event)
+    reported_pod: str | None = None
+    job_done_at: float | None = None
+    # When we first saw the pod scheduled, by our clock: the start timeout counts from
+    # here, so skew between our clock and the API server's cannot fire it early.
+    scheduled_at: dt.datetime | None = None
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,337 @@
+"""Following pod logs into the log store: stored-log handles, pumps and their threads.
+
+Each stream of a pod (stdout and stderr apart when the server splits them, one combined
+log otherwise) is followed by a ``LogPump`` on a pooled thread, through a
+``LineCursor`` that strips timestamps and resumes after a drop without a gap or a
+repeat. ``LogBook`` opens an attempt's stored logs (identity header first, or resumed
+after the bytes a previous controller stored) and closes them.
+
+Retries: opening a stream goes through the seam's one retry policy; a pump never
+retries a call itself. It only *resumes* (a new request from the cursor) after a stream
+that was open dropped, at most ``LOG_MAX_FAILURES`` times in a row without progress.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from batchdrain.classify import first_error_line
+from batchdrain.classify.kube import image_of
+from batchdrain.domain import LogMode, LogPointer, utcnow
+from batchdrain.executors.base import AttemptLaunch, StopSignal
+from batchdrain.executors.kubernetes.cursor import LineCursor
+from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.watches import Tracker, object_name
+from batchdrain.identity import identity_header
+from batchdrain.jobspec import CONTAINER
+from batchdrain.kube import KubeApi, KubeError, KubeObject, LogStreamName, Stream
+from batchdrain.logstore import LogSink, LogStoreUnreadable, LogWriter, legacy_log_key, log_key, stored_content
+
+LOG_JOIN_SECONDS = 30.0
+LOG_MAX_FAILURES = 8
+TAIL_BYTES = 64 * 1024
+# An idle log pump thread waits this long for the next attempt's pump before it exits.
+PUMP_IDLE_SECONDS = 10.0
+
+
+class StoredLog:
+    """One stored log: the writer plus a bounded tail for the first error line."""
+
+    def __init__(self, writer: LogWriter, stream: str) -> None:
+        self.writer = writer
+        self.stream = stream
+        self.tail = bytearray()
+        self.content_bytes = 0
+        self.pointer: LogPointer | None = None
+
+    def write(self, data: bytes, *, content: bool = True) -> None:
+        if not data:
+            return
+        self.writer.write(data)
+        if content:
+            self.content_bytes += len(data)
+        self.tail += data
+        if len(self.tail) > TAIL_BYTES:
+            del self.tail[: len(self.tail) - TAIL_BYTES]
+
+    def close(self) -> LogPointer:
+        if self.pointer is None:
+            self.pointer = self.writer.close()
+        return self.pointer
+
+
+class PumpThreads:
+    """Daemon threads for log pumps, kept for a while when idle to take the next pump.
+
+    Starting a thread in CPython is a handshake (the starter waits until the new thread
+    runs), and with a hundred busy workers that wait was the largest single cost of a
+    short attempt's log handling. A pump is short-lived and another one starts with
+    every attempt, so an idle thread waits ``idle_seconds`` for one before it exits.
+    Unbounded like the threads it replaces: every following pump needs its own.
+    """
+
+    def __init__(self, *, idle_seconds: float = PUMP_IDLE_SECONDS) -> None:
+        self._idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def run(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                # Taking the slot and queueing under one lock: an idle thread that times
+                # out checks the queue under the same lock, so no task is ever stranded.
+                self._idle -= 1
+                self._tasks.put(task)
+                return
+        threading.Thread(target=self._loop, args=(task,), name="logs", daemon=True).start()
+
+    def _loop(self, task: Callable[[], None]) -> None:
+        while True:
+            task()
+            with self._lock:
+                self._idle += 1
+            try:
+                task = self._tasks.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    try:
+                        task = self._tasks.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+
+
+class LogPump:
+    """Follows one log stream of one pod until the container is done and all is read."""
+
+    def __init__(self, api: KubeApi, *, pod: str, stream: LogStreamName | None, cursor: LineCursor,
+                 out: StoredLog, tracker: Tracker, abort: threading.Event) -> None:
+        self._api = api
+        self._pod = pod
+        self._stream = stream
+        self.cursor = cursor
+        self.out = out
+        self._tracker = tracker
+        self._abort = abort
+        self._lock = threading.Lock()
+        self._open: Stream[bytes] | None = None
+        self._following = False
+        self.error: KubeError | None = None
+        self.reconnects = 0
+        self._done: threading.Event | None = None
+
+    def start(self, threads: PumpThreads) -> None:
+        done = self._done = threading.Event()
+
+        def task() -> None:
+            threading.current_thread().name = f"logs-{self._pod}"
+            try:
+                self.run()
+            finally:
+                done.set()
+
+        threads.run(task)
+
+    def join(self, timeout: float) -> bool:
+        if self._done is not None:
+            return self._done.wait(timeout)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            opened = self._open
+        if opened is not None:
+            opened.close()
+
+    def cut_follow(self) -> None:
+        """The container has ended: stop waiting for the kubelet to end the follow.
+
+        The kubelet notices that a followed container exited only on its periodic state
+        check (every 5 s), so a follow outlives its container by up to that long, per
+        attempt. The pump's next read is the final one (no follow, from the cursor), so
+        cutting loses and repeats nothing.
+        """
+        with self._lock:
+            opened = self._open if self._following else None
+        if opened is not None:
+            opened.close()
+
+    def run(self) -> None:
+        drops = 0
+        while not self._abort.is_set():
+            final = self._tracker.container_done()
+            try:
+                opened = self._api.stream_pod_log(
+                    self._pod, container=CONTAINER, follow=not final, timestamps=True,
+                    since_time=self.cursor.since_time(), stream=self._stream,
+                )
+            except KubeError as err:
+                # NotFound: the pod is gone, what was stored is all there is. Anything
+                # else already outlived the seam's retry policy.
+                self.error = err
+                return
+            ended, dropped, progressed = self._read(opened, final=final)
+            if ended:
+                return
+            if dropped:
+                drops = 1 if progressed else drops + 1
+                self.reconnects += 1
+                if drops >= LOG_MAX_FAILURES:
+                    return
+                continue
+            drops = 0
+            self.reconnects += 1
+            # A follow ends when the container exits; the watch says so a moment later.
+            self._tracker.wait_for(lambda: self._abort.is_set() or self._tracker.container_done(), 2.0)
+
+    def _read(self, opened: Stream[bytes], *, final: bool) -> tuple[bool, bool, bool]:
+        """Read one response into the cursor: (nothing more can come, it dropped, bytes came)."""
+        with self._lock:
+            self._open = opened
+            self._following = not final
+        if self._abort.is_set() or (not final and self._tracker.container_done()):
+            opened.close()
+        self.cursor.new_connection()
+        progressed = False
+        try:
+            for chunk in opened:
+                self.cursor.feed(chunk)
+                progressed = True
+            self.error = None
+        except KubeError as err:
+            self.error = err  # dropped mid-stream: resume from the cursor
+            return False, True, progressed
+        finally:
+            with self._lock:
+                self._open = None
+            opened.close()
+        return final, False, progressed
+
+
+class LogBook:
+    """Opens, follows and closes the stored logs of the executor's attempts."""
+
+    def __init__(self, api: KubeApi, *, threads: PumpThreads | None = None) -> None:
+        self._api = api
+        self._threads = threads or PumpThreads()
+        self.sink: LogSink | None = None
+        self.mode = LogMode.COMBINED
+
+    def streams(self) -> list[tuple[str, LogStreamName | None]]:
+        if self.mode is LogMode.SPLIT:
+            return [("stdout", LogStreamName.STDOUT), ("stderr", LogStreamName.STDERR)]
+        return [("combined", None)]
+
+    def header(self, attempt: LiveAttempt, pod: KubeObject | None) -> bytes:
+        image, digest = image_of(pod, CONTAINER)
+        extra: dict[str, str | None] = {
+            "namespace": self._api.namespace,
+            "job": attempt.job_name,
+            "pod": ((pod or {}).get("metadata") or {}).get("name"),
+            "node": ((pod or {}).get("spec") or {}).get("nodeName"),
+            "image": image or attempt.launch.image,
+            "image_digest": digest,
+            "log_mode": self.mode.value,
+        }
+        return identity_header(attempt.launch.identity, extra).encode("utf-8")
+
+    def open(self, attempt: LiveAttempt, pod: KubeObject | None) -> dict[str, int]:
+        """Open the attempt's logs (header first); returns content bytes already stored.
+
+        Raises ``LogStoreUnreadable`` when resuming and the store cannot be read: a
+        fresh open would truncate what the previous controller stored.
+        """
+        assert self.sink is not None, "begin() was not called"
+        identity = attempt.launch.identity
+        skips: dict[str, int] = {}
+        header: bytes | None = None
+        for stream, _ in self.streams():
+            key = log_key(identity.session_id, identity.run_id, identity.phase_id, identity.attempt, stream)
+            stored: int | None = None
+            if attempt.resume_logs:
+                key, stored = self._resumable(key, legacy_log_key(
+                    identity.session_id, identity.run_id, identity.phase_id, identity.attempt, stream))
+            writer = self.sink.open(key, stream=stream, resume=stored is not None)
+            out = StoredLog(writer, stream)
+            if stored is None:
+                header = header or self.header(attempt, pod)
+                out.write(header, content=False)
+            skips[stream] = stored or 0
+            attempt.outs[stream] = out
+        return skips
+
+    def _resumable(self, key: str, legacy: str) -> tuple[str, int | None]:
+        """Where a previous controller stored this log (today's key, else the old one)."""
+        assert self.sink is not None
+        stored = stored_content(self.sink, key)
+        if stored is None and legacy != key:
+            old = stored_content(self.sink, legacy)
+            if old is not None:
+                return legacy, old
+        return key, stored
+
+    def start(self, attempt: LiveAttempt, pod: KubeObject) -> None:
+        skips = self.open(attempt, pod)
+        name = object_name(pod)
+        done = attempt.tracker.container_done()
+        for stream, param in self.streams():
+            out = attempt.outs[stream]
+            pump = LogPump(self._api, pod=name, stream=param, cursor=LineCursor(out, skip_content=skips[stream]),
+                           out=out, tracker=attempt.tracker, abort=attempt.abort)
+            attempt.pumps.append(pump)
+            if done:
+                pump.run()  # already exited: one read, no thread needed
+            else:
+                pump.start(self._threads)
+
+    def note_only(self, launch: AttemptLaunch, job_name: str, note: str) -> list[LogPointer]:
+        """Logs for an attempt that never ran: the identity header and why nothing follows."""
+        if self.sink is None:
+            return []
+        attempt = LiveAttempt(launch, job_name, Tracker(job_name), utcnow(), 0.0)
+        self.open(attempt, None)
+        pointers = []
+        for out in attempt.outs.values():
+            out.write(f"[batchdrain] {note}\n".encode(), content=False)
+            pointers.append(out.close())
+        return pointers
+
+    @staticmethod
+    def join(attempt: LiveAttempt, stop: StopSignal, *, tick: float) -> bool:
+        limit = time.monotonic() + LOG_JOIN_SECONDS
+        for pump in attempt.pumps:
+            while True:
+                until = limit if stop.deadline is None else min(limit, stop.deadline)
+                if pump.join(max(min(tick, until - time.monotonic()), 0.0)):
+                    break
+                if time.monotonic() >= until:
+                    return False
+        return True
+
+    @staticmethod
+    def abort(attempt: LiveAttempt, *, join_seconds: float | None = 2.0) -> None:
+        """Stop the attempt's pumps (closing their streams); wait a moment for them."""
+        attempt.abort.set()
+        attempt.tracker.poke()
+        for pump in attempt.pumps:
+            pump.close()
+        if join_seconds is not None:
+            for pump in attempt.pumps:
+                pump.join(join_seconds)
+
+    @staticmethod
+    def error_line(attempt: LiveAttempt) -> str | None:
+        for stream in ("stderr", "combined", "stdout"):
+            out = attempt.outs.get(stream)
+            if out is not None and out.content_bytes:
+                line = first_error_line(bytes(out.tail).decode("utf-8", "replace"))
+                if line:
+                    return line
+        return None
+
+
+__all__ = ["LOG_JOIN_SECONDS", "LogBook", "LogPump", "LogStoreUnreadable", "PumpThreads", "StoredLog"]

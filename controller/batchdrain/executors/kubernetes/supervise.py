@@ -1,0 +1,213 @@
+"""Driving one attempt from its Job's creation (or adoption) to its result.
+
+The loop looks at what the watches delivered (never at the API server), turns each look
+into an ``Observation`` and lets the state machine (``attempt.py``) decide; entering a
+state is where the work happens: RUNNING starts the log pumps, ENDED and GAVE_UP
+classify and clean up, INTERRUPTED and LOST leave the Job for the next session.
+Every wait has a deadline: the scheduling and start timeouts, the Job's
+``activeDeadlineSeconds`` plus a margin, the SIGTERM grace, bounded log joins.
+"""
+
+from __future__ import annotations
+
+import time
+
+from batchdrain.classify.kube import (
+    KubeOutcome,
+    condition,
+    container_started,
+    job_outcome,
+    pending_outcome,
+    pod_terminal,
+)
+from batchdrain.domain import AttemptProgress, AttemptResult, utcnow
+from batchdrain.executors.base import AttemptUpdate, StopSignal
+from batchdrain.executors.kubernetes import attempt as machine
+from batchdrain.executors.kubernetes.attempt import AttemptState, Observation
+from batchdrain.executors.kubernetes.cleanup import remove_attempt_objects
+from batchdrain.executors.kubernetes.events import tell
+from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.logs import LOG_JOIN_SECONDS, LogBook
+from batchdrain.executors.kubernetes.outcome import (
+    DEADLINE_GIVEN_UP,
+    INTERRUPTED,
+    Outcomes,
+    clean_exit,
+    lost_outcome,
+)
+from batchdrain.executors.kubernetes.watches import container_state, object_name
+from batchdrain.jobspec import CONTAINER
+from batchdrain.kube import KubeApi, KubeObject
+from batchdrain.settings import Settings
+
+
+class Supervisor:
+    """Runs attempts of one executor to their end; stateless between attempts."""
+
+    def __init__(self, api: KubeApi, settings: Settings, *, logs: LogBook, outcomes: Outcomes,
+                 tick_seconds: float, job_condition_grace_seconds: float) -> None:
+        self._api = api
+        self._settings = settings
+        self._logs = logs
+        self._outcomes = outcomes
+        self._tick = tick_seconds
+        self._grace = job_condition_grace_seconds
+        # Jobs this executor deleted: the leak audit knows their pods are on their way out.
+        self.deleted_jobs: set[str] = set()
+
+    def supervise(self, attempt: LiveAttempt, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
+        tracker = attempt.tracker
+        seen = -1
+        early: KubeOutcome | None = None
+        while attempt.state not in machine.TERMINAL:
+            seen = tracker.wait(seen, 0.0)
+            pod = tracker.current_pod()
+            if pod is not None:
+                self._report_pod(attempt, pod, on_update)
+                self._note_scheduled(attempt, pod)
+            early = self._early_verdict(attempt, pod)
+            look = Observation(
+                container_started=pod is not None and container_started(pod, CONTAINER),
+                watch_lost=tracker.watch_error is not None,
+                finished=self._finished(attempt, pod),
+                pending_verdict=early is not None,
+                stop_expired=stop.stopping and stop.expired(),
+                deadline_passed=time.monotonic() >= attempt.deadline,
+            )
+            for event in machine.events_of(look):
+                self._enter(attempt, machine.transition(attempt.state, event), pod)
+            if attempt.state not in machine.TERMINAL:
+                seen = tracker.wait(seen, max(min(self._tick, self._wait_limit(attempt, stop)), 0.0))
+        return self._conclude(attempt, stop, early)
+
+    def _enter(self, attempt: LiveAttempt, state: AttemptState, pod: KubeObject | None) -> None:
+        if state is AttemptState.RUNNING and attempt.state is AttemptState.WAITING and pod is not None:
+            self._logs.start(attempt, pod)
+        attempt.state = state
+
+    def _conclude(self, attempt: LiveAttempt, stop: StopSignal, early: KubeOutcome | None) -> AttemptResult:
+        state = attempt.state
+        if state is AttemptState.INTERRUPTED:
+            return self.interrupted(attempt)
+        if state is AttemptState.LOST:
+            assert attempt.tracker.watch_error is not None
+            return self._left(attempt, lost_outcome(attempt.tracker.watch_error))
+        if state is AttemptState.GAVE_UP:
+            pod = attempt.tracker.current_pod()
+            outcome = self._outcomes.explain_pending(early, pod) if early is not None else DEADLINE_GIVEN_UP
+            return self._finish(attempt, stop, outcome)
+        return self._finish(attempt, stop, None)
+
+    def _wait_limit(self, attempt: LiveAttempt, stop: StopSignal) -> float:
+        now = time.monotonic()
+        limit = attempt.deadline - now
+        if stop.deadline is not None:
+            limit = min(limit, stop.deadline - now)
+        return limit
+
+    def _note_scheduled(self, attempt: LiveAttempt, pod: KubeObject) -> None:
+        if attempt.scheduled_at is None and condition(pod, "PodScheduled"):
+            attempt.scheduled_at = utcnow()
+
+    def _early_verdict(self, attempt: LiveAttempt, pod: KubeObject | None) -> KubeOutcome | None:
+        """A verdict before the container ever ran (image pull, unschedulable...), or None."""
+        if pod is not None and container_started(pod, CONTAINER):
+            return None
+        if not self._may_give_up(attempt, pod):
+            return None
+        settings = self._settings
+        return pending_outcome(
+            pod, container=CONTAINER, now=utcnow(), created_at=attempt.created_at,
+            scheduled_at=attempt.scheduled_at, scheduling_timeout=settings.scheduling_timeout_seconds,
+            start_timeout=settings.start_timeout_seconds,
+        )
+
+    def _may_give_up(self, attempt: LiveAttempt, pod: KubeObject | None) -> bool:
+        """Cheap gate in front of ``pending_outcome``: a waiting reason, or time is up."""
+        if pod is not None and container_state(pod).get("waiting"):
+            return True
+        limit = min(self._settings.scheduling_timeout_seconds, self._settings.start_timeout_seconds)
+        return (utcnow() - attempt.created_at).total_seconds() >= limit
+
+    def _finished(self, attempt: LiveAttempt, pod: KubeObject | None) -> bool:
+        """The attempt is over: nothing more will run (the log pumps may still be reading)."""
+        tracker = attempt.tracker
+        if tracker.job_gone:
+            return True
+        if pod is not None:
+            if tracker.pod_gone(pod) or pod_terminal(pod) or container_state(pod).get("terminated"):
+                return True
+            if (pod.get("metadata") or {}).get("deletionTimestamp") and not container_started(pod, CONTAINER):
+                return True
+        if job_outcome(tracker.job) is None:
+            return False
+        # The Job watch and the Pod watch are independent: a Job's Failed condition can
+        # arrive before the pod's final state, and a killed container may still be
+        # stopping. Give the pod a short grace to catch up so its last lines are read.
+        now = time.monotonic()
+        if attempt.job_done_at is None:
+            attempt.job_done_at = now
+        return now - attempt.job_done_at >= self._grace
+
+    def _report_pod(self, attempt: LiveAttempt, pod: KubeObject, on_update: AttemptUpdate) -> None:
+        meta = pod.get("metadata") or {}
+        node = (pod.get("spec") or {}).get("nodeName")
+        key = f"{meta.get('name')}/{node}"
+        if attempt.reported_pod != key:
+            attempt.reported_pod = key
+            on_update(AttemptProgress(pod_name=meta.get("name"), pod_uid=meta.get("uid"), node=node))
+
+    # -- endings ---------------------------------------------------------------------
+
+    def interrupted(self, attempt: LiveAttempt) -> AttemptResult:
+        return self._left(attempt, INTERRUPTED)
+
+    def _left(self, attempt: LiveAttempt, outcome: KubeOutcome) -> AttemptResult:
+        """The Job may still run: its attempt stays open for the next session to adopt.
+
+        Finishing it here would free the phase for a new attempt while the old pod might
+        still be running (a SIGTERM's grace ran out, or the watches gave up).
+        """
+        self._logs.abort(attempt)
+        result = self._outcomes.result(attempt, outcome, attempt.tracker.current_pod())
+        result.left_running = True
+        return result
+
+    def _finish(self, attempt: LiveAttempt, stop: StopSignal, outcome: KubeOutcome | None) -> AttemptResult:
+        tracker = attempt.tracker
+        if tracker.container_done():
+            for pump in attempt.pumps:
+                pump.cut_follow()
+        if attempt.pumps and not self._logs.join(attempt, stop, tick=self._tick):
+            if stop.stopping and stop.expired():
+                return self.interrupted(attempt)
+            attempt.notes.append(f"log streaming did not finish within {LOG_JOIN_SECONDS:g}s")
+            self._logs.abort(attempt, join_seconds=None)
+        if outcome is None:
+            outcome = self._classify_end(attempt)
+        pod = tracker.current_pod()
+        if not attempt.outs:
+            self._logs.open(attempt, pod)
+            for out in attempt.outs.values():
+                out.write(f"[batchdrain] no output: {outcome.message}\n".encode(), content=False)
+        result = self._outcomes.result(attempt, outcome, pod)
+        tell(self._api, attempt, "Classified", f"{result.failure_class.value}: {result.message}; logs: "
+             + ", ".join(p.url for p in result.logs), warning=not result.succeeded)
+        cleanup = remove_attempt_objects(self._api, attempt)
+        if not any(e.get("op") == "delete_job" for e in cleanup):
+            self.deleted_jobs.add(attempt.job_name)
+        if cleanup:
+            result.raw_status = {**(result.raw_status or {}), "cleanup_errors": cleanup}
+        return result
+
+    def _classify_end(self, attempt: LiveAttempt) -> KubeOutcome:
+        tracker = attempt.tracker
+        # The Job's condition lags the pod by the Job controller's sync period (~1s).
+        # It only changes the verdict for failures (DeadlineExceeded...); a clean exit 0
+        # is a success whatever the Job says later, so it does not wait for it.
+        if job_outcome(tracker.job) is None and not tracker.job_gone and not clean_exit(tracker.current_pod()):
+            tracker.wait_for(lambda: job_outcome(tracker.job) is not None or tracker.job_gone, self._grace)
+        return self._outcomes.classify(attempt, tracker.current_pod())
+
+
+__all__ = ["Supervisor", "object_name"]
