@@ -270,3 +270,25 @@ def test_settings_come_from_env_and_flags_override(workdir, capsys, monkeypatch)
     assert code == 0 and "Would run 1 phase(s)" in out
     code, out, _ = cli(capsys, "drain", "--dry-run", "--batch-size", "2")
     assert code == 0 and "Would run 2 phase(s)" in out
+
+
+def test_phases_whose_ids_met_in_the_old_log_names_keep_their_own_logs(database_url, workdir, capsys):
+    """Bug: ``<run>__<phase>`` named one file for ("a__b", "c") and ("a", "b__c"): one log
+    overwrote the other and its recorded sha256 no longer matched the file."""
+    long_id = "r" * 250 + "__end"
+    rows = [{"run_id": run, "phase_id": phase, "command": ["python3", "-c", f"print({run + '|' + phase!r})"]}
+            for run, phase in (("a__b", "c"), ("a", "b__c"), (long_id, "p"), (long_id[:-1], "p"))]
+    backlog = write_backlog(workdir / "backlog.yaml", rows)
+    assert cli(capsys, "import", str(backlog), "--database-url", database_url)[0] == 0
+    code, _, err = cli(capsys, "drain", "--database-url", database_url, "--executor", "local", "--quiet")
+    assert code == 0, err
+    recorded = attempts(database_url)
+    assert len(recorded) == 4
+    urls = set()
+    for row in recorded:
+        stdout = next(p for p in row["logs"] if p["stream"] == "stdout")
+        data = Path(stdout["url"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == stdout["sha256"] and len(data) == stdout["size_bytes"]
+        assert data.endswith(f"{row['run_id']}|{row['phase_id']}\n".encode())
+        urls.add(stdout["url"])
+    assert len(urls) == 4

@@ -26,7 +26,7 @@ from batchdrain.executors.kubernetes.pacing import RateLimiter
 from batchdrain.identity import Identity
 from batchdrain.jobspec import JobSpecBuilder
 from batchdrain.kube import Invalid, RetryingKubeApi, Unreachable
-from batchdrain.logstore import FileLogSink, LogWriter
+from batchdrain.logstore import FileLogSink, LogWriter, legacy_log_key
 from batchdrain.settings import Settings
 from tests.unit.fake_kube import (
     Deadline,
@@ -528,6 +528,86 @@ def test_sigterm_collects_until_grace_then_leaves_the_job_for_adoption(harness: 
     assert [p.url for p in adopted.logs] == [p.url for p in interrupted.logs]  # same files, resumed
     assert h.fake.deleted_jobs == [interrupted.job_name] and not h.fake.pods
     assert ex2.end() == []
+
+
+class _UnreadableSink:
+    """A log store whose reads fail (EACCES) while writes would still truncate."""
+
+    def __init__(self, inner: FileLogSink) -> None:
+        self.inner = inner
+
+    def open(self, key: str, *, stream: str, resume: bool = False) -> LogWriter:
+        return self.inner.open(key, stream=stream, resume=resume)
+
+    def put(self, key: str, data: bytes) -> str:
+        return self.inner.put(key, data)
+
+    def url_for(self, key: str) -> str:
+        return self.inner.url_for(key)
+
+    def read(self, url: str) -> Iterator[bytes]:
+        raise PermissionError(13, "Permission denied", url)
+
+    def location(self) -> str:
+        return self.inner.location()
+
+
+def _left_by_sigterm(h: Harness, gate: threading.Event) -> AttemptResult:
+    ex = h.executor()
+    stop = StopSignal()
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch(), stop)))
+    worker.start()
+    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 4)
+    stop.request(0.2)
+    worker.join(10)
+    ex.end()
+    assert box[0].left_running, box[0]
+    return box[0]
+
+
+def test_an_unreadable_log_store_on_adoption_never_truncates_the_stored_log(
+    harness: Callable[..., Harness],
+) -> None:
+    """Bug: the read error was swallowed and the log reopened without resume (truncated)."""
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"kept line\n"), Gate(gate), Out(b"after\n"), Exit(0)))
+    interrupted = _left_by_sigterm(h, gate)
+    before = {p.url: Path(p.url).read_bytes() for p in interrupted.logs}
+    assert b"kept line\n" in before[next(p.url for p in interrupted.logs if p.stream == "stdout")]
+
+    ex2 = KubernetesExecutor(h.api, h.settings, tick_seconds=0.02, job_condition_grace_seconds=0.5)
+    ex2.begin(session_id="batch-drain-20250101-130000", sink=_UnreadableSink(h.sink))
+    h.executors.append(ex2)
+    orphan = OrphanAttempt(launch=launch(), session_id=SESSION, job_name=interrupted.job_name,
+                           pod_uid=interrupted.pod_uid, started_at_iso=None)
+    gate.set()
+    result = ex2.adopt(orphan, stop=StopSignal(), on_update=h.updates.append)
+    assert {url: Path(url).read_bytes() for url in before} == before  # not one byte lost
+    assert result.left_running and result.halt and "log store unreadable" in result.halt
+    assert result.failure_class is FailureClass.API_ERROR and "Permission denied" in result.message
+    assert h.fake.deleted_jobs == []  # the Job stays for a session that can read the store
+
+
+def test_adoption_resumes_a_log_stored_under_the_old_key(harness: Callable[..., Harness]) -> None:
+    """Stores written before log keys became injective keep working on adoption."""
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"old one\n"), Gate(gate), Out(b"new one\n"), Exit(0)))
+    interrupted = _left_by_sigterm(h, gate)
+    ident = launch().identity
+    for pointer in interrupted.logs:  # what an older controller would have left
+        legacy = h.sink.root / legacy_log_key(ident.session_id, ident.run_id, ident.phase_id, ident.attempt,
+                                              pointer.stream)
+        legacy.parent.mkdir(parents=True, exist_ok=True)
+        Path(pointer.url).rename(legacy)
+    ex2 = h.executor("batch-drain-20250101-130000")
+    orphan = OrphanAttempt(launch=launch(), session_id=SESSION, job_name=interrupted.job_name,
+                           pod_uid=interrupted.pod_uid, started_at_iso=None)
+    gate.set()
+    adopted = ex2.adopt(orphan, stop=StopSignal(), on_update=h.updates.append)
+    assert adopted.succeeded, adopted
+    assert logs(adopted)["stdout"] == b"old one\nnew one\n"
+    assert all("__" in Path(p.url).name for p in adopted.logs)
 
 
 def test_adopting_a_vanished_job_is_recorded(harness: Callable[..., Harness]) -> None:
