@@ -100,6 +100,41 @@ def stats(values: list[float]) -> dict[str, float]:
             "p95_ms": ordered[max(0, int(0.95 * len(ordered)) - 1)] * 1000, "max_ms": ordered[-1] * 1000}
 
 
+def print_table(outs: list[dict[str, Any]]) -> int:
+    """Claim latency per controller and overall, as a Markdown table; the claims won."""
+    outs = sorted(outs, key=lambda o: o["index"])
+    print("| controller | claim calls | won | lost | claim median (ms) | p95 (ms) | max (ms) | "
+          "plan median (ms) |")
+    print("|---|---|---|---|---|---|---|---|")
+    every: list[float] = []
+    for out in outs:
+        s = stats(out["claims"])
+        every += out["claims"]
+        print(f"| {out['index'] + 1} | {s['n']:,} | {out['won']:,} | {s['n'] - out['won']:,} | "
+              f"{s['median_ms']:.2f} | {s['p95_ms']:.2f} | {s['max_ms']:.2f} | "
+              f"{statistics.median(out['plans']) * 1000:.1f} |")
+    s = stats(every)
+    won = sum(o["won"] for o in outs)
+    print(f"| all | {s['n']:,} | {won:,} | {s['n'] - won:,} | {s['median_ms']:.2f} | {s['p95_ms']:.2f} | "
+          f"{s['max_ms']:.2f} | |")
+    return won
+
+
+def audit(db: Database, *, won: int, wall: float) -> None:
+    """No phase claimed twice, one attempt per claim won; exits non-zero otherwise."""
+    with db.engine.connect() as conn:
+        twice = conn.execute(text("SELECT count(*) FROM (SELECT run_id, phase_id FROM attempts "
+                                  "GROUP BY run_id, phase_id HAVING count(*) > 1) AS t")).scalar_one()
+        attempts = conn.execute(text("SELECT count(*) FROM attempts")).scalar_one()
+        executing = conn.execute(text("SELECT count(*) FROM phases WHERE state = 'EXECUTING'")).scalar_one()
+    print()
+    print(f"wall {wall:.1f}s for {won:,} claims ({won / wall:.0f} claims/s won); attempts {attempts:,}, "
+          f"phases EXECUTING {executing:,}, phases with more than one attempt: {twice}")
+    db.dispose()
+    if twice or attempts != won or executing != won:
+        raise SystemExit("audit failed: a phase was claimed twice or a claim left no attempt row")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phases", type=int, default=100_000)
@@ -135,32 +170,8 @@ def main() -> None:
         wall = time.perf_counter() - t0
         for proc in procs:
             proc.join(timeout=60)
-        outs.sort(key=lambda o: o["index"])
-        print("| controller | claim calls | won | lost | claim median (ms) | p95 (ms) | max (ms) | "
-              "plan median (ms) |")
-        print("|---|---|---|---|---|---|---|---|")
-        every: list[float] = []
-        for out in outs:
-            s = stats(out["claims"])
-            every += out["claims"]
-            print(f"| {out['index'] + 1} | {s['n']:,} | {out['won']:,} | {s['n'] - out['won']:,} | "
-                  f"{s['median_ms']:.2f} | {s['p95_ms']:.2f} | {s['max_ms']:.2f} | "
-                  f"{statistics.median(out['plans']) * 1000:.1f} |")
-        s = stats(every)
-        won = sum(o["won"] for o in outs)
-        print(f"| all | {s['n']:,} | {won:,} | {s['n'] - won:,} | {s['median_ms']:.2f} | {s['p95_ms']:.2f} | "
-              f"{s['max_ms']:.2f} | |")
-        with db.engine.connect() as conn:
-            twice = conn.execute(text("SELECT count(*) FROM (SELECT run_id, phase_id FROM attempts "
-                                      "GROUP BY run_id, phase_id HAVING count(*) > 1) AS t")).scalar_one()
-            attempts = conn.execute(text("SELECT count(*) FROM attempts")).scalar_one()
-            executing = conn.execute(text("SELECT count(*) FROM phases WHERE state = 'EXECUTING'")).scalar_one()
-        print()
-        print(f"wall {wall:.1f}s for {won:,} claims ({won / wall:.0f} claims/s won); attempts {attempts:,}, "
-              f"phases EXECUTING {executing:,}, phases with more than one attempt: {twice}")
-        db.dispose()
-        if twice or attempts != won or executing != won:
-            raise SystemExit("audit failed: a phase was claimed twice or a claim left no attempt row")
+        won = print_table(outs)
+        audit(db, won=won, wall=wall)
     finally:
         if server is not None:
             server.stop()

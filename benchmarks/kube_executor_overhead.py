@@ -375,6 +375,32 @@ def _complete_phases(url: str) -> int:
         db.dispose()
 
 
+def _print_figures(figures: dict[str, Any], *, no_split: bool) -> None:
+    """The figures of one run as the lines RESULTS.md quotes."""
+    n, wall = figures["phases"], figures["wall_s"]
+    print(f"mode:              {figures['mode']}: {n} phases at parallelism {figures['parallelism']}"
+          f" ({figures['log_mode']} logs, {figures['sink']} sink)")
+    print(f"outcomes:          {figures['outcomes']}; succeeded {figures['succeeded']}")
+    print(f"leaks:             {len(figures['leaks'])}")
+    print(f"wall:              {wall:.2f} s ({figures['phases_per_s']:.0f} phases/s)")
+    total, controller, fake = (figures[f"cpu_{part}_ms_per_phase"] for part in ("total", "controller", "fake"))
+    if no_split:
+        print(f"CPU per phase:     {total:.3f} ms total, fake included (target <= 2 ms)")
+    else:
+        print(f"CPU per phase:     {total:.3f} ms total = {controller:.3f} ms controller"
+              f" + {fake:.3f} ms fake (target: controller <= 2 ms)")
+    print(f"peak RSS:          {figures['peak_rss_mb']:.1f} MB (target < 150 MB)")
+    print("GC per phase:      " + ", ".join(f"gen{g} {ms:.3f} ms" for g, ms in enumerate(figures["gc_ms_per_phase"])))
+    print(f"API retries:       {figures['api_retries']}")
+    if figures["mode"] == "drain":
+        statements = figures["statements"]
+        print(f"end of session:    {figures['report_cpu_s']:.2f} s CPU (leak audit, report); peak RSS before it"
+              f" {figures['peak_rss_mb_before_report']:.1f} MB")
+        print(f"DB rows written:   {figures['rows_written'] / n:.2f} per phase"
+              f" in {sum(statements.values()) / n:.2f} write statements per phase {statements}")
+        print(f"rows in tables:    {figures['table_rows']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phases", type=int, default=10_000)
@@ -419,26 +445,7 @@ def main() -> int:
         "peak_rss_mb": peak_mb, "api_retries": api.retries, "succeeded": succeeded,
         "gc_ms_per_phase": [s / n * 1000 for s in gc_timer.seconds],
     })
-    print(f"mode:              {args.mode}: {n} phases at parallelism {args.parallelism}"
-          f" ({executor.log_mode.value} logs, {args.sink} sink)")
-    print(f"outcomes:          {figures['outcomes']}; succeeded {succeeded}")
-    print(f"leaks:             {len(figures['leaks'])}")
-    print(f"wall:              {wall:.2f} s ({n / wall:.0f} phases/s)")
-    if args.no_split:
-        print(f"CPU per phase:     {cpu / n * 1000:.3f} ms total, fake included (target <= 2 ms)")
-    else:
-        print(f"CPU per phase:     {cpu / n * 1000:.3f} ms total = {(cpu - fake_cpu) / n * 1000:.3f} ms controller"
-              f" + {fake_cpu / n * 1000:.3f} ms fake (target: controller <= 2 ms)")
-    print(f"peak RSS:          {peak_mb:.1f} MB (target < 150 MB)")
-    print("GC per phase:      " + ", ".join(f"gen{g} {s / n * 1000:.3f} ms" for g, s in enumerate(gc_timer.seconds)))
-    print(f"API retries:       {api.retries}")
-    if args.mode == "drain":
-        statements = figures["statements"]
-        print(f"end of session:    {figures['report_cpu_s']:.2f} s CPU (leak audit, report); peak RSS before it"
-              f" {figures['peak_rss_mb_before_report']:.1f} MB")
-        print(f"DB rows written:   {figures['rows_written'] / n:.2f} per phase"
-              f" in {sum(statements.values()) / n:.2f} write statements per phase {statements}")
-        print(f"rows in tables:    {figures['table_rows']}")
+    _print_figures(figures, no_split=args.no_split)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     ok = (cpu - fake_cpu) / n <= 0.002 and peak_mb < 150 and succeeded == n

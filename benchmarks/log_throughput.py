@@ -47,6 +47,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from kubernetes import client, config
 from vs_shell_loop import kubectl  # benchmarks/ is on sys.path when a script in it runs
@@ -124,6 +125,79 @@ def fixed(path: Path) -> Callable[[], Path | None]:
     return lambda: path
 
 
+def start_drain(work: Path, env: dict[str, str], *, kubeconfig: str, namespace: str, image: str, mb: int,
+                pair: tuple[str, str]) -> subprocess.Popen[bytes]:
+    """Enqueue the phase and start ``batchdrain drain`` on it, shimmed for the pair's batchdrain reader."""
+    db = f"sqlite:///{work / 'backlog.db'}"
+    cli = [sys.executable, "-m", "batchdrain.cli"]
+    subprocess.run([*cli, "enqueue", "--database-url", db, "--run-id", "logs", "--phase-id", "burst", "--",
+                    *phase_command(mb)], env=env, check=True, capture_output=True)
+    mode = next((reader.removeprefix("bd-") for reader in pair if reader.startswith("bd-")), "none")
+    launcher = cli if mode == "split" else [sys.executable, "-c", DRAIN_SHIM, mode]
+    return subprocess.Popen(
+        [*launcher, "drain", "--database-url", db, "--executor", "kubernetes", "--kubeconfig", kubeconfig,
+         "--namespace", namespace, "--default-image", image, "--image-pull-policy", "IfNotPresent",
+         "--log-store", str(work / "logs"), "--quiet", "--default-timeout-seconds", "600"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def running_pod(core: client.CoreV1Api, namespace: str) -> str:
+    """The name of the drain's pod, once its container runs."""
+    pod = None
+    while pod is None:
+        selector = "app.kubernetes.io/managed-by=batchdrain"
+        for p in core.list_namespaced_pod(namespace, label_selector=selector).items:
+            states = [s.state.running for s in (p.status.container_statuses or [])]
+            if p.status.phase == "Running" and any(states) and not p.metadata.deletion_timestamp:
+                pod = p.metadata.name
+        time.sleep(0.02)
+    return pod
+
+
+def stored_log(work: Path) -> Callable[[], Path | None]:
+    """batchdrain's own log file of the attempt, once the log store has created it."""
+    def ours() -> Path | None:
+        found = list((work / "logs").rglob("*.stdout.log")) + list((work / "logs").rglob("*.attempt-1.log"))
+        return found[0] if found else None
+    return ours
+
+
+def start_readers(pair: tuple[str, str], names: tuple[str, str], *, work: Path, kubeconfig: str, namespace: str,
+                  pod: str, followers: list[subprocess.Popen[bytes]],
+                  outs: list[BinaryIO]) -> list[tuple[str, Callable[[], Path | None]]]:
+    """Start the pair's kubectl followers (into ``followers`` and ``outs``); each reader's file, by name."""
+    watched: list[tuple[str, Callable[[], Path | None]]] = []
+    for reader, name in zip(pair, names, strict=True):
+        if reader.startswith("bd-"):
+            watched.append((name, stored_log(work)))
+            continue
+        path = work / f"{name}.log"
+        outs.append(out := path.open("wb"))
+        flags = ["--timestamps"] if reader == "kubectl-ts" else []
+        followers.append(subprocess.Popen([kubectl(), "--kubeconfig", kubeconfig, "-n", namespace, "logs", "-f",
+                                           *flags, pod, "-c", "phase"], stdout=out, stderr=subprocess.DEVNULL))
+        watched.append((name, fixed(path)))
+    return watched
+
+
+def time_to_sentinel(watched: list[tuple[str, Callable[[], Path | None]]], since: float, *,
+                     timeout: float = 600) -> dict[str, float]:
+    """Seconds from ``since`` until each file ends with the sentinel; those that did within ``timeout``."""
+    done: dict[str, float] = {}
+    paths: dict[str, Path] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(watched) and time.monotonic() < deadline:
+        for name, find in watched:
+            located = paths.get(name) or find()
+            if name in done or located is None:
+                continue
+            paths[name] = located
+            if ends_with_sentinel(located):
+                done[name] = time.monotonic() - since
+        time.sleep(0.01)
+    return done
+
+
 def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: str, mb: int, *,
               pair: tuple[str, str] = ("bd-split", "kubectl"), names: tuple[str, str] = ("batchdrain", "kubectl"),
               node_file: bool = False) -> dict[str, float]:
@@ -131,59 +205,19 @@ def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: st
     work = Path(tempfile.mkdtemp(prefix="bd-logbench-"))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},
            "PYTHONPATH": str(ROOT / "controller")}
-    db = f"sqlite:///{work / 'backlog.db'}"
-    cli = [sys.executable, "-m", "batchdrain.cli"]
-    subprocess.run([*cli, "enqueue", "--database-url", db, "--run-id", "logs", "--phase-id", "burst", "--",
-                    *phase_command(mb)], env=env, check=True, capture_output=True)
-    mode = next((reader.removeprefix("bd-") for reader in pair if reader.startswith("bd-")), "none")
-    launcher = cli if mode == "split" else [sys.executable, "-c", DRAIN_SHIM, mode]
-    drain = subprocess.Popen(
-        [*launcher, "drain", "--database-url", db, "--executor", "kubernetes", "--kubeconfig", kubeconfig,
-         "--namespace", namespace, "--default-image", image, "--image-pull-policy", "IfNotPresent",
-         "--log-store", str(work / "logs"), "--quiet", "--default-timeout-seconds", "600"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    drain = start_drain(work, env, kubeconfig=kubeconfig, namespace=namespace, image=image, mb=mb, pair=pair)
     followers: list[subprocess.Popen[bytes]] = []
-    outs = []
+    outs: list[BinaryIO] = []
     try:
-        pod = None
-        while pod is None:
-            selector = "app.kubernetes.io/managed-by=batchdrain"
-            for p in core.list_namespaced_pod(namespace, label_selector=selector).items:
-                states = [s.state.running for s in (p.status.container_statuses or [])]
-                if p.status.phase == "Running" and any(states) and not p.metadata.deletion_timestamp:
-                    pod = p.metadata.name
-            time.sleep(0.02)
+        pod = running_pod(core, namespace)
         seen_running = time.monotonic()
-        watched: list[tuple[str, Callable[[], Path | None]]] = []
-        for reader, name in zip(pair, names, strict=True):
-            if reader.startswith("bd-"):
-                def ours() -> Path | None:
-                    found = list((work / "logs").rglob("*.stdout.log")) + list((work / "logs").rglob("*.attempt-1.log"))
-                    return found[0] if found else None
-                watched.append((name, ours))
-                continue
-            path = work / f"{name}.log"
-            outs.append(out := path.open("wb"))
-            flags = ["--timestamps"] if reader == "kubectl-ts" else []
-            followers.append(subprocess.Popen([kubectl(), "--kubeconfig", kubeconfig, "-n", namespace, "logs", "-f",
-                                               *flags, pod, "-c", "phase"], stdout=out, stderr=subprocess.DEVNULL))
-            watched.append((name, fixed(path)))
+        watched = start_readers(pair, names, work=work, kubeconfig=kubeconfig, namespace=namespace, pod=pod,
+                                followers=followers, outs=outs)
         # The container runtime's own log file, when this runs on the node: the writer's pace.
         runtime_log = next(Path("/var/log/pods").glob(f"{namespace}_{pod}_*/phase/*.log"), None) if node_file else None
         if runtime_log is not None:
             watched.append(("written", fixed(runtime_log)))
-        done: dict[str, float] = {}
-        paths: dict[str, Path] = {}
-        deadline = time.monotonic() + 600
-        while len(done) < len(watched) and time.monotonic() < deadline:
-            for name, find in watched:
-                located = paths.get(name) or find()
-                if name in done or located is None:
-                    continue
-                paths[name] = located
-                if ends_with_sentinel(located):
-                    done[name] = time.monotonic() - seen_running
-            time.sleep(0.01)
+        done = time_to_sentinel(watched, seen_running)
         for follower in followers:
             follower.kill()
             follower.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -86,6 +87,108 @@ class LogMode(StrEnum):
     COMBINED = "combined"
 
 
+# -- checks of a spec from JSON: each returns the problem, or None -----------------------
+#
+# A table rather than one long function: ``from_json`` reports the first problem in
+# this order, and the CLI's bad-input table (tests/integration/test_bad_input.py)
+# holds the exact wording.
+
+_SpecCheck = Callable[[dict[str, Any]], str | None]
+
+_SPEC_FIELDS = frozenset(
+    {"command", "image", "env", "timeout_seconds", "timeout", "cpu", "memory", "image_pull_policy",
+     "node_selector", "run_id", "phase_id"}
+)
+
+
+def _timeout_of(data: dict[str, Any]) -> Any:
+    return data.get("timeout_seconds", data.get("timeout"))
+
+
+def _pairs(mapping: dict[Any, Any] | None) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in (mapping or {}).items())
+
+
+def _optional_str(value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _check_command(data: dict[str, Any]) -> str | None:
+    command = data.get("command")
+    if isinstance(command, str):
+        return "command must be a list of strings, not one string"
+    if not command or not all(isinstance(c, str) for c in command):
+        return "command must be a non-empty list of strings"
+    return None
+
+
+def _mapping_check(key: str, problem: str) -> _SpecCheck:
+    def check(data: dict[str, Any]) -> str | None:
+        return None if isinstance(data.get(key) or {}, dict) else problem
+
+    return check
+
+
+def _check_timeout(data: dict[str, Any]) -> str | None:
+    timeout = _timeout_of(data)
+    if timeout is None:
+        return None
+    # bool is an int to Python, never a number of seconds to a person.
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        return f"timeout must be a positive number of seconds, got {timeout!r}"
+    return None
+
+
+def _check_image(data: dict[str, Any]) -> str | None:
+    image = data.get("image")
+    if image is not None and (not isinstance(image, str) or not _IMAGE_REF.match(image)):
+        return f"invalid image reference {image!r}"
+    return None
+
+
+def _quantity_check(key: str) -> _SpecCheck:
+    def check(data: dict[str, Any]) -> str | None:
+        value = data.get(key)
+        if value is not None and (not isinstance(value, str | int) or not _QUANTITY.match(str(value))):
+            return f"{key} {value!r} is not a Kubernetes quantity (e.g. 500m, 256Mi)"
+        return None
+
+    return check
+
+
+def _check_env_names(data: dict[str, Any]) -> str | None:
+    for name in data.get("env") or {}:
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            return f"invalid environment variable name {name!r}"
+    return None
+
+
+def _check_pull_policy(data: dict[str, Any]) -> str | None:
+    policy = data.get("image_pull_policy")
+    if policy is not None and policy not in _PULL_POLICIES:
+        return f"image_pull_policy must be one of {', '.join(_PULL_POLICIES)}, got {policy!r}"
+    return None
+
+
+def _check_known_fields(data: dict[str, Any]) -> str | None:
+    unknown = set(data) - _SPEC_FIELDS
+    return f"unknown field(s) {', '.join(sorted(unknown))}" if unknown else None
+
+
+_SPEC_CHECKS: tuple[_SpecCheck, ...] = (
+    _check_command,
+    _mapping_check("env", "env must be a mapping of NAME: value"),
+    _check_timeout,
+    _mapping_check("node_selector", "node_selector must be a mapping of label: value"),
+    _check_image,
+    _quantity_check("cpu"),
+    _quantity_check("memory"),
+    _check_env_names,
+    _check_pull_policy,
+    _check_known_fields,
+)
+
+
 @dataclass(frozen=True)
 class PhaseSpec:
     """What to run for a phase. ``command`` items are templates (``{run_id}`` etc.)."""
@@ -113,47 +216,21 @@ class PhaseSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PhaseSpec:
-        command = data.get("command")
-        if isinstance(command, str):
-            raise BadInput("command must be a list of strings, not one string")
-        if not command or not all(isinstance(c, str) for c in command):
-            raise BadInput("command must be a non-empty list of strings")
-        env = data.get("env") or {}
-        if not isinstance(env, dict):
-            raise BadInput("env must be a mapping of NAME: value")
-        timeout = data.get("timeout_seconds", data.get("timeout"))
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                    or timeout <= 0):
-            raise BadInput(f"timeout must be a positive number of seconds, got {timeout!r}")
-        node_selector = data.get("node_selector") or {}
-        if not isinstance(node_selector, dict):
-            raise BadInput("node_selector must be a mapping of label: value")
-        image = data.get("image")
-        if image is not None and (not isinstance(image, str) or not _IMAGE_REF.match(image)):
-            raise BadInput(f"invalid image reference {image!r}")
-        for key in ("cpu", "memory"):
-            value = data.get(key)
-            if value is not None and (not isinstance(value, str | int) or not _QUANTITY.match(str(value))):
-                raise BadInput(f"{key} {value!r} is not a Kubernetes quantity (e.g. 500m, 256Mi)")
-        for name in env:
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise BadInput(f"invalid environment variable name {name!r}")
-        policy = data.get("image_pull_policy")
-        if policy is not None and policy not in _PULL_POLICIES:
-            raise BadInput(f"image_pull_policy must be one of {', '.join(_PULL_POLICIES)}, got {policy!r}")
-        unknown = set(data) - {"command", "image", "env", "timeout_seconds", "timeout", "cpu", "memory",
-                               "image_pull_policy", "node_selector", "run_id", "phase_id"}
-        if unknown:
-            raise BadInput(f"unknown field(s) {', '.join(sorted(unknown))}")
+        """The spec of a backlog row; ``BadInput`` naming the first field that is wrong."""
+        for check in _SPEC_CHECKS:
+            problem = check(data)
+            if problem is not None:
+                raise BadInput(problem)
+        timeout = _timeout_of(data)
         return cls(
-            command=tuple(command),
+            command=tuple(data["command"]),
             image=data.get("image"),
-            env=tuple((str(k), str(v)) for k, v in env.items()),
+            env=_pairs(data.get("env")),
             timeout_seconds=float(timeout) if timeout is not None else None,
-            cpu=str(data["cpu"]) if data.get("cpu") is not None else None,
-            memory=str(data["memory"]) if data.get("memory") is not None else None,
+            cpu=_optional_str(data.get("cpu")),
+            memory=_optional_str(data.get("memory")),
             image_pull_policy=data.get("image_pull_policy"),
-            node_selector=tuple((str(k), str(v)) for k, v in node_selector.items()),
+            node_selector=_pairs(data.get("node_selector")),
         )
 
     def render_command(self, values: dict[str, str]) -> list[str]:

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from batchdrain.kube import (
     AlreadyExists,
@@ -169,29 +169,42 @@ class _WatchStream:
                     raise Gone(f"too old resource version: {self._rv}", status=410, reason="Expired")
             while True:
                 with fake.cond:
-                    while True:
-                        if self.closed:
-                            return
-                        if self.expire:
-                            raise Gone("watch expired", status=410, reason="Expired")
-                        if self.drop:
-                            raise Unreachable("connection reset by peer")
-                        found = fake.events_from(index, self._kind, self._selector)
-                        if found is None:
-                            raise Gone(f"too old resource version: {self._rv}", status=410)
-                        batch, index = found
-                        if batch:
-                            break
-                        remaining = deadline - fake.clock()
-                        if remaining <= 0:
-                            return
-                        fake.cond.wait(min(remaining, 0.5))
+                    found = self._wait_for_batch(index, deadline)
+                if found is None:
+                    return
+                batch, index = found
                 for rv, kind, obj in batch:
                     self._rv = rv
                     yield kind, obj
         finally:
             with fake.cond:
                 fake.watches.discard(self)
+
+    def _wait_for_batch(
+        self, index: int, deadline: float
+    ) -> tuple[list[tuple[int, str, KubeObject]], int] | None:
+        """The next events from ``index`` and the index after them; None when the watch ends.
+
+        Called with the fake's condition held; raises as the API server ends a watch.
+        """
+        fake = self._fake
+        while True:
+            if self.closed:
+                return None
+            if self.expire:
+                raise Gone("watch expired", status=410, reason="Expired")
+            if self.drop:
+                raise Unreachable("connection reset by peer")
+            found = fake.events_from(index, self._kind, self._selector)
+            if found is None:
+                raise Gone(f"too old resource version: {self._rv}", status=410)
+            batch, index = found
+            if batch:
+                return batch, index
+            remaining = deadline - fake.clock()
+            if remaining <= 0:
+                return None
+            fake.cond.wait(min(remaining, 0.5))
 
 
 class _LogStream:
@@ -223,35 +236,15 @@ class _LogStream:
                 self._fake.pod_cond(self._pod).notify_all()
 
     def __iter__(self) -> Iterator[bytes]:
-        fake = self._fake
         index = 0
         sent = 0
-        chunk = fake.log_chunk
+        chunk = self._fake.log_chunk
         while True:
-            # A one-shot read needs no lock: entries are only ever appended.
-            with fake.cond if self._follow else contextlib.nullcontext():
-                while True:
-                    if self.closed:
-                        return
-                    entries = fake.logs.get(self._pod, [])
-                    if index < len(entries):
-                        batch = entries[index:]
-                        index = len(entries)
-                        break
-                    if not self._follow or fake.container_done(self._pod):
-                        return
-                    fake.pod_cond(self._pod).wait(0.5)
-            data = bytearray()
-            for ts, stream, line in batch:
-                if self._stream is not None and stream != self._stream:
-                    continue
-                if self._since is not None and ts[:19] < self._since[:19]:
-                    continue
-                # As the kubelet: a timestamp opens a line; the continuation of a
-                # partial entry (no newline yet) gets none.
-                prefix = self._timestamps and self._at_line_start
-                data += (ts.encode() + b" " + line) if prefix else line
-                self._at_line_start = line.endswith(b"\n")
+            found = self._next_entries(index)
+            if found is None:
+                return
+            batch, index = found
+            data = self._render(batch)
             for start in range(0, len(data), chunk):
                 piece = bytes(data[start : start + chunk])
                 if self._drop_after is not None and sent + len(piece) > self._drop_after:
@@ -261,6 +254,36 @@ class _LogStream:
                     raise Unreachable("log stream: connection reset mid-line")
                 sent += len(piece)
                 yield piece
+
+    def _next_entries(self, index: int) -> tuple[list[tuple[str, str, bytes]], int] | None:
+        """Log entries from ``index`` on and the index after them; None when the stream ends."""
+        fake = self._fake
+        # A one-shot read needs no lock: entries are only ever appended.
+        with fake.cond if self._follow else contextlib.nullcontext():
+            while True:
+                if self.closed:
+                    return None
+                entries = fake.logs.get(self._pod, [])
+                if index < len(entries):
+                    return entries[index:], len(entries)
+                if not self._follow or fake.container_done(self._pod):
+                    return None
+                fake.pod_cond(self._pod).wait(0.5)
+
+    def _render(self, batch: list[tuple[str, str, bytes]]) -> bytearray:
+        """The entries this request asked for (stream, sinceTime), with timestamps if asked."""
+        data = bytearray()
+        for ts, stream, line in batch:
+            if self._stream is not None and stream != self._stream:
+                continue
+            if self._since is not None and ts[:19] < self._since[:19]:
+                continue
+            # As the kubelet: a timestamp opens a line; the continuation of a
+            # partial entry (no newline yet) gets none.
+            prefix = self._timestamps and self._at_line_start
+            data += (ts.encode() + b" " + line) if prefix else line
+            self._at_line_start = line.endswith(b"\n")
+        return data
 
 
 # -- the fake --------------------------------------------------------------------------
@@ -758,136 +781,137 @@ class FakeKube:
             status = {"failed": 1, "conditions": conditions}
         self._put("jobs", {**job, "status": status}, "MODIFIED")
 
+    def _backoff_limit_reached(self, job_name: str) -> None:
+        self._job_condition(job_name, False, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+
     def _step(self, pod_name: str, step: Step) -> bool:
         """Apply one step; False when the pod is gone and the script must stop."""
         with self.cond:
             pod = self.pods.get(pod_name)
             if pod is None:
                 return False
-            run = self.runs[pod_name]
-            job_name = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
-            status = pod["status"]
-            if isinstance(step, Schedule):
-                conds = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": seconds(self.now)}]
-                self._put(
-                    "pods",
-                    {
-                        **pod,
-                        "spec": {**pod["spec"], "nodeName": step.node},
-                        "status": {**status, "conditions": conds},
-                    },
-                    "MODIFIED",
-                )
-            elif isinstance(step, Unschedulable):
-                conds = [
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "message": step.message,
-                        "lastTransitionTime": seconds(self.now),
-                    }
-                ]
-                self._put("pods", {**pod, "status": {**status, "conditions": conds}}, "MODIFIED")
-                self._event(pod, "Pod", "FailedScheduling", step.message)
-            elif isinstance(step, Waiting):
-                state = {"waiting": {"reason": step.reason, "message": step.message}}
-                self._put(
-                    "pods",
-                    {**pod, "status": {**status, "containerStatuses": self._container(pod, state)}},
-                    "MODIFIED",
-                )
-                self._event(pod, "Pod", "Failed", f"Error: {step.reason}")
-            elif isinstance(step, Start):
-                run.started = run.log_time = self.now
-                state = {"running": {"startedAt": seconds(self.now)}}
-                self._put(
-                    "pods",
-                    {
-                        **pod,
-                        "status": {
-                            **status,
-                            "phase": "Running",
-                            "containerStatuses": self._container(pod, state, image_id=step.image_id),
-                        },
-                    },
-                    "MODIFIED",
-                )
-            elif isinstance(step, Out):
-                if not step.same_time:
-                    # About three lines a second, so sinceTime (whole seconds) re-sends
-                    # lines a resuming reader has already stored.
-                    run.nanos += 300_000_010
-                moment = run.log_time + dt.timedelta(seconds=run.nanos // 1_000_000_000)
-                self.logs[pod_name].append((stamp(moment, run.nanos % 1_000_000_000), step.stream, step.data))
-                self.pod_cond(pod_name).notify_all()
-            elif isinstance(step, Exit):
-                reason = step.reason or ("Completed" if step.code == 0 else "Error")
-                new = self._put("pods", {**pod, "status": self._terminated_status(pod, step.code, reason)}, "MODIFIED")
-                if new["status"]["phase"] == "Succeeded":
-                    self._job_condition(
-                        job_name, True, "CompletionsReached", "Reached expected number of succeeded pods"
-                    )
-                else:
-                    self._job_condition(
-                        job_name, False, "BackoffLimitExceeded", "Job has reached the specified backoff limit"
-                    )
-            elif isinstance(step, Evict):
-                disruption = {
-                    "type": "DisruptionTarget",
-                    "status": "True",
-                    "reason": "EvictionByEvictionAPI" if step.via_api else "TerminationByKubelet",
-                    "message": step.message,
-                }
-                new_status = self._terminated_status(pod, 137, "Error")
-                if not step.via_api:
-                    new_status = {**new_status, "reason": "Evicted", "message": step.message}
-                new_status["conditions"] = [*status.get("conditions", []), disruption]
-                meta = pod["metadata"]
-                if step.via_api:
-                    meta = {**meta, "deletionTimestamp": seconds(self.now)}
-                self._put("pods", {**pod, "metadata": meta, "status": new_status}, "MODIFIED")
-                self._job_condition(
-                    job_name, False, "BackoffLimitExceeded", "Job has reached the specified backoff limit"
-                )
-            elif isinstance(step, DeletePod):
-                self._delete_pod(pod)
-                self._job_condition(
-                    job_name, False, "BackoffLimitExceeded", "Job has reached the specified backoff limit"
-                )
-            elif isinstance(step, NodeLost):
-                new_status = self._terminated_status(
-                    pod,
-                    137,
-                    "ContainerStatusUnknown",
-                    message="The container could not be located when the pod was terminated",
-                )
-                disruption = {
-                    "type": "DisruptionTarget",
-                    "status": "True",
-                    "reason": "DeletionByPodGC",
-                    "message": "PodGC: node no longer exists",
-                }
-                new_status["conditions"] = [*status.get("conditions", []), disruption]
-                self._put(
-                    "pods",
-                    {
-                        **pod,
-                        "metadata": {**pod["metadata"], "deletionTimestamp": seconds(self.now)},
-                        "status": new_status,
-                    },
-                    "MODIFIED",
-                )
-                self._job_condition(
-                    job_name, False, "BackoffLimitExceeded", "Job has reached the specified backoff limit"
-                )
-            elif isinstance(step, Deadline):
-                self._job_condition(
-                    job_name, False, "DeadlineExceeded", "Job was active longer than specified deadline"
-                )
-                self._delete_pod(self.pods[pod_name])
+            apply = self._STEP_HANDLERS.get(type(step))
+            if apply is not None:  # Gate and Hang are the script's own, see _run_script
+                apply(self, pod, step)
             return True
 
+    # -- one handler per kind of step, called by _step with the lock held ------------
+
+    def _schedule(self, pod: KubeObject, step: Schedule) -> None:
+        conds = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": seconds(self.now)}]
+        self._put(
+            "pods",
+            {**pod, "spec": {**pod["spec"], "nodeName": step.node}, "status": {**pod["status"], "conditions": conds}},
+            "MODIFIED",
+        )
+
+    def _unschedulable(self, pod: KubeObject, step: Unschedulable) -> None:
+        conds = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": step.message,
+                "lastTransitionTime": seconds(self.now),
+            }
+        ]
+        self._put("pods", {**pod, "status": {**pod["status"], "conditions": conds}}, "MODIFIED")
+        self._event(pod, "Pod", "FailedScheduling", step.message)
+
+    def _waiting(self, pod: KubeObject, step: Waiting) -> None:
+        state = {"waiting": {"reason": step.reason, "message": step.message}}
+        self._put(
+            "pods", {**pod, "status": {**pod["status"], "containerStatuses": self._container(pod, state)}}, "MODIFIED"
+        )
+        self._event(pod, "Pod", "Failed", f"Error: {step.reason}")
+
+    def _start(self, pod: KubeObject, step: Start) -> None:
+        run = self.runs[pod["metadata"]["name"]]
+        run.started = run.log_time = self.now
+        state = {"running": {"startedAt": seconds(self.now)}}
+        status = {
+            **pod["status"],
+            "phase": "Running",
+            "containerStatuses": self._container(pod, state, image_id=step.image_id),
+        }
+        self._put("pods", {**pod, "status": status}, "MODIFIED")
+
+    def _out(self, pod: KubeObject, step: Out) -> None:
+        pod_name = pod["metadata"]["name"]
+        run = self.runs[pod_name]
+        if not step.same_time:
+            # About three lines a second, so sinceTime (whole seconds) re-sends
+            # lines a resuming reader has already stored.
+            run.nanos += 300_000_010
+        moment = run.log_time + dt.timedelta(seconds=run.nanos // 1_000_000_000)
+        self.logs[pod_name].append((stamp(moment, run.nanos % 1_000_000_000), step.stream, step.data))
+        self.pod_cond(pod_name).notify_all()
+
+    def _exit(self, pod: KubeObject, step: Exit) -> None:
+        job_name = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
+        reason = step.reason or ("Completed" if step.code == 0 else "Error")
+        new = self._put("pods", {**pod, "status": self._terminated_status(pod, step.code, reason)}, "MODIFIED")
+        if new["status"]["phase"] == "Succeeded":
+            self._job_condition(job_name, True, "CompletionsReached", "Reached expected number of succeeded pods")
+        else:
+            self._backoff_limit_reached(job_name)
+
+    def _evict(self, pod: KubeObject, step: Evict) -> None:
+        disruption = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "EvictionByEvictionAPI" if step.via_api else "TerminationByKubelet",
+            "message": step.message,
+        }
+        new_status = self._terminated_status(pod, 137, "Error")
+        if not step.via_api:
+            new_status = {**new_status, "reason": "Evicted", "message": step.message}
+        new_status["conditions"] = [*pod["status"].get("conditions", []), disruption]
+        meta = pod["metadata"]
+        if step.via_api:
+            meta = {**meta, "deletionTimestamp": seconds(self.now)}
+        self._put("pods", {**pod, "metadata": meta, "status": new_status}, "MODIFIED")
+        self._backoff_limit_reached(pod["metadata"]["labels"]["batch.kubernetes.io/job-name"])
+
+    def _delete(self, pod: KubeObject, step: DeletePod) -> None:
+        self._delete_pod(pod)
+        self._backoff_limit_reached(pod["metadata"]["labels"]["batch.kubernetes.io/job-name"])
+
+    def _node_lost(self, pod: KubeObject, step: NodeLost) -> None:
+        new_status = self._terminated_status(
+            pod,
+            137,
+            "ContainerStatusUnknown",
+            message="The container could not be located when the pod was terminated",
+        )
+        disruption = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "DeletionByPodGC",
+            "message": "PodGC: node no longer exists",
+        }
+        new_status["conditions"] = [*pod["status"].get("conditions", []), disruption]
+        meta = {**pod["metadata"], "deletionTimestamp": seconds(self.now)}
+        self._put("pods", {**pod, "metadata": meta, "status": new_status}, "MODIFIED")
+        self._backoff_limit_reached(pod["metadata"]["labels"]["batch.kubernetes.io/job-name"])
+
+    def _deadline(self, pod: KubeObject, step: Deadline) -> None:
+        job_name = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
+        self._job_condition(job_name, False, "DeadlineExceeded", "Job was active longer than specified deadline")
+        self._delete_pod(self.pods[pod["metadata"]["name"]])
+
+    _STEP_HANDLERS: ClassVar[dict[type[Any], Callable[[FakeKube, KubeObject, Any], None]]] = {
+        Schedule: _schedule,
+        Unschedulable: _unschedulable,
+        Waiting: _waiting,
+        Start: _start,
+        Out: _out,
+        Exit: _exit,
+        Evict: _evict,
+        DeletePod: _delete,
+        NodeLost: _node_lost,
+        Deadline: _deadline,
+    }
 
 def server_error(retry_after: float | None = None) -> ServerError:
     return ServerError("etcdserver: request timed out", status=500, retry_after=retry_after)

@@ -127,7 +127,7 @@ def classify_process_exit(
                 "the operating system reported no exit status")
     if returncode == 0:
         return FailureClass.SUCCEEDED, "exit code 0", 0, None
-    if signalled:
-        # Not called oom_killed: locally we cannot tell the OOM killer from `kill -9`.
-        return FailureClass.EXIT_CODE, f"killed{signalled} (exit code {returncode}){suffix}", returncode, None
-    return FailureClass.EXIT_CODE, f"exit code {returncode}{suffix}", returncode, None
+    # Killed by a signal is still exit_code, not oom_killed: locally we cannot tell the
+    # OOM killer from `kill -9`.
+    how = f"killed{signalled} (exit code {returncode})" if signalled else f"exit code {returncode}"
+    return FailureClass.EXIT_CODE, how + suffix, returncode, None

@@ -104,6 +104,20 @@ class Invalid(BadRequest):
     pass
 
 
+# The HTTP statuses with a class of their own; any other 5xx is ServerError, the rest KubeError.
+_CLASS_FOR_STATUS: dict[int, type[KubeError]] = {
+    0: Unreachable,  # no response came back
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+    429: TooManyRequests,
+}
+
+
 def error_for_status(
     status: int,
     message: str,
@@ -115,26 +129,10 @@ def error_for_status(
 ) -> KubeError:
     """Map an HTTP status to our tree. ``creating``: a 409 means AlreadyExists, not Conflict."""
     kind: type[KubeError]
-    if status == 404:
-        kind = NotFound
-    elif status == 409:
-        kind = AlreadyExists if creating or reason == "AlreadyExists" else Conflict
-    elif status == 410:
-        kind = Gone
-    elif status == 429:
-        kind = TooManyRequests
-    elif status == 401:
-        kind = Unauthorized
-    elif status == 403:
-        kind = Forbidden
-    elif status == 422:
-        kind = Invalid
-    elif status == 400:
-        kind = BadRequest
+    if status == 409 and (creating or reason == "AlreadyExists"):
+        kind = AlreadyExists
     elif status >= 500:
         kind = ServerError
-    elif status == 0:
-        kind = Unreachable
     else:
-        kind = KubeError
+        kind = _CLASS_FOR_STATUS.get(status, KubeError)
     return kind(message, status=status, reason=reason, retry_after=retry_after, details=details)

@@ -1,0 +1,383 @@
+"""A finished attempt's outcome: an ordered table of rules over one value of facts.
+
+Kubernetes reports why a pod ended in several places that disagree in edge cases: Job
+conditions (``Failed``/``FailureTarget`` with reason ``DeadlineExceeded``), pod
+``status.reason`` (``Evicted``), the pod's ``DisruptionTarget`` condition (eviction
+API, preemption, taint manager, pod GC), container states (``OOMKilled``,
+``ContainerStatusUnknown``, waiting ``ImagePullBackOff``) and Events. This is the
+shape of the Job controller's pod failure policy (``pod_failure_policy.go``): the facts
+are read once into ``AttemptFacts``, each rule is a small named function that either
+decides or passes, and ``RULES`` is tried in order, first match wins. The order is the
+precedence: the cause that explains the others wins (a Job past its deadline has its
+pod deleted; that deletion is not ``pod_deleted``). A new case is a new rule in its
+place in the table, with its own row in ``tests/unit/test_classify_rules.py``.
+
+An unexpected combination is never "Unknown error": the last rule, which always
+matches, classes it ``api_error`` with the raw status attached for a human to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from batchdrain.classify.readers import (
+    Obj,
+    condition,
+    condition_any,
+    job_outcome,
+    one_line,
+    pod_phase,
+    raw_status,
+    terminated_state,
+    waiting_state,
+    with_events,
+)
+from batchdrain.domain import FailureClass
+
+IMAGE_PULL_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "RegistryUnavailable",
+        "ImageInspectError",
+    }
+)
+CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+# DisruptionTarget reasons (KEP-3329) meaning "the platform took the pod away".
+EVICTION_REASONS = frozenset({"EvictionByEvictionAPI", "PreemptionByScheduler", "TerminationByKubelet"})
+NODE_LOSS_REASONS = frozenset({"DeletionByTaintManager", "DeletionByPodGC"})
+SIGKILL_EXIT = 137
+
+
+@dataclass(frozen=True)
+class KubeOutcome:
+    failure_class: FailureClass
+    message: str
+    exit_code: int | None
+    exit_code_reason: str | None = None
+    raw_status: Obj | None = None
+
+
+def waiting_outcome(pod: Obj | None, *, container: str, events: Sequence[Obj] = ()) -> KubeOutcome | None:
+    """Fail fast on waiting states that never heal by themselves (bad image, bad config).
+
+    It lives with the final rules because it is one of them (``never_started``) as well
+    as the first check made while an attempt is still pending.
+    """
+    waiting = waiting_state(pod, container)
+    if waiting is None:
+        return None
+    reason = str(waiting.get("reason") or "")
+    detail = one_line(waiting.get("message"))
+    text = f"{reason}: {detail}" if detail else reason
+    if reason in IMAGE_PULL_REASONS:
+        failure_class, what = FailureClass.IMAGE_PULL, "image could not be pulled"
+    elif reason in CONFIG_REASONS:
+        failure_class, what = FailureClass.CONFIG_ERROR, "container could not be created"
+    else:
+        return None
+    return KubeOutcome(
+        failure_class,
+        f"{what}: {text}",
+        None,
+        f"the container never started ({reason})",
+        raw_status(None, pod, events),
+    )
+
+
+# -- the facts -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptFacts:
+    """What the rules look at, read once from the attempt's last Job, Pod and Events.
+
+    The first seven fields are the inputs of ``classify_attempt``; the rest are derived
+    by ``observe`` (the only constructor meant to be used) so no rule reads a dict
+    twice or reads it differently from another rule.
+    """
+
+    job: Obj | None
+    pod: Obj | None
+    events: tuple[Obj, ...]
+    container: str
+    memory_limited: bool
+    pod_gone: bool
+    job_gone: bool
+    # -- derived
+    raw: Obj
+    finished: tuple[bool, str | None, str | None] | None  # job_outcome(job)
+    terminated: Obj | None  # the container's terminated state, current or last
+    exit_code: int | None
+    no_code: str | None  # the exit_code_reason to use when the exit code is the container's
+    term_reason: str
+    term_message: str
+    phase: str | None
+    pod_reason: str
+    pod_message: str
+    disruption_reason: str  # of a DisruptionTarget condition that is "True"; "" without one
+    disruption_message: str
+    deleting: bool  # the pod has a deletionTimestamp
+
+    @classmethod
+    def observe(
+        cls,
+        *,
+        job: Obj | None,
+        pod: Obj | None,
+        events: Sequence[Obj] = (),
+        container: str,
+        memory_limited: bool = False,
+        pod_gone: bool = False,
+        job_gone: bool = False,
+    ) -> AttemptFacts:
+        terminated = terminated_state(pod, container)
+        exit_code = int(terminated["exitCode"]) if terminated and "exitCode" in terminated else None
+        pod_status = (pod or {}).get("status") or {}
+        disruption = condition(pod, "DisruptionTarget") or {}
+        return cls(
+            job=job,
+            pod=pod,
+            events=tuple(events),
+            container=container,
+            memory_limited=memory_limited,
+            pod_gone=pod_gone,
+            job_gone=job_gone,
+            raw=raw_status(job, pod, events),
+            finished=job_outcome(job),
+            terminated=terminated,
+            exit_code=exit_code,
+            no_code=None if exit_code is not None else "the container did not report an exit code",
+            term_reason=str((terminated or {}).get("reason") or ""),
+            term_message=one_line((terminated or {}).get("message")),
+            phase=pod_phase(pod),
+            pod_reason=str(pod_status.get("reason") or ""),
+            pod_message=one_line(pod_status.get("message")),
+            disruption_reason=str(disruption.get("reason") or ""),
+            disruption_message=one_line(disruption.get("message")),
+            deleting=bool(((pod or {}).get("metadata") or {}).get("deletionTimestamp")),
+        )
+
+
+Rule = Callable[[AttemptFacts], KubeOutcome | None]
+
+
+# -- the rules, in the order of RULES --------------------------------------------------
+
+
+def deadline_exceeded(f: AttemptFacts) -> KubeOutcome | None:
+    """The Job failed past activeDeadlineSeconds: that caused whatever happened to the pod."""
+    if f.finished is None or f.finished[0] or f.finished[1] != "DeadlineExceeded":
+        return None
+    return KubeOutcome(
+        FailureClass.DEADLINE_EXCEEDED,
+        f"Job exceeded activeDeadlineSeconds: {f.finished[2] or 'deadline passed'}",
+        f.exit_code,
+        f.no_code,
+        f.raw,
+    )
+
+
+def evicted(f: AttemptFacts) -> KubeOutcome | None:
+    """Evicted under node pressure by the kubelet, through the eviction API, or preempted."""
+    # Pod reason "Terminated" is the kubelet's graceful node shutdown (also TerminationByKubelet):
+    # node_lost, the next rule.
+    by_disruption = f.disruption_reason in EVICTION_REASONS and f.pod_reason != "Terminated"
+    if f.pod_reason != "Evicted" and not by_disruption:
+        return None
+    detail = f.pod_message or f.disruption_message
+    return KubeOutcome(FailureClass.EVICTED, f"pod evicted: {detail or f.pod_reason}", f.exit_code, f.no_code, f.raw)
+
+
+def node_lost(f: AttemptFacts) -> KubeOutcome | None:
+    """The node went away or stopped reporting: nothing the phase did."""
+    if not (
+        f.term_reason == "ContainerStatusUnknown"
+        or f.pod_reason in ("NodeLost", "Terminated")
+        or f.disruption_reason in NODE_LOSS_REASONS
+    ):
+        return None
+    detail = f.disruption_message or f.term_message or f.pod_message or f.term_reason or f.pod_reason
+    # Exit code 137 of ContainerStatusUnknown is made up by the kubelet, not the phase's.
+    code = None if f.term_reason == "ContainerStatusUnknown" else f.exit_code
+    return KubeOutcome(
+        FailureClass.NODE_LOST,
+        f"node lost: {detail}",
+        code,
+        None if code is not None else "the node stopped reporting the container",
+        f.raw,
+    )
+
+
+def oom_killed(f: AttemptFacts) -> KubeOutcome | None:
+    """The kubelet says OOMKilled: believed whatever the exit code (even 0)."""
+    if f.term_reason != "OOMKilled":
+        return None
+    return KubeOutcome(
+        FailureClass.OOM_KILLED,
+        f"out of memory: container OOMKilled (exit code {f.exit_code})",
+        f.exit_code,
+        f.no_code,
+        f.raw,
+    )
+
+
+def never_started(f: AttemptFacts) -> KubeOutcome | None:
+    """A bad image or bad config kept the container from ever running (see ``waiting_outcome``)."""
+    fast = waiting_outcome(f.pod, container=f.container, events=f.events)
+    if fast is None or f.terminated is not None:
+        return None
+    return KubeOutcome(fast.failure_class, fast.message, None, fast.exit_code_reason, f.raw)
+
+
+def pod_deleted(f: AttemptFacts) -> KubeOutcome | None:
+    """Someone deleted the pod, and none of the platform's reasons above explains it."""
+    if not (f.pod_gone or f.deleting):
+        return None
+    detail = f" after exit code {f.exit_code}" if f.exit_code is not None else " before it finished"
+    return KubeOutcome(FailureClass.POD_DELETED, f"pod deleted{detail}", f.exit_code, f.no_code, f.raw)
+
+
+def job_deleted(f: AttemptFacts) -> KubeOutcome | None:
+    """Someone deleted the Job (and so its pod) before the container finished."""
+    if not f.job_gone or f.terminated is not None:
+        return None
+    return KubeOutcome(
+        FailureClass.POD_DELETED,
+        "Job deleted before the pod finished",
+        None,
+        "the Job was deleted by someone else",
+        f.raw,
+    )
+
+
+def sigkill_under_memory_limit(f: AttemptFacts) -> KubeOutcome | None:
+    """SIGKILL with a memory limit and no deletion: the OOM killer, even when the reason was lost."""
+    if f.exit_code != SIGKILL_EXIT or not f.memory_limited:
+        return None
+    return KubeOutcome(
+        FailureClass.OOM_KILLED,
+        "killed by SIGKILL (exit code 137) with a memory limit set and no deletion: out of memory",
+        f.exit_code,
+        None,
+        f.raw,
+    )
+
+
+def nonzero_exit(f: AttemptFacts) -> KubeOutcome | None:
+    """The phase's own failure: its exit code, and its termination message when it left one."""
+    if f.exit_code is None or f.exit_code == 0:
+        return None
+    detail = f": {f.term_message}" if f.term_message else ""
+    return KubeOutcome(
+        FailureClass.EXIT_CODE,
+        f"exit code {f.exit_code} ({f.term_reason or 'Error'}){detail}",
+        f.exit_code,
+        None,
+        f.raw,
+    )
+
+
+def succeeded(f: AttemptFacts) -> KubeOutcome | None:
+    """Exit code 0, confirmed by the pod phase, the Job, or the kubelet's "Completed"."""
+    if f.exit_code != 0:
+        return None
+    # A container that exited 0 by itself ("Completed") succeeded even before the kubelet
+    # moves the pod to Succeeded and the Job controller adds its condition (both lag).
+    still_settling = f.finished is None and f.phase not in ("Failed", "Unknown")
+    job_succeeded = f.finished is not None and f.finished[0]
+    if not (f.phase == "Succeeded" or job_succeeded or (f.term_reason == "Completed" and still_settling)):
+        return None
+    return KubeOutcome(FailureClass.SUCCEEDED, "exit code 0", 0, None, None)
+
+
+def never_scheduled(f: AttemptFacts) -> KubeOutcome | None:
+    """The pod has a PodScheduled condition that never became "True"."""
+    scheduled = condition_any(f.pod, "PodScheduled")
+    if not scheduled or condition(f.pod, "PodScheduled"):
+        return None
+    return KubeOutcome(
+        FailureClass.UNSCHEDULABLE,
+        with_events(f"never scheduled: {one_line(scheduled.get('message'))}", f.events),
+        None,
+        "the pod was never scheduled",
+        f.raw,
+    )
+
+
+def no_pod_seen(f: AttemptFacts) -> KubeOutcome | None:
+    """Neither a pod nor a final Job condition: nothing to classify by."""
+    if f.pod is not None or f.finished is not None:
+        return None
+    return KubeOutcome(
+        FailureClass.API_ERROR,
+        "no pod was ever seen for the Job and the Job has no final condition",
+        None,
+        "no pod was observed",
+        f.raw,
+    )
+
+
+def unexpected_state(f: AttemptFacts) -> KubeOutcome:
+    """The last rule, always matching: a state no rule above foresaw, with the raw status kept."""
+    parts = [f"phase={f.phase}", f"job={f.finished}", f"container={f.term_reason or 'none'}"]
+    return KubeOutcome(
+        FailureClass.API_ERROR,
+        with_events("unexpected Kubernetes state: " + ", ".join(parts), f.events),
+        f.exit_code,
+        f.no_code,
+        f.raw,
+    )
+
+
+# First match wins; ``unexpected_state`` follows them all (it is typed as always matching).
+RULES: tuple[Rule, ...] = (
+    deadline_exceeded,
+    evicted,
+    node_lost,
+    oom_killed,
+    never_started,
+    pod_deleted,
+    job_deleted,
+    sigkill_under_memory_limit,
+    nonzero_exit,
+    succeeded,
+    never_scheduled,
+    no_pod_seen,
+)
+
+
+def decide(facts: AttemptFacts) -> KubeOutcome:
+    """The outcome of the first rule that matches the facts."""
+    for rule in RULES:
+        outcome = rule(facts)
+        if outcome is not None:
+            return outcome
+    return unexpected_state(facts)
+
+
+def classify_attempt(
+    *,
+    job: Obj | None,
+    pod: Obj | None,
+    events: Sequence[Obj] = (),
+    container: str,
+    memory_limited: bool = False,
+    pod_gone: bool = False,
+    job_gone: bool = False,
+) -> KubeOutcome:
+    """The outcome of a finished attempt (``pod`` is its latest pod, if any was seen)."""
+    return decide(
+        AttemptFacts.observe(
+            job=job,
+            pod=pod,
+            events=events,
+            container=container,
+            memory_limited=memory_limited,
+            pod_gone=pod_gone,
+            job_gone=job_gone,
+        )
+    )
