@@ -28,7 +28,7 @@ from batchdrain.executors.kubernetes.capabilities import detect_log_mode
 from batchdrain.executors.kubernetes.cleanup import LEAK_GRACE_SECONDS, audit_leaks
 from batchdrain.executors.kubernetes.events import tell
 from batchdrain.executors.kubernetes.live import LiveAttempt
-from batchdrain.executors.kubernetes.logs import LogBook, LogStoreUnreadable
+from batchdrain.executors.kubernetes.logbook import LogBook, LogStoreUnreadable
 from batchdrain.executors.kubernetes.outcome import Outcomes, crash_result
 from batchdrain.executors.kubernetes.pacing import RateLimiter
 from batchdrain.executors.kubernetes.supervise import Supervisor

@@ -9,14 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from batchdrain.executors.base import AttemptLaunch
 from batchdrain.executors.kubernetes.attempt import AttemptState
+from batchdrain.executors.kubernetes.logs import LogPump, StoredLog
 from batchdrain.executors.kubernetes.watches import Tracker
-
-if TYPE_CHECKING:
-    from batchdrain.executors.kubernetes.logs import LogPump, StoredLog
 
 
 @dataclass

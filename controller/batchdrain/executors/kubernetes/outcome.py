@@ -24,7 +24,7 @@ from batchdrain.classify.kube import (
 from batchdrain.domain import AttemptResult, FailureClass, utcnow
 from batchdrain.executors.base import AttemptLaunch
 from batchdrain.executors.kubernetes.live import LiveAttempt
-from batchdrain.executors.kubernetes.logs import LogBook
+from batchdrain.executors.kubernetes.logbook import LogBook
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeError, KubeObject
 from batchdrain.settings import Settings

@@ -27,7 +27,7 @@ from batchdrain.executors.kubernetes.attempt import AttemptState, Observation
 from batchdrain.executors.kubernetes.cleanup import remove_attempt_objects
 from batchdrain.executors.kubernetes.events import tell
 from batchdrain.executors.kubernetes.live import LiveAttempt
-from batchdrain.executors.kubernetes.logs import LOG_JOIN_SECONDS, LogBook
+from batchdrain.executors.kubernetes.logbook import LOG_JOIN_SECONDS, LogBook
 from batchdrain.executors.kubernetes.outcome import (
     DEADLINE_GIVEN_UP,
     INTERRUPTED,
