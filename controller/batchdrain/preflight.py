@@ -29,6 +29,7 @@ REQUIRED_ACCESS: tuple[tuple[str, str, str | None], ...] = (
     ("list", "pods", None),
     ("watch", "pods", None),
     ("patch", "pods", None),
+    ("delete", "pods", None),
     ("get", "pods", "log"),
     ("list", "events", None),
     ("create", "events", None),

@@ -33,7 +33,7 @@ NAMESPACE = "drains"
 # checks (REQUIRED_ACCESS). Tested as sets, so a widened verb list fails here.
 INTENDED_RULES = {
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods"): {"get", "list", "watch", "patch", "delete"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "list", "watch"},
 }

@@ -190,7 +190,7 @@ def test_kubectl_create_job_from_cronjob(cluster: Cluster, namespace: str, insta
     ("create", "jobs.batch", "own", True), ("delete", "jobs.batch", "own", True),
     ("watch", "pods", "own", True), ("patch", "pods", "own", True), ("get", "pods/log", "own", True),
     ("list", "events", "own", True),
-    ("get", "secrets", "own", False), ("create", "pods", "own", False), ("delete", "pods", "own", False),
+    ("get", "secrets", "own", False), ("create", "pods", "own", False), ("delete", "pods", "own", True),
     ("create", "jobs.batch", "default", False), ("list", "pods", "default", False),
     ("update", "roles.rbac.authorization.k8s.io", "own", False),
 ])

@@ -349,6 +349,7 @@ class FakeKube:
         self.job_pods: dict[str, list[str]] = {}
         self.threads: list[threading.Thread] = []
         self.deleted_jobs: list[str] = []
+        self.deleted_pods: list[str] = []
         self.finalizers_removed: list[str] = []
         self.log_requests: list[dict[str, Any]] = []
         self._names = itertools.count(1)
@@ -547,10 +548,14 @@ class FakeKube:
                 raise NotFound(f'jobs.batch "{name}" not found', status=404)
             self._put("jobs", job, "DELETED")
             self.deleted_jobs.append(name)
-            if propagation != "Orphan":
-                for pod_name in self.job_pods.get(name, ()):
-                    if pod_name in self.pods:
-                        self._delete_pod(self.pods[pod_name])
+            for pod_name in self.job_pods.get(name, ()):
+                if pod_name not in self.pods:
+                    continue
+                if propagation != "Orphan":
+                    self._delete_pod(self.pods[pod_name])
+                else:  # the garbage collector drops the owner reference; the pod runs on
+                    pod = self.pods[pod_name]
+                    self._put("pods", {**pod, "metadata": {**pod["metadata"], "ownerReferences": []}}, "MODIFIED")
 
     def _delete_pod(self, pod: KubeObject) -> None:
         meta = pod["metadata"]
@@ -669,6 +674,15 @@ class FakeKube:
                 self._put("pods", {**pod, "metadata": meta}, "DELETED")
             else:
                 self._put("pods", {**pod, "metadata": meta}, "MODIFIED")
+
+    def delete_pod(self, name: str, *, uid: str | None = None) -> None:
+        self._check("delete_pod")
+        with self.cond:
+            pod = self.pods.get(name)
+            if pod is None or (uid is not None and pod["metadata"].get("uid") != uid):
+                raise NotFound(f'pods "{name}" not found', status=404)
+            self.deleted_pods.append(name)
+            self._delete_pod(pod)
 
     def evict_pod(self, name: str) -> None:
         self._check("evict_pod")

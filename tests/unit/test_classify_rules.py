@@ -42,8 +42,10 @@ def pod(state: Obj | None = None, *, phase: str = "Failed", reason: str | None =
     return {"metadata": meta, "status": status}
 
 
-def term(code: int, reason: str = "Error", message: str | None = None) -> Obj:
+def term(code: int, reason: str = "Error", message: str | None = None, *, finished: str | None = None) -> Obj:
     state: Obj = {"exitCode": code, "reason": reason}
+    if finished:
+        state["finishedAt"] = finished
     if message:
         state["message"] = message
     return {"terminated": state}
@@ -86,6 +88,9 @@ ROWS = [
         facts(job(FAILED), pod({"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}},
                                phase="Pending")),
         FailureClass.IMAGE_PULL, "image could not be pulled: ImagePullBackOff: no such image", None),
+    Row(rules.completed_before_deletion,
+        facts(None, pod(term(0, "Completed", finished="2025-01-01T11:59:58Z"), phase="Succeeded", deleting=True)),
+        FailureClass.SUCCEEDED, "exit code 0 (the pod was removed after it completed)", 0),
     Row(rules.pod_deleted, facts(None, pod(RUNNING, phase="Running"), pod_gone=True),
         FailureClass.POD_DELETED, "pod deleted before it finished", None),
     Row(rules.job_deleted, facts(None, pod(RUNNING, phase="Running"), job_gone=True),
@@ -130,6 +135,7 @@ def test_the_order_of_the_rules() -> None:
         "node_lost",
         "oom_killed",
         "never_started",
+        "completed_before_deletion",
         "pod_deleted",
         "job_deleted",
         "sigkill_under_memory_limit",
@@ -155,7 +161,14 @@ OVERLAPS = [
     (rules.never_started, rules.pod_deleted,
      facts(job(FAILED), pod({"waiting": {"reason": "ErrImagePull"}}, phase="Pending", deleting=True))),
     (rules.pod_deleted, rules.nonzero_exit, facts(job(FAILED), pod(term(143), deleting=True))),
-    (rules.pod_deleted, rules.succeeded, facts(None, pod(term(0, "Completed"), phase="Succeeded"), pod_gone=True)),
+    # Exit 0 before the pod went (a namespace deleted after the phase ended): a success.
+    (rules.completed_before_deletion, rules.pod_deleted,
+     facts(None, pod(term(0, "Completed"), phase="Succeeded"), pod_gone=True)),
+    (rules.completed_before_deletion, rules.succeeded,
+     facts(None, pod(term(0, "Completed", finished="2025-01-01T11:59:00Z"), phase="Succeeded"), job_gone=True)),
+    # Exit 0 in the second of the deletion or later (a phase that ends cleanly on SIGTERM): deleted.
+    (rules.pod_deleted, rules.succeeded,
+     facts(None, pod(term(0, "Completed", finished="2025-01-01T12:00:00Z"), phase="Succeeded", deleting=True))),
     (rules.job_deleted, rules.never_scheduled,
      facts(None, pod(phase="Pending", conditions=(UNSCHEDULED,)), job_gone=True)),
     (rules.sigkill_under_memory_limit, rules.nonzero_exit,

@@ -530,6 +530,29 @@ def test_sigterm_collects_until_grace_then_leaves_the_job_for_adoption(harness: 
     assert ex2.end() == []
 
 
+def test_a_job_deleted_with_cascade_orphan_is_followed_to_its_pods_end(harness: Callable[..., Harness]) -> None:
+    """Bug: the attempt closed as pod_deleted while the orphaned pod ran on; its log was cut,
+    the pod leaked and the phase was free to run again."""
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"part one\n"), Gate(gate), Out(b"part two\n"), Exit(0)))
+    ex = h.executor()
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
+    worker.start()
+    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 2)
+    h.fake.delete_job(launch_name(), propagation="Orphan")  # kubectl delete job --cascade=orphan
+    time.sleep(0.3)
+    assert not box  # still following the pod that runs on
+    gate.set()
+    worker.join(10)
+    result = box[0]
+    assert result.succeeded, result
+    assert logs(result)["stdout"] == b"part one\npart two\n"
+    assert h.fake.deleted_pods == result.pod_names  # no owner left: deleted by us
+    assert not h.fake.pods
+    assert ex.end() == []
+
+
 class _UnreadableSink:
     """A log store whose reads fail (EACCES) while writes would still truncate."""
 

@@ -18,6 +18,7 @@ matches, classes it ``api_error`` with the raw status attached for a human to re
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from batchdrain.classify.readers import (
     condition_any,
     job_outcome,
     one_line,
+    parse_time,
     pod_phase,
     raw_status,
     terminated_state,
@@ -233,6 +235,32 @@ def never_started(f: AttemptFacts) -> KubeOutcome | None:
     return KubeOutcome(fast.failure_class, fast.message, None, fast.exit_code_reason, f.raw)
 
 
+def _deletion_requested_at(pod: Obj | None) -> dt.datetime | None:
+    """When the pod's deletion was asked for: its deletionTimestamp less the grace period."""
+    meta = (pod or {}).get("metadata") or {}
+    stamp = parse_time(meta.get("deletionTimestamp"))
+    if stamp is None:
+        return None
+    return stamp - dt.timedelta(seconds=int(meta.get("deletionGracePeriodSeconds") or 0))
+
+
+def completed_before_deletion(f: AttemptFacts) -> KubeOutcome | None:
+    """Exit 0 ("Completed") before anyone deleted the pod or the Job: the phase succeeded.
+
+    A namespace deleted (or a Job removed) after the container ended takes nothing from
+    a run that already finished with its whole output. The finish must be a whole
+    second before the deletion was requested: a phase that exits 0 on the SIGTERM of a
+    deletion finishes in the same second or later and stays ``pod_deleted``.
+    """
+    if f.exit_code != 0 or f.term_reason != "Completed" or not (f.pod_gone or f.deleting or f.job_gone):
+        return None
+    finished = parse_time((f.terminated or {}).get("finishedAt"))
+    requested = _deletion_requested_at(f.pod)
+    if requested is not None and (finished is None or finished >= requested):
+        return None
+    return KubeOutcome(FailureClass.SUCCEEDED, "exit code 0 (the pod was removed after it completed)", 0, None, None)
+
+
 def pod_deleted(f: AttemptFacts) -> KubeOutcome | None:
     """Someone deleted the pod, and none of the platform's reasons above explains it."""
     if not (f.pod_gone or f.deleting):
@@ -340,6 +368,7 @@ RULES: tuple[Rule, ...] = (
     node_lost,
     oom_killed,
     never_started,
+    completed_before_deletion,
     pod_deleted,
     job_deleted,
     sigkill_under_memory_limit,

@@ -86,6 +86,9 @@ class KubeApi(Protocol):
     def remove_pod_finalizer(self, name: str, finalizer: str) -> None:
         """Drop one finalizer from a pod; idempotent (absent already is fine)."""
 
+    def delete_pod(self, name: str, *, uid: str | None = None) -> None:
+        """Delete a pod (only the one with ``uid``, when given: never a namesake)."""
+
     def evict_pod(self, name: str) -> None: ...
 
     def server_version(self) -> dict[str, str]: ...

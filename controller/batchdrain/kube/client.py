@@ -404,6 +404,12 @@ class KubernetesApi:
             content_type="application/strategic-merge-patch+json",
         )
 
+    def delete_pod(self, name: str, *, uid: str | None = None) -> None:
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
+        self._json("DELETE", self._path("/api/v1/namespaces/{ns}/pods/{name}", name=name), body=body)
+
     def evict_pod(self, name: str) -> None:
         self._json(
             "POST",

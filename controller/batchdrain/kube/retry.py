@@ -204,6 +204,9 @@ class RetryingKubeApi:
     def remove_pod_finalizer(self, name: str, finalizer: str) -> None:
         self._call("remove_pod_finalizer", lambda: self.inner.remove_pod_finalizer(name, finalizer))
 
+    def delete_pod(self, name: str, *, uid: str | None = None) -> None:
+        self._call("delete_pod", lambda: self.inner.delete_pod(name, uid=uid))
+
     def evict_pod(self, name: str) -> None:
         self._call("evict_pod", lambda: self.inner.evict_pod(name))
 

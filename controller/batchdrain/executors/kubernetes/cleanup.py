@@ -8,6 +8,8 @@ until then. The leak audit at session end waits on the session's own watches (th
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from batchdrain.executors.kubernetes.events import job_reference
@@ -21,8 +23,13 @@ LEAK_GRACE_SECONDS = 30.0
 
 
 def remove_attempt_objects(api: KubeApi, attempt: LiveAttempt) -> list[dict[str, Any]]:
-    """Delete the Job, then let its pods go: only ever after the logs are closed."""
+    """Delete the Job, then let its pods go: only ever after the logs are closed.
+
+    A pod whose Job someone else deleted with ``--cascade=orphan`` has no owner left, so
+    no garbage collector will remove it: it is deleted here (by UID, never a namesake).
+    """
     errors: list[dict[str, Any]] = []
+    orphaned = attempt.tracker.job_gone
     try:
         api.delete_job(attempt.job_name, propagation="Background")
     except NotFound:
@@ -32,13 +39,26 @@ def remove_attempt_objects(api: KubeApi, attempt: LiveAttempt) -> list[dict[str,
     for name in sorted(attempt.tracker.pods):
         if name in attempt.tracker.pods_gone:
             continue
-        try:
-            api.remove_pod_finalizer(name, LOGS_FINALIZER)
-        except NotFound:
-            pass
-        except KubeError as err:
-            errors.append({"op": "remove_pod_finalizer", "pod": name, **err.as_status()})
+        pod = attempt.tracker.pods[name]
+        _drop(errors, "remove_pod_finalizer", name, functools.partial(api.remove_pod_finalizer, name, LOGS_FINALIZER))
+        if orphaned and not _owned(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            uid = (pod.get("metadata") or {}).get("uid")
+            _drop(errors, "delete_pod", name, functools.partial(api.delete_pod, name, uid=uid))
     return errors
+
+
+def _owned(pod: dict[str, Any]) -> bool:
+    return any(o.get("kind") == "Job" for o in (pod.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def _drop(errors: list[dict[str, Any]], op: str, pod: str, call: Callable[[], None]) -> None:
+    """Run one removal; gone already is fine, any other failure is kept on the attempt."""
+    try:
+        call()
+    except NotFound:
+        pass
+    except KubeError as err:
+        errors.append({"op": op, "pod": pod, **err.as_status()})
 
 
 def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, deleted_jobs: set[str],

@@ -132,13 +132,16 @@ class Supervisor:
     def _finished(self, attempt: LiveAttempt, pod: KubeObject | None) -> bool:
         """The attempt is over: nothing more will run (the log pumps may still be reading)."""
         tracker = attempt.tracker
-        if tracker.job_gone:
-            return True
         if pod is not None:
             if tracker.pod_gone(pod) or pod_terminal(pod) or container_state(pod).get("terminated"):
                 return True
             if (pod.get("metadata") or {}).get("deletionTimestamp") and not container_started(pod, CONTAINER):
                 return True
+        if tracker.job_gone:
+            # A Job deleted with --cascade=orphan leaves its pod running with no owner: the
+            # attempt follows that pod to its end (our own deadline still holds) instead of
+            # freeing the phase while it runs. Without a pod there is nothing to follow.
+            return pod is None or not container_started(pod, CONTAINER)
         if job_outcome(tracker.job) is None:
             return False
         # The Job watch and the Pod watch are independent: a Job's Failed condition can
