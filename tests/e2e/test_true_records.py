@@ -49,3 +49,24 @@ def test_a_job_deleted_with_cascade_orphan_keeps_its_pod_followed_to_the_end(dra
     # the orphan (no owner: no garbage collector) was deleted by the controller
     wait_for(lambda: not drainer.cluster.core.list_namespaced_pod(drainer.namespace, label_selector=MANAGED).items,
              "the orphaned pod to be deleted", timeout=60)
+
+
+def test_durations_come_from_a_real_clock_and_are_never_negative_or_epoch(drainer: Drainer):
+    """Before: a container that never started (StartError, startedAt 1970-01-01) got
+    container_seconds 1.8e9 and poisoned the session's stats; whole seconds gave negatives."""
+    drainer.import_rows([
+        {"run_id": "clock", "phase_id": "missing-binary", "command": ["/no/such/binary"]},
+        {"run_id": "clock", "phase_id": "instant", "command": ["true"]},
+        {"run_id": "clock", "phase_id": "sleeps", "command": py("import time; time.sleep(2.5)")},
+    ])
+    done = drainer.drain("--parallelism", "3")
+    assert done.returncode == 0, done.stderr
+    by_phase = {a["phase_id"]: a for a in all_attempts(drainer)}
+    never = by_phase["missing-binary"]
+    assert never["container_seconds"] is None, never
+    for attempt in by_phase.values():
+        seconds = attempt["container_seconds"]
+        assert seconds is None or 0.0 <= seconds < 60.0, attempt
+        assert attempt["total_seconds"] is not None and attempt["total_seconds"] >= 0.0
+    assert 1.5 <= by_phase["sleeps"]["container_seconds"] < 60.0
+    assert by_phase["instant"]["container_seconds"] < 60.0

@@ -10,6 +10,8 @@ import pytest
 from batchdrain.classify.kube import (
     classify_attempt,
     condition,
+    container_seconds,
+    container_times,
     image_of,
     pending_outcome,
     waiting_outcome,
@@ -251,3 +253,41 @@ def test_exit_zero_completed_is_success_before_pod_phase_and_job_condition_catch
     job = {"metadata": {"name": "j"}, "status": {"active": 1}}
     outcome = classify_attempt(job=job, pod=pod, container="phase")
     assert outcome.failure_class is FailureClass.SUCCEEDED and outcome.exit_code == 0
+
+
+# -- durations -------------------------------------------------------------------------
+
+
+def _t(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp)
+
+
+@pytest.mark.parametrize(("started", "finished", "seen", "expected"), [
+    # never started (StartError reports startedAt 1970-01-01, dropped by container_times): none
+    (None, "2026-01-01T00:00:05+00:00", 0.4, None),
+    # whole seconds of the kubelet, our sighting inside its window: the sub-second sighting
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:05+00:00", 0.31, 0.31),
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:09+00:00", 4.6, 4.6),
+    # a sighting far off (the watch was cut for a while): held within one second of the kubelet's
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:09+00:00", 30.0, 5.0),
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:09+00:00", 0.0, 3.0),
+    # the kubelet's seconds running backwards: never negative
+    ("2026-01-01T00:00:06+00:00", "2026-01-01T00:00:05+00:00", None, 0.0),
+    ("2026-01-01T00:00:06+00:00", "2026-01-01T00:00:05+00:00", 0.2, 0.0),
+    # no sighting: the kubelet's difference
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:07+00:00", None, 2.0),
+])
+def test_container_seconds_from_the_best_clock(started, finished, seen, expected) -> None:
+    base = _t("2026-01-01T00:00:05.100+00:00")
+    got = container_seconds(started=_t(started) if started else None, finished=_t(finished) if finished else None,
+                            seen_started=base if seen is not None else None,
+                            seen_finished=base + dt.timedelta(seconds=seen) if seen is not None else None)
+    assert got == pytest.approx(expected) if expected is not None else got is None
+
+
+def test_the_zero_time_of_a_container_that_never_started_is_no_time() -> None:
+    pod = {"status": {"containerStatuses": [{"name": "phase", "state": {"terminated": {
+        "exitCode": 128, "reason": "StartError", "startedAt": "1970-01-01T00:00:00Z",
+        "finishedAt": "2026-01-01T00:00:05Z"}}}]}}
+    started, finished = container_times(pod, "phase")
+    assert started is None and finished == _t("2026-01-01T00:00:05+00:00")

@@ -98,13 +98,43 @@ def parse_time(value: object) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+# A container that never started (StartError) reports startedAt 1970-01-01: the zero
+# time of the runtime, not a moment anything happened.
+_NO_TIME_BEFORE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def _real_time(value: object) -> dt.datetime | None:
+    moment = parse_time(value)
+    return moment if moment is not None and moment >= _NO_TIME_BEFORE else None
+
+
 def container_times(pod: Obj | None, container: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """(started, finished) of the container, as the kubelet reported them."""
+    """(started, finished) of the container, as the kubelet reported them (zero times dropped)."""
     state = (container_status(pod, container) or {}).get("state") or {}
     running = state.get("running") or {}
     terminated = state.get("terminated") or {}
-    started = parse_time(terminated.get("startedAt") or running.get("startedAt"))
-    return started, parse_time(terminated.get("finishedAt"))
+    started = _real_time(terminated.get("startedAt") or running.get("startedAt"))
+    return started, _real_time(terminated.get("finishedAt"))
+
+
+def container_seconds(*, started: dt.datetime | None, finished: dt.datetime | None,
+                      seen_started: dt.datetime | None, seen_finished: dt.datetime | None) -> float | None:
+    """How long the container ran, from the best clock there is; never negative.
+
+    The kubelet's times have whole seconds, so the true duration lies within one second
+    of their difference; the controller's own sightings (first seen running, first seen
+    ended) are sub-second but late by the status lag on both ends, which mostly cancels.
+    The sighting is used, held within the kubelet's window. No start: no duration.
+    """
+    if started is None:
+        return None
+    seen = (seen_finished - seen_started).total_seconds() if seen_started and seen_finished else None
+    if finished is None:
+        return max(seen, 0.0) if seen is not None else None
+    whole = (finished - started).total_seconds()
+    if seen is None:
+        return max(whole, 0.0)
+    return max(min(max(seen, whole - 1.0), whole + 1.0), 0.0)
 
 
 def image_of(pod: Obj | None, container: str) -> tuple[str | None, str | None]:

@@ -35,3 +35,7 @@ class LiveAttempt:
     # here, so skew between our clock and the API server's cannot fire it early.
     scheduled_at: dt.datetime | None = None
     notes: list[str] = field(default_factory=list)
+    # Our own sub-second sightings of the container running and ended (the kubelet's
+    # times have whole seconds): see ``classify.readers.container_seconds``.
+    seen_started: dt.datetime | None = None
+    seen_finished: dt.datetime | None = None

@@ -16,6 +16,7 @@ from batchdrain.classify.kube import (
     KubeOutcome,
     classify_attempt,
     condition,
+    container_seconds,
     container_times,
     image_of,
     pending_outcome,
@@ -144,11 +145,13 @@ class Outcomes:
             raw = {**(raw or {}), "notes": notes}
         meta = (pod or {}).get("metadata") or {}
         end = finished or now
+        seconds = container_seconds(started=started, finished=finished, seen_started=attempt.seen_started,
+                                    seen_finished=attempt.seen_finished)
         return AttemptResult(
             failure_class=outcome.failure_class, message=message, exit_code=outcome.exit_code,
             exit_code_reason=outcome.exit_code_reason, started_at=started, finished_at=end,
             created_at=attempt.created_at,
-            container_seconds=(end - started).total_seconds() if started else None,
+            container_seconds=seconds,
             total_seconds=max((now - attempt.created_at).total_seconds(), 0.0),
             first_error_line=error_line, logs=pointers, log_mode=self._logs.mode, job_name=attempt.job_name,
             pod_names=sorted(attempt.tracker.pods), pod_uid=meta.get("uid"),

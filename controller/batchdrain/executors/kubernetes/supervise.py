@@ -64,7 +64,7 @@ class Supervisor:
             pod = tracker.current_pod()
             if pod is not None:
                 self._report_pod(attempt, pod, on_update)
-                self._note_scheduled(attempt, pod)
+                self._note_sightings(attempt, pod)
             early = self._early_verdict(attempt, pod)
             look = Observation(
                 container_started=pod is not None and container_started(pod, CONTAINER),
@@ -105,9 +105,14 @@ class Supervisor:
             limit = min(limit, stop.deadline - now)
         return limit
 
-    def _note_scheduled(self, attempt: LiveAttempt, pod: KubeObject) -> None:
+    def _note_sightings(self, attempt: LiveAttempt, pod: KubeObject) -> None:
+        """When we first saw the pod scheduled, the container running, the container ended."""
         if attempt.scheduled_at is None and condition(pod, "PodScheduled"):
             attempt.scheduled_at = utcnow()
+        if attempt.seen_started is None and container_started(pod, CONTAINER):
+            attempt.seen_started = utcnow()
+        if attempt.seen_finished is None and container_state(pod).get("terminated"):
+            attempt.seen_finished = utcnow()
 
     def _early_verdict(self, attempt: LiveAttempt, pod: KubeObject | None) -> KubeOutcome | None:
         """A verdict before the container ever ran (image pull, unschedulable...), or None."""
