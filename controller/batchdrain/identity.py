@@ -94,6 +94,20 @@ class Identity:
         }
 
 
+def header_value(value: object) -> str:
+    """A value as the identity header shows it: one line, whatever the value holds.
+
+    Ids written into the database by other applications may hold a newline that would
+    otherwise forge a header line of its own; control characters (and the backslash
+    that escapes them) are written as Python-style escapes, everything else as is.
+    """
+    text = "(none)" if value is None else str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def identity_header(identity: Identity, extra: dict[str, str | None]) -> str:
     """Lines written by the controller before any byte of the phase's own output."""
     rows: list[tuple[str, str | int | None]] = [
@@ -106,6 +120,6 @@ def identity_header(identity: Identity, extra: dict[str, str | None]) -> str:
         ("API_URL", identity.api_url or "(none)"),
     ]
     lines = ["[batchdrain] ===== ENVIRONMENT IDENTITY ====="]
-    lines += [f"[batchdrain] {name}: {value if value is not None else '(none)'}" for name, value in rows]
+    lines += [f"[batchdrain] {name}: {header_value(value)}" for name, value in rows]
     lines.append("[batchdrain] ================================")
     return "\n".join(lines) + "\n"

@@ -90,3 +90,13 @@ def test_fsspec_sink_uploads_on_close():
     assert b"".join(sink.read(pointer.url)) == b"abc"
     sink.put("s/report.json", b"{}")
     assert b"".join(sink.read(sink.url_for("s/report.json"))) == b"{}"
+
+
+def test_an_id_with_a_newline_cannot_forge_a_header_line():
+    ident = Identity("s", "run\n[batchdrain] DATABASE_URL: postgresql://forged", "ph\r\x00", 1, "sqlite:///x", None)
+    header = identity_header(ident, {"node": "n1\nfake"})
+    lines = header.splitlines()
+    assert len(lines) == 9  # banner, session, run, phase, attempt, node, DATABASE_URL, API_URL, end: no more
+    assert sum(line.startswith("[batchdrain] DATABASE_URL: ") for line in lines) == 1
+    assert "[batchdrain] run: run\\n[batchdrain] DATABASE_URL: postgresql://forged" in lines
+    assert "[batchdrain] phase: ph\\r\\x00" in lines
