@@ -29,8 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "controller"))
 
-from batchdrain.db import Database  # noqa: E402
-from batchdrain.db.store import NewPhase  # noqa: E402
+from batchdrain.db import Database, NewPhase  # noqa: E402
 from batchdrain.domain import PhaseSpec, PhaseState  # noqa: E402
 
 

@@ -149,7 +149,7 @@ def test_sqlite_threads_queue_for_the_writer_instead_of_timing_out_on_the_pool(t
     """
     import threading
 
-    from batchdrain.db.store import NewPhase
+    from batchdrain.db import NewPhase
     from batchdrain.domain import PhaseSpec
 
     db = Database(f"sqlite:///{tmp_path}/queue.db")
@@ -168,7 +168,7 @@ def test_sqlite_threads_queue_for_the_writer_instead_of_timing_out_on_the_pool(t
 
     threads = [threading.Thread(target=claim, args=(p,)) for p in db.phases(["r"])]
     # A transaction of this process that takes 2 s (a starved thread, a long read).
-    with db._core():
+    with db._engine.core():
         for t in threads:
             t.start()
         time.sleep(2)
