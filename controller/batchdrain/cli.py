@@ -40,7 +40,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from batchdrain import __version__
-from batchdrain.db import Database, DatabaseUnavailable, NewPhase
+from batchdrain.db import AttemptRecord, Database, DatabaseUnavailable, NewPhase, SessionRecord
 from batchdrain.domain import AttemptResult, BadInput, Phase, PhaseSpec, utcnow
 from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.executors.base import Executor, StopSignal
@@ -289,8 +289,8 @@ def sessions_list(settings: Settings, limit: Annotated[int, typer.Option(help="H
     # Ids are what people copy into the next command: never truncated or wrapped.
     table.columns.insert(0, Column("session", no_wrap=True, min_width=len("batch-drain-20260101-000000")))
     for s in open_db(settings).sessions(limit):
-        c = s["counts"] or {}
-        table.add_row(s["session_id"], s["status"], s["executor"], s["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        c = s.counts or {}
+        table.add_row(s.session_id, s.status, s.executor, s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
                       str(c.get("attempts", "")), str(c.get("succeeded", "")), str(c.get("failed", "")))
     out.print(table)
 
@@ -301,9 +301,9 @@ def sessions_show(settings: Settings, session_id: Annotated[str, typer.Argument(
     """One session's attempts."""
     db = open_db(settings)
     session = db.session(session_id)
-    out.print(f"[bold]{session_id}[/] {session['status']} ({session['executor']})")
-    if session["error"]:
-        out.print(f"[red]error:[/] {escape(session['error'])}")
+    out.print(f"[bold]{session_id}[/] {session.status} ({session.executor})")
+    if session.error:
+        out.print(f"[red]error:[/] {escape(session.error)}")
     out.print(_attempts_table(db.attempts(session_id=session_id)))
 
 
@@ -321,22 +321,21 @@ def sessions_watch(
         latest = db.sessions(1)
         if not latest:
             raise BadInput("no sessions yet")
-        session_id = latest[0]["session_id"]
+        session_id = latest[0].session_id
     sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
     deadline = time.monotonic() + timeout
     with Live(console=out, refresh_per_second=4) as live:
         while True:
             session = db.session(session_id)
             live.update(_watch_view(session, db.attempts(session_id=session_id), sink))
-            if session["status"] != "running" or time.monotonic() >= deadline:
+            if session.status != "running" or time.monotonic() >= deadline:
                 break
             time.sleep(interval)
 
 
-def _last_line(sink: LogSink, attempt: dict[str, Any]) -> str:
+def _last_line(sink: LogSink, attempt: AttemptRecord) -> str:
     for stream in ("stdout", "combined"):
-        key = log_key(attempt["identity"].get("session_id", attempt["session_id"]), attempt["run_id"],
-                      attempt["phase_id"], attempt["attempt"], stream)
+        key = log_key(attempt.identity_session_id, attempt.run_id, attempt.phase_id, attempt.attempt, stream)
         path = Path(sink.url_for(key))
         if path.is_file():
             with path.open("rb") as handle:
@@ -346,33 +345,33 @@ def _last_line(sink: LogSink, attempt: dict[str, Any]) -> str:
     return ""
 
 
-def _watch_view(session: dict[str, Any], attempts: list[dict[str, Any]], sink: LogSink) -> Table:
-    running = [a for a in attempts if a["status"] == "running"]
-    ok = sum(a["failure_class"] == "succeeded" for a in attempts)
-    failed = sum(a["status"] == "finished" and a["failure_class"] != "succeeded" for a in attempts)
-    title = (f"{session['session_id']} [{session['status']}]: [yellow]{len(running)} running[/] "
+def _watch_view(session: SessionRecord, attempts: list[AttemptRecord], sink: LogSink) -> Table:
+    running = [a for a in attempts if a.status == "running"]
+    ok = sum(a.failure_class == "succeeded" for a in attempts)
+    failed = sum(a.status == "finished" and a.failure_class != "succeeded" for a in attempts)
+    title = (f"{session.session_id} [{session.status}]: [yellow]{len(running)} running[/] "
              f"[green]{ok} succeeded[/] [red]{failed} failed[/]")
     table = Table("run", "phase", "#", "job/pod", "node", "elapsed", "last log line", title=title)
     now = utcnow()
     for a in running:
-        started = a["started_at"] or a["created_at"]
-        pod = (a["pod_names"] or [a["job_name"] or ""])[-1]
-        table.add_row(escape(a["run_id"]), escape(a["phase_id"]), str(a["attempt"]), escape(pod or ""),
-                      escape(a["node"] or ""), f"{(now - started).total_seconds():.0f}s",
+        started = a.started_at or a.created_at
+        pod = (a.pod_names or (a.job_name or "",))[-1]
+        table.add_row(escape(a.run_id), escape(a.phase_id), str(a.attempt), escape(pod or ""),
+                      escape(a.node or ""), f"{(now - started).total_seconds():.0f}s",
                       escape(_last_line(sink, a)))
     return table
 
 
-def _attempts_table(attempts: list[dict[str, Any]]) -> Table:
+def _attempts_table(attempts: list[AttemptRecord]) -> Table:
     table = Table("run", "phase", "#", "class", "exit", "seconds", "message", "log", title="Attempts")
     for a in attempts:
-        seconds = a["container_seconds"] if a["container_seconds"] is not None else a["total_seconds"]
-        exit_code = str(a["exit_code"]) if a["exit_code"] is not None else f"null: {a['exit_code_reason'] or '-'}"
-        log = a["logs"][-1]["url"] if a["logs"] else ""
-        style = "green" if a["failure_class"] == "succeeded" else "red"
-        table.add_row(escape(a["run_id"]), escape(a["phase_id"]), str(a["attempt"]),
-                      f"[{style}]{a['failure_class'] or a['status']}[/]", escape(exit_code),
-                      f"{seconds:.2f}" if seconds is not None else "", escape(a["message"] or ""),
+        seconds = a.container_seconds if a.container_seconds is not None else a.total_seconds
+        exit_code = str(a.exit_code) if a.exit_code is not None else f"null: {a.exit_code_reason or '-'}"
+        log = a.logs[-1].url if a.logs else ""
+        style = "green" if a.failure_class == "succeeded" else "red"
+        table.add_row(escape(a.run_id), escape(a.phase_id), str(a.attempt),
+                      f"[{style}]{a.failure_class or a.status}[/]", escape(exit_code),
+                      f"{seconds:.2f}" if seconds is not None else "", escape(a.message or ""),
                       escape(log))
     return table
 
@@ -387,14 +386,14 @@ def report(
 ) -> None:
     """Print a session's report (json, md or a self-contained html file)."""
     session = open_db(settings).session(session_id)
-    if session["report"] is None:
-        raise BadInput(f"session {session_id} has no report (status {session['status']})")
+    if session.report is None:
+        raise BadInput(f"session {session_id} has no report (status {session.status})")
     if format is ReportFormat.JSON:
-        text = json.dumps(session["report"], indent=2, default=str) + "\n"
+        text = json.dumps(session.report, indent=2, default=str) + "\n"
     elif format is ReportFormat.HTML:
-        text = render_html(session["report"])
+        text = render_html(session.report)
     else:
-        text = render_markdown(session["report"])
+        text = render_markdown(session.report)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -417,14 +416,14 @@ def logs(
     attempts = db.attempts(session_id=session_id, phase_id=phase_id, run_id=run_id)
     if not attempts:
         raise BadInput(f"no attempt of phase {phase_id!r} in session {session_id}")
-    if len({a["run_id"] for a in attempts}) > 1:
+    if len({a.run_id for a in attempts}) > 1:
         raise BadInput(f"phase {phase_id!r} is in several runs of this session: pass --run-id")
     sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
     for attempt in attempts:
-        for pointer in attempt["logs"]:
-            if stream is LogStream.ALL or stream.value == pointer["stream"]:
+        for pointer in attempt.logs:
+            if stream is LogStream.ALL or stream.value == pointer.stream:
                 sys.stdout.flush()
-                for chunk in sink.read(pointer["url"]):
+                for chunk in sink.read(pointer.url):
                     sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from batchdrain import __version__
 from batchdrain.classify import park_reason
-from batchdrain.db import Claim, Database, DatabaseUnavailable
+from batchdrain.db import AttemptRecord, Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
     TRANSIENT_CLASSES,
     AttemptHistoryItem,
@@ -298,26 +298,26 @@ class DrainSession:
     def _orphans(self) -> list[OrphanAttempt]:
         self._adopted = []
         found = []
-        for row in self.db.orphaned_attempts(lease_seconds=self.settings.lease_seconds):
-            if not self.db.take_over(row["id"], session_id=self.session_id,
+        for orphan in self.db.orphaned_attempts(lease_seconds=self.settings.lease_seconds):
+            row = orphan.attempt
+            if not self.db.take_over(row.attempt_pk, session_id=self.session_id,
                                      lease_seconds=self.settings.lease_seconds):
                 continue
-            spec = PhaseSpec(command=tuple(row["command"]), image=row["image"])
+            spec = PhaseSpec(command=row.command, image=row.image)
             identity = Identity(
-                session_id=row["session_id"], run_id=row["run_id"], phase_id=row["phase_id"],
-                attempt=row["attempt"], database_url=self._phase_database_url(),
+                session_id=row.session_id, run_id=row.run_id, phase_id=row.phase_id,
+                attempt=row.attempt, database_url=self._phase_database_url(),
                 api_url=self.settings.api_url)
-            launch = AttemptLaunch(identity=identity, spec=spec, command=tuple(row["command"]),
+            launch = AttemptLaunch(identity=identity, spec=spec, command=row.command,
                                    env=tuple(sorted(identity.env(self.settings).items())),
                                    timeout_seconds=self.settings.default_timeout_seconds,
-                                   image=row["image"] or self.settings.default_image)
-            raw = row["raw_status"] or {}
+                                   image=row.image or self.settings.default_image)
             found.append(OrphanAttempt(
-                launch=launch, session_id=row["session_id"], job_name=row["job_name"],
-                pod_uid=row["pod_uid"],
-                started_at_iso=row["started_at"].isoformat() if row["started_at"] else None,
-                pid=raw.get("pid"), host=raw.get("host"), attempt_pk=row["id"]))
-            self._adopted.append((row["run_id"], row["phase_id"]))
+                launch=launch, session_id=row.session_id, job_name=row.job_name,
+                pod_uid=row.pod_uid,
+                started_at_iso=row.started_at.isoformat() if row.started_at else None,
+                pid=orphan.pid, host=orphan.host, attempt_pk=row.attempt_pk))
+            self._adopted.append((row.run_id, row.phase_id))
         return found
 
     def _adopt(self, orphan: OrphanAttempt) -> None:
@@ -408,29 +408,29 @@ class DrainSession:
         self.observer.attempt_finished(phase, attempt, result)
 
     # -- report ----------------------------------------------------------------------
-    def _identity_checks(self, attempts: list[dict[str, Any]]) -> dict[int, str | None]:
+    def _identity_checks(self, attempts: list[AttemptRecord]) -> dict[int, str | None]:
         """Read back each stored log's header: proof that what ran had the session identity."""
         checks: dict[int, str | None] = {}
         expected = {"database_url": mask_url(self._phase_database_url()),
                     "api_url": self.settings.api_url}
         for attempt in attempts:
             problems: list[str] = []
-            for pointer in attempt["logs"]:
+            for pointer in attempt.logs:
                 head = b""
                 try:
-                    for chunk in self.sink.read(pointer["url"]):
+                    for chunk in self.sink.read(pointer.url):
                         head += chunk
                         if len(head) >= HEADER_PROBE_BYTES:
                             break
                 except OSError as err:
-                    problems.append(f"{pointer['stream']} log unreadable: {err}")
+                    problems.append(f"{pointer.stream} log unreadable: {err}")
                     continue
                 problem = identity_matches(head.decode("utf-8", errors="replace"), attempt, expected)
                 if problem:
-                    problems.append(f"{pointer['stream']}: {problem}")
-            if not attempt["logs"]:
+                    problems.append(f"{pointer.stream}: {problem}")
+            if not attempt.logs:
                 problems.append("no log stored")
-            checks[attempt["id"]] = "; ".join(problems) or None
+            checks[attempt.attempt_pk] = "; ".join(problems) or None
         return checks
 
     def _store_report(self, report: dict[str, Any]) -> str | None:

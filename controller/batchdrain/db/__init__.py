@@ -2,6 +2,15 @@
 
 from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseUnavailable, normalise_url
-from batchdrain.db.records import Claim, NewPhase
+from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
 
-__all__ = ["Claim", "Database", "DatabaseUnavailable", "NewPhase", "normalise_url"]
+__all__ = [
+    "AttemptRecord",
+    "Claim",
+    "Database",
+    "DatabaseUnavailable",
+    "NewPhase",
+    "OrphanRecord",
+    "SessionRecord",
+    "normalise_url",
+]

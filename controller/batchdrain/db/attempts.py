@@ -10,7 +10,7 @@ and an attempt row always exists before anything is launched.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, update
@@ -20,8 +20,17 @@ from sqlalchemy.orm import Session
 from batchdrain.db.backlog import phase_from_row
 from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
 from batchdrain.db.models import AttemptRow, PhaseRow, SessionRow
-from batchdrain.db.records import Claim
-from batchdrain.domain import AttemptProgress, AttemptResult, LogPointer, Phase, PhaseState, utcnow
+from batchdrain.db.records import AttemptRecord, Claim, OrphanRecord
+from batchdrain.domain import (
+    AttemptProgress,
+    AttemptResult,
+    FailureClass,
+    LogMode,
+    LogPointer,
+    Phase,
+    PhaseState,
+    utcnow,
+)
 
 # The statements every attempt runs, built once: building a statement (coercing each
 # value, computing its cache key) cost more CPU than running it on SQLite. Values are
@@ -69,20 +78,32 @@ def _attempt_row(tx: Session, attempt_pk: int) -> AttemptRow:
     return row
 
 
-def _attempt_dict(row: AttemptRow | Row[Any]) -> dict[str, Any]:
-    return {
-        "id": row.id, "session_id": row.session_id, "run_id": row.run_id, "phase_id": row.phase_id,
-        "attempt": row.attempt, "status": row.status, "executor": row.executor,
-        "command": row.command, "image": row.image, "image_digest": row.image_digest,
-        "job_name": row.job_name, "namespace": row.namespace, "pod_names": row.pod_names or [], "pod_uid": row.pod_uid,
-        "node": row.node, "exit_code": row.exit_code, "exit_code_reason": row.exit_code_reason,
-        "created_at": aware(row.created_at), "started_at": aware(row.started_at),
-        "finished_at": aware(row.finished_at), "container_seconds": row.container_seconds,
-        "total_seconds": row.total_seconds, "failure_class": row.failure_class,
-        "message": row.message, "first_error_line": row.first_error_line,
-        "log_mode": row.log_mode, "logs": row.logs or [], "identity": row.identity,
-        "raw_status": row.raw_status,
-    }
+def _pointer(data: Mapping[str, Any]) -> LogPointer:
+    """A stored log pointer read back (the inverse of ``_pointer_rows``)."""
+    return LogPointer(stream=data["stream"], url=data["url"], size_bytes=data["size_bytes"], sha256=data["sha256"],
+                      incomplete=data.get("incomplete"), stalled_seconds=data.get("stalled_seconds", 0.0))
+
+
+def _attempt_record(row: AttemptRow | Row[Any]) -> AttemptRecord:
+    return AttemptRecord(
+        attempt_pk=row.id, session_id=row.session_id, run_id=row.run_id, phase_id=row.phase_id,
+        attempt=row.attempt, status=row.status, executor=row.executor, command=tuple(row.command),
+        image=row.image, image_digest=row.image_digest, job_name=row.job_name, namespace=row.namespace,
+        pod_names=tuple(row.pod_names or ()), pod_uid=row.pod_uid, node=row.node, exit_code=row.exit_code,
+        exit_code_reason=row.exit_code_reason, created_at=aware(row.created_at),
+        started_at=aware(row.started_at), finished_at=aware(row.finished_at),
+        container_seconds=row.container_seconds, total_seconds=row.total_seconds,
+        failure_class=FailureClass(row.failure_class) if row.failure_class else None,
+        message=row.message, first_error_line=row.first_error_line,
+        log_mode=LogMode(row.log_mode) if row.log_mode else None,
+        logs=tuple(_pointer(p) for p in row.logs or ()), identity=row.identity, raw_status=row.raw_status,
+    )
+
+
+def _orphan_record(row: AttemptRow, heartbeat_at: dt.datetime) -> OrphanRecord:
+    raw = row.raw_status or {}
+    return OrphanRecord(attempt=_attempt_record(row), session_heartbeat_at=aware(heartbeat_at),
+                        pid=raw.get("pid"), host=raw.get("host"))
 
 
 def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -> dict[str, Any]:
@@ -210,11 +231,11 @@ class Attempts:
 
         self._engine.retrying(run)
 
-    def orphaned(self, *, lease_seconds: float) -> list[dict[str, Any]]:
+    def orphaned(self, *, lease_seconds: float) -> list[OrphanRecord]:
         """Running attempts whose session stopped heart-beating for longer than a lease."""
         cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)
 
-        def run() -> list[dict[str, Any]]:
+        def run() -> list[OrphanRecord]:
             with self._engine.tx() as tx:
                 rows = tx.execute(
                     select(AttemptRow, SessionRow.heartbeat_at)
@@ -222,7 +243,7 @@ class Attempts:
                     .where(AttemptRow.status == "running", SessionRow.heartbeat_at < cutoff)
                     .order_by(AttemptRow.id)
                 ).all()
-                return [{**_attempt_dict(a), "session_heartbeat_at": aware(hb)} for a, hb in rows]
+                return [_orphan_record(a, hb) for a, hb in rows]
 
         return self._engine.retrying(run)
 
@@ -249,8 +270,8 @@ class Attempts:
         return self._engine.retrying(run)
 
     def matching(self, *, session_id: str | None = None, run_id: str | None = None,
-                 phase_id: str | None = None) -> list[dict[str, Any]]:
-        def run() -> list[dict[str, Any]]:
+                 phase_id: str | None = None) -> list[AttemptRecord]:
+        def run() -> list[AttemptRecord]:
             # Plain rows, not ORM objects: a session's report reads back every attempt,
             # and the identity map roughly doubled the memory that took.
             with self._engine.core() as conn:
@@ -261,6 +282,6 @@ class Attempts:
                     query = query.where(AttemptRow.run_id == run_id)
                 if phase_id is not None:
                     query = query.where(AttemptRow.phase_id == phase_id)
-                return [_attempt_dict(r) for r in conn.execute(query)]
+                return [_attempt_record(r) for r in conn.execute(query)]
 
         return self._engine.retrying(run)

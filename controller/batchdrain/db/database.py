@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from batchdrain.db.attempts import Attempts
 from batchdrain.db.backlog import Backlog
 from batchdrain.db.engine import DatabaseEngine
-from batchdrain.db.records import Claim, NewPhase
+from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
 from batchdrain.db.schema import Schema
 from batchdrain.db.sessions import Sessions
 from batchdrain.domain import (
@@ -119,10 +119,10 @@ class Database:
                     report: dict[str, Any] | None, error: str | None = None) -> None:
         self._sessions.end(session_id, status=status, counts=counts, report=report, error=error)
 
-    def sessions(self, limit: int = 50) -> list[dict[str, Any]]:
+    def sessions(self, limit: int = 50) -> list[SessionRecord]:
         return self._sessions.recent(limit)
 
-    def session(self, session_id: str) -> dict[str, Any]:
+    def session(self, session_id: str) -> SessionRecord:
         return self._sessions.get(session_id)
 
     # -- attempts -------------------------------------------------------------------
@@ -141,12 +141,12 @@ class Database:
     def interrupt_attempt(self, attempt_pk: int, result: AttemptResult) -> None:
         self._attempts.interrupt(attempt_pk, result)
 
-    def orphaned_attempts(self, *, lease_seconds: float) -> list[dict[str, Any]]:
+    def orphaned_attempts(self, *, lease_seconds: float) -> list[OrphanRecord]:
         return self._attempts.orphaned(lease_seconds=lease_seconds)
 
     def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float) -> bool:
         return self._attempts.take_over(attempt_pk, session_id=session_id, lease_seconds=lease_seconds)
 
     def attempts(self, *, session_id: str | None = None, run_id: str | None = None,
-                 phase_id: str | None = None) -> list[dict[str, Any]]:
+                 phase_id: str | None = None) -> list[AttemptRecord]:
         return self._attempts.matching(session_id=session_id, run_id=run_id, phase_id=phase_id)

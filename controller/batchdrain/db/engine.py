@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -52,6 +52,14 @@ def normalise_url(url: str) -> URL:
         raise BadInput(f"unsupported database {parsed.get_backend_name()!r} in "
                        f"{mask_url(url)!r}: use sqlite or postgresql")
     return parsed
+
+
+@overload
+def aware(value: dt.datetime) -> dt.datetime: ...
+
+
+@overload
+def aware(value: dt.datetime | None) -> dt.datetime | None: ...
 
 
 def aware(value: dt.datetime | None) -> dt.datetime | None:

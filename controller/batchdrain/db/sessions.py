@@ -17,16 +17,16 @@ from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
 from batchdrain.db.models import PhaseRow, SessionRow
+from batchdrain.db.records import SessionRecord
 from batchdrain.domain import BadInput, utcnow
 
 
-def _session_dict(row: SessionRow) -> dict[str, Any]:
-    return {
-        "session_id": row.session_id, "status": row.status, "executor": row.executor,
-        "started_at": aware(row.started_at), "ended_at": aware(row.ended_at),
-        "heartbeat_at": aware(row.heartbeat_at), "settings": row.settings,
-        "identity": row.identity, "counts": row.counts, "report": row.report, "error": row.error,
-    }
+def _session_record(row: SessionRow) -> SessionRecord:
+    return SessionRecord(
+        session_id=row.session_id, status=row.status, executor=row.executor,
+        started_at=aware(row.started_at), ended_at=aware(row.ended_at), heartbeat_at=aware(row.heartbeat_at),
+        settings=row.settings, identity=row.identity, counts=row.counts, report=row.report, error=row.error,
+    )
 
 
 class Sessions:
@@ -86,19 +86,19 @@ class Sessions:
 
         self._engine.retrying(run)
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        def run() -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50) -> list[SessionRecord]:
+        def run() -> list[SessionRecord]:
             with self._engine.tx() as tx:
                 rows = tx.scalars(select(SessionRow).order_by(SessionRow.started_at.desc()).limit(limit))
-                return [_session_dict(r) for r in rows]
+                return [_session_record(r) for r in rows]
 
         return self._engine.retrying(run)
 
-    def get(self, session_id: str) -> dict[str, Any]:
-        def run() -> dict[str, Any] | None:
+    def get(self, session_id: str) -> SessionRecord:
+        def run() -> SessionRecord | None:
             with self._engine.tx() as tx:
                 row = tx.get(SessionRow, session_id)
-                return _session_dict(row) if row else None
+                return _session_record(row) if row else None
 
         found = self._engine.retrying(run)
         if found is None:
