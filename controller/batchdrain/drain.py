@@ -35,7 +35,6 @@ from batchdrain.domain import (
     AttemptResult,
     FailureClass,
     Phase,
-    PhaseSpec,
     PhaseState,
     RunCounts,
     utcnow,
@@ -169,13 +168,21 @@ class DrainSession:
             "preflight": self.preflight,
         }
 
-    def _launch(self, phase: Phase, attempt: int, spec: PhaseSpec) -> AttemptLaunch:
+    def _launch(self, phase: Phase, attempt: int, *, session_id: str | None = None) -> AttemptLaunch:
+        """What one attempt of ``phase`` runs with: its spec, rendered, under an identity.
+
+        The one way a launch is built, for a fresh attempt and for an adopted one
+        (``session_id`` of the dead session that started it), so that an adopted attempt
+        is supervised with the phase's own timeout, memory limit and environment.
+        """
+        session_id = session_id or self.session_id
+        spec = phase.spec
         identity = Identity(
-            session_id=self.session_id, run_id=phase.run_id, phase_id=phase.phase_id, attempt=attempt,
+            session_id=session_id, run_id=phase.run_id, phase_id=phase.phase_id, attempt=attempt,
             database_url=self._phase_database_url(), api_url=self.settings.api_url,
         )
         values = {"run_id": phase.run_id, "phase_id": phase.phase_id, "attempt": str(attempt),
-                  "session_id": self.session_id}
+                  "session_id": session_id}
         env = {**dict(spec.env), **identity.env(self.settings)}
         return AttemptLaunch(
             identity=identity, spec=spec, command=tuple(spec.render_command(values)),
@@ -202,7 +209,7 @@ class DrainSession:
             self.observer.planned(the_plan)
             with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
                                        thread_name_prefix="attempt") as pool:
-                futures = [pool.submit(self._adopt, o) for o in self._orphans()]
+                futures = [pool.submit(self._adopt, phase, o) for phase, o in self._orphans()]
                 page = the_plan
                 while True:
                     futures += [pool.submit(self._run_phase, s.phase) for s in page.selected]
@@ -295,7 +302,8 @@ class DrainSession:
                 with self._lock:
                     self._notes.append(f"{utcnow().isoformat()} heartbeat failed: {err}")
 
-    def _orphans(self) -> list[OrphanAttempt]:
+    def _orphans(self) -> list[tuple[Phase, OrphanAttempt]]:
+        """Take over the attempts of dead sessions: each with its phase and its launch."""
         self._adopted = []
         found = []
         for orphan in self.db.orphaned_attempts(lease_seconds=self.settings.lease_seconds):
@@ -303,27 +311,16 @@ class DrainSession:
             if not self.db.take_over(row.attempt_pk, session_id=self.session_id,
                                      lease_seconds=self.settings.lease_seconds):
                 continue
-            spec = PhaseSpec(command=row.command, image=row.image)
-            identity = Identity(
-                session_id=row.session_id, run_id=row.run_id, phase_id=row.phase_id,
-                attempt=row.attempt, database_url=self._phase_database_url(),
-                api_url=self.settings.api_url)
-            launch = AttemptLaunch(identity=identity, spec=spec, command=row.command,
-                                   env=tuple(sorted(identity.env(self.settings).items())),
-                                   timeout_seconds=self.settings.default_timeout_seconds,
-                                   image=row.image or self.settings.default_image)
-            found.append(OrphanAttempt(
+            launch = self._launch(orphan.phase, row.attempt, session_id=row.session_id)
+            found.append((orphan.phase, OrphanAttempt(
                 launch=launch, session_id=row.session_id, job_name=row.job_name,
                 pod_uid=row.pod_uid,
                 started_at_iso=row.started_at.isoformat() if row.started_at else None,
-                pid=orphan.pid, host=orphan.host, attempt_pk=row.attempt_pk))
+                pid=orphan.pid, host=orphan.host, attempt_pk=row.attempt_pk)))
             self._adopted.append((row.run_id, row.phase_id))
         return found
 
-    def _adopt(self, orphan: OrphanAttempt) -> None:
-        phase = Phase(run_id=orphan.launch.identity.run_id, phase_id=orphan.launch.identity.phase_id,
-                      state=PhaseState.EXECUTING, attempts=orphan.launch.identity.attempt,
-                      spec=orphan.launch.spec)
+    def _adopt(self, phase: Phase, orphan: OrphanAttempt) -> None:
         def update(progress: AttemptProgress) -> None:
             self.db.update_attempt(orphan.attempt_pk, progress)
 
@@ -339,9 +336,8 @@ class DrainSession:
         # for a later session instead of each failing the same way.
         if self.stop.stopping or self._halt_reason():
             return
-        spec = phase.spec
         # Build the launch before claiming, so the attempt row records what will run.
-        probe = self._launch(phase, phase.attempts + 1, spec)
+        probe = self._launch(phase, phase.attempts + 1)
         claim: Claim | None = self.db.claim(
             phase, session_id=self.session_id, lease_seconds=self.settings.lease_seconds,
             executor=self.executor.name, command=list(probe.command), image=probe.image,
@@ -351,7 +347,7 @@ class DrainSession:
             with self._lock:
                 self._not_claimed.append(phase.key)
             return
-        launch = probe if claim.attempt == probe.identity.attempt else self._launch(phase, claim.attempt, spec)
+        launch = probe if claim.attempt == probe.identity.attempt else self._launch(phase, claim.attempt)
         self.observer.attempt_started(phase, claim.attempt)
         self.metrics.running.inc()
 

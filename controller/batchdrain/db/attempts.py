@@ -100,10 +100,10 @@ def _attempt_record(row: AttemptRow | Row[Any]) -> AttemptRecord:
     )
 
 
-def _orphan_record(row: AttemptRow, heartbeat_at: dt.datetime) -> OrphanRecord:
+def _orphan_record(row: AttemptRow, phase: PhaseRow, heartbeat_at: dt.datetime) -> OrphanRecord:
     raw = row.raw_status or {}
-    return OrphanRecord(attempt=_attempt_record(row), session_heartbeat_at=aware(heartbeat_at),
-                        pid=raw.get("pid"), host=raw.get("host"))
+    return OrphanRecord(attempt=_attempt_record(row), phase=phase_from_row(phase),
+                        session_heartbeat_at=aware(heartbeat_at), pid=raw.get("pid"), host=raw.get("host"))
 
 
 def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -> dict[str, Any]:
@@ -232,18 +232,23 @@ class Attempts:
         self._engine.retrying(run)
 
     def orphaned(self, *, lease_seconds: float) -> list[OrphanRecord]:
-        """Running attempts whose session stopped heart-beating for longer than a lease."""
+        """Running attempts whose session stopped heart-beating for longer than a lease.
+
+        Each comes with its phase as the phases row has it now, so that the attempt is
+        adopted with the spec (timeout, memory, env) a fresh attempt would be launched with.
+        """
         cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)
 
         def run() -> list[OrphanRecord]:
             with self._engine.tx() as tx:
                 rows = tx.execute(
-                    select(AttemptRow, SessionRow.heartbeat_at)
+                    select(AttemptRow, PhaseRow, SessionRow.heartbeat_at)
                     .join(SessionRow, SessionRow.session_id == AttemptRow.session_id)
+                    .join(PhaseRow, (PhaseRow.run_id == AttemptRow.run_id) & (PhaseRow.phase_id == AttemptRow.phase_id))
                     .where(AttemptRow.status == "running", SessionRow.heartbeat_at < cutoff)
                     .order_by(AttemptRow.id)
                 ).all()
-                return [_orphan_record(a, hb) for a, hb in rows]
+                return [_orphan_record(attempt, phase, heartbeat) for attempt, phase, heartbeat in rows]
 
         return self._engine.retrying(run)
 

@@ -101,6 +101,9 @@ class OrphanRecord:
     """A running attempt whose session stopped heart-beating: a candidate for adoption."""
 
     attempt: AttemptRecord
+    # The attempt's phase (its spec above all): an adopted attempt is supervised as
+    # its launch was, with the phase's own timeout, memory limit and environment.
+    phase: Phase
     session_heartbeat_at: dt.datetime
     # The local executor's process, as ``update_attempt`` recorded it: adoption stops
     # the process group only on the same host.
