@@ -16,18 +16,18 @@ on would run phases whose logs cannot be kept.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from batchdrain import __version__
 from batchdrain.classify import park_reason
-from batchdrain.db import AttemptRecord, Claim, Database, DatabaseUnavailable
+from batchdrain.db import Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
     TRANSIENT_CLASSES,
     AttemptHistoryItem,
@@ -39,16 +39,15 @@ from batchdrain.domain import (
     RunCounts,
     utcnow,
 )
+from batchdrain.drain.planning import PAGE, make_plan
+from batchdrain.drain.reporting import identity_checks, skipped_rows, store_report
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
 from batchdrain.identity import Identity, mask_url
-from batchdrain.logstore import LogSink, safe_name
+from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
-from batchdrain.report import REPORT_SCHEMA, build_report, identity_matches, render_markdown
-from batchdrain.report_html import render_html
-from batchdrain.selection import Plan, SelectionOptions, check_run_filter, plan
+from batchdrain.report import build_report
+from batchdrain.selection import Plan
 from batchdrain.settings import Settings
-
-HEADER_PROBE_BYTES = 4096
 
 
 class DrainObserver(Protocol):
@@ -84,35 +83,6 @@ class SessionOutcome:
     @property
     def exit_code(self) -> int:
         return 1 if self.leaks or self.error else 0
-
-
-def selection_options(settings: Settings) -> SelectionOptions:
-    return SelectionOptions(
-        run_ids=tuple(settings.run_id), batch_size=settings.batch_size,
-        max_attempts=settings.max_attempts, skip_runs_with_queued=settings.skip_runs_with_queued,
-        include_parked=settings.include_parked,
-    )
-
-
-PAGE = 10_000
-
-
-def make_plan(db: Database, settings: Settings, *, full: bool = False, exclude_session: str | None = None) -> Plan:
-    """The plan a session with these settings would run now.
-
-    ``full`` reads every phase of the filtered runs so that --dry-run can give a reason
-    for each one left out; a session reads only candidates, a page at a time.
-    """
-    if settings.run_id:
-        check_run_filter(settings.run_id, db.known_runs())
-    options = selection_options(settings)
-    if full:
-        return plan(db.phases(settings.run_id or None), options)
-    snapshot = db.candidates(run_ids=settings.run_id, limit=settings.batch_size or PAGE,
-                             max_attempts=settings.max_attempts,
-                             skip_runs_with_queued=settings.skip_runs_with_queued,
-                             include_parked=settings.include_parked, exclude_session=exclude_session)
-    return plan(snapshot, options)
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
@@ -193,65 +163,85 @@ class DrainSession:
 
     # -- the session ---------------------------------------------------------------
     def run(self) -> SessionOutcome:
+        """Plan, run the plan (adopting dead sessions' attempts first), report."""
         the_plan = make_plan(self.db, self.settings)
         before = self.db.run_counts()
+        self._begin()
+        started = time.monotonic()
+        with self._heartbeating():
+            try:
+                touched = self._execute(the_plan)
+            except BaseException as err:
+                self._end_executor()  # close the watches; the session row records the failure
+                self.db.end_session(self.session_id, status="failed", counts={}, report=None,
+                                    error=f"{type(err).__name__}: {err}")
+                raise
+        leaks = self._end_executor()
+        report = self._report(the_plan, before=before, touched=touched, leaks=leaks,
+                              wall_seconds=time.monotonic() - started)
+        return self._end(report, leaks)
+
+    def _begin(self) -> None:
         self.session_id = self.db.create_session(
             executor=self.executor.name, settings=masked_settings(self.settings), identity={},
         )
         self.executor.begin(session_id=self.session_id, sink=self.sink)
         self.db.set_session_identity(self.session_id, self.session_identity())
-        started = time.monotonic()
-        heartbeat_stop = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), daemon=True)
+
+    @contextmanager
+    def _heartbeating(self) -> Iterator[None]:
+        stop = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True)
         heartbeat.start()
-        touched: set[str] = set()
         try:
-            self.observer.planned(the_plan)
-            with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
-                                       thread_name_prefix="attempt") as pool:
-                futures = [pool.submit(self._adopt, phase, o) for phase, o in self._orphans()]
-                page = the_plan
-                while True:
-                    futures += [pool.submit(self._run_phase, s.phase) for s in page.selected]
-                    touched |= {s.phase.run_id for s in page.selected}
-                    self._wait(futures)
-                    futures = []
-                    # An unlimited session pages through a large backlog; phases this
-                    # session already ran are not picked again by a later page.
-                    if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
-                            or self._halt_reason()):
-                        break
-                    page = make_plan(self.db, self.settings, exclude_session=self.session_id)
-                    if not page.selected:
-                        break
-                    self.observer.planned(page)
-            touched |= {run_id for run_id, _ in self._adopted}
-        except BaseException as err:
-            self._end_executor()  # close the watches; the session row records the failure
-            self.db.end_session(self.session_id, status="failed", counts={}, report=None,
-                                error=f"{type(err).__name__}: {err}")
-            raise
+            yield
         finally:
-            heartbeat_stop.set()
+            stop.set()
             heartbeat.join(timeout=5)
-        leaks = self._end_executor()
+
+    def _execute(self, the_plan: Plan) -> set[str]:
+        """Adopt orphans, then run the plan page after page; returns the runs touched."""
+        touched: set[str] = set()
+        self.observer.planned(the_plan)
+        with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
+                                   thread_name_prefix="attempt") as pool:
+            futures = [pool.submit(self._adopt, phase, o) for phase, o in self._orphans()]
+            page = the_plan
+            while True:
+                futures += [pool.submit(self._run_phase, s.phase) for s in page.selected]
+                touched |= {s.phase.run_id for s in page.selected}
+                self._wait(futures)
+                futures = []
+                # An unlimited session pages through a large backlog; phases this
+                # session already ran are not picked again by a later page.
+                if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
+                        or self._halt_reason()):
+                    break
+                page = make_plan(self.db, self.settings, exclude_session=self.session_id)
+                if not page.selected:
+                    break
+                self.observer.planned(page)
+        return touched | {run_id for run_id, _ in self._adopted}
+
+    def _report(self, the_plan: Plan, *, before: dict[str, RunCounts], touched: set[str], leaks: list[str],
+                wall_seconds: float) -> dict[str, Any]:
         after = self.db.run_counts()
         self.metrics.set_phase_counts(after.values())
         attempts = self.db.attempts(session_id=self.session_id)
-        session_row = self.db.session(self.session_id)
-        report = build_report(
-            session=session_row, attempts=attempts,
+        expected = {"database_url": mask_url(self._phase_database_url()), "api_url": self.settings.api_url}
+        return build_report(
+            session=self.db.session(self.session_id), attempts=attempts,
             before={r: before.get(r, RunCounts()) for r in sorted(touched)},
             after={r: after.get(r, RunCounts()) for r in sorted(touched)},
-            leaks=leaks, identity_checks=self._identity_checks(attempts),
-            skipped=[{"run_id": s.phase.run_id, "phase_id": s.phase.phase_id, "reason": s.reason}
-                     for s in the_plan.skipped if s.phase.state is not PhaseState.COMPLETE]
-                    + [{"run_id": r, "phase_id": p, "reason": "claimed by another controller first"}
-                       for r, p in self._not_claimed],
+            leaks=leaks, identity_checks=identity_checks(self.sink, attempts, expected=expected),
+            skipped=skipped_rows(the_plan, self._not_claimed),
             instant_threshold=self.settings.instant_threshold_seconds,
-            wall_seconds=time.monotonic() - started,
+            wall_seconds=wall_seconds,
             interrupted=self.stop.stopping,
         )
+
+    def _end(self, report: dict[str, Any], leaks: list[str]) -> SessionOutcome:
+        """Add the notes and why the session stopped early, store the report, close the session row."""
         halted = self.executor.unavailable()
         if halted:
             halted += "; session stopped early: unstarted phases stay queued, open attempts are adopted " \
@@ -260,7 +250,7 @@ class DrainSession:
         report["notes"] = list(self._notes)
         error = self._log_store_error or halted
         report["halted"] = error
-        stored = self._store_report(report)
+        stored = store_report(self.sink, self.session_id, report)
         if stored is not None:
             report["notes"].append(stored)
             error = error or stored
@@ -402,53 +392,3 @@ class DrainSession:
         self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked)
         self.metrics.record_attempt(result)
         self.observer.attempt_finished(phase, attempt, result)
-
-    # -- report ----------------------------------------------------------------------
-    def _identity_checks(self, attempts: list[AttemptRecord]) -> dict[int, str | None]:
-        """Read back each stored log's header: proof that what ran had the session identity."""
-        checks: dict[int, str | None] = {}
-        expected = {"database_url": mask_url(self._phase_database_url()),
-                    "api_url": self.settings.api_url}
-        for attempt in attempts:
-            problems: list[str] = []
-            for pointer in attempt.logs:
-                head = b""
-                try:
-                    for chunk in self.sink.read(pointer.url):
-                        head += chunk
-                        if len(head) >= HEADER_PROBE_BYTES:
-                            break
-                except OSError as err:
-                    problems.append(f"{pointer.stream} log unreadable: {err}")
-                    continue
-                problem = identity_matches(head.decode("utf-8", errors="replace"), attempt, expected)
-                if problem:
-                    problems.append(f"{pointer.stream}: {problem}")
-            if not attempt.logs:
-                problems.append("no log stored")
-            checks[attempt.attempt_pk] = "; ".join(problems) or None
-        return checks
-
-    def _store_report(self, report: dict[str, Any]) -> str | None:
-        """Write the report files; on a failing log store, say why (the database keeps the report)."""
-        keys = {fmt: f"{safe_name(self.session_id)}/session.{ext}"
-                for fmt, ext in (("json", "json"), ("markdown", "md"), ("html", "html"))}
-        report["pointers"] = {fmt: self.sink.url_for(key) for fmt, key in keys.items()}
-        renderers: dict[str, Callable[[], bytes]] = {
-            # Compact, so that the C encoder does it: indented, the pure-Python one took
-            # four times the document's size in memory (the document is O(attempts)).
-            "json": lambda: json.dumps(report, default=str, separators=(",", ":")).encode(),
-            "markdown": lambda: render_markdown(report).encode(),
-            "html": lambda: render_html(report).encode(),
-        }
-        for fmt, render in renderers.items():
-            try:
-                self.sink.put(keys[fmt], render())
-            except OSError as err:
-                # One failure is enough: each further put would wait out the same bound.
-                report["pointers"] = {}
-                return f"report files not stored in {self.sink.location()}: {type(err).__name__}: {err}"
-        return None
-
-
-__all__ = ["REPORT_SCHEMA", "DrainObserver", "DrainSession", "SessionOutcome", "make_plan"]
