@@ -643,7 +643,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 1
     return int(result) if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
