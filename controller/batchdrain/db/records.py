@@ -34,7 +34,7 @@ class Claim:
     phase: Phase
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SessionRecord:
     """One drain session's row."""
 
@@ -52,7 +52,7 @@ class SessionRecord:
     error: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AttemptRecord:
     """One attempt's row: what was launched, what was learnt while it ran, how it ended.
 
@@ -96,7 +96,7 @@ class AttemptRecord:
         return str(self.identity.get("session_id", self.session_id))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class OrphanRecord:
     """A running attempt whose session stopped heart-beating: a candidate for adoption."""
 
