@@ -60,7 +60,7 @@ def explain(db: Database) -> list[str]:
         "SELECT id FROM phases p WHERE state IN ('FAILED') AND attempts - retry_base < 3 AND NOT EXISTS "
         "(SELECT 1 FROM phases q WHERE q.run_id = p.run_id AND q.state = 'QUEUED') "
         "ORDER BY attempts - retry_base, id LIMIT 100",
-        # The claim (``_CLAIM_PHASE`` in db/store.py, values inlined): the row lock is
+        # The claim (``_CLAIM_PHASE`` in db/attempts.py, values inlined): the row lock is
         # taken in the subquery, by the unique (run_id, phase_id) index.
         "UPDATE phases SET state = 'EXECUTING', attempts = attempts + 1, lease_owner = 'bench' "
         "WHERE id = (SELECT id FROM phases WHERE run_id = 'run-1' AND phase_id = 'phase-1' AND state = 'QUEUED' "

@@ -163,8 +163,8 @@ def one(kind: str, core: client.CoreV1Api, *, batch: client.BatchV1Api, n: int, 
         db.dispose()
         # the same span as the loop's: attempt opened (just before the Job is created)
         # to container finished; batchdrain has deleted its Jobs, its rows keep the times
-        floor = sum((r["finished_at"] - r["created_at"]).total_seconds() for r in rows) / p
-        ok = sum(r["failure_class"] == "succeeded" for r in rows)
+        floor = sum((r.finished_at - r.created_at).total_seconds() for r in rows) / p
+        ok = sum(r.failure_class == "succeeded" for r in rows)
     else:
         floor = loop_floor(core, batch, namespace, p)
         ok = sum(1 for j in batch.list_namespaced_job(namespace).items if j.status.succeeded)

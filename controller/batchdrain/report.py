@@ -12,10 +12,12 @@ import datetime as dt
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchdrain.classify import normalise_error_line
-from batchdrain.domain import FAST_FAILURE_CLASSES, FailureClass, RunCounts
+from batchdrain.db import AttemptRecord, SessionRecord
+from batchdrain.domain import FAST_FAILURE_CLASSES, FailureClass, LogPointer, RunCounts
 
 REPORT_SCHEMA = "batchdrain.report/v1"
 
@@ -36,48 +38,47 @@ def duration_stats(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def attempt_duration(attempt: dict[str, Any]) -> float | None:
-    value = attempt.get("container_seconds")
+def attempt_duration(attempt: AttemptRecord) -> float | None:
+    value = attempt.container_seconds
     if value is None:
-        value = attempt.get("total_seconds")
+        value = attempt.total_seconds
     return float(value) if value is not None else None
 
 
-def instant_reason(attempt: dict[str, Any], threshold: float) -> str | None:
+def instant_reason(attempt: AttemptRecord, threshold: float) -> str | None:
     """Why an attempt is suspiciously fast, or None. A fast failure with a class that
     explains it (image pull, config error...) is not suspicious."""
     duration = attempt_duration(attempt)
     if duration is None or duration >= threshold:
         return None
-    if attempt.get("failure_class") in {c.value for c in FAST_FAILURE_CLASSES}:
+    if attempt.failure_class in FAST_FAILURE_CLASSES:
         return None
-    outcome = "succeeded" if attempt.get("failure_class") == FailureClass.SUCCEEDED else "failed"
+    outcome = "succeeded" if attempt.failure_class is FailureClass.SUCCEEDED else "failed"
     return f"{outcome} in {duration:.3f}s (< {threshold:g}s) without an explaining class"
 
 
-def failure_clusters(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def failure_clusters(attempts: Sequence[AttemptRecord]) -> list[dict[str, Any]]:
     """Group failures by class and normalised first error line: one row per distinct failure."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[AttemptRecord]] = defaultdict(list)
     for attempt in attempts:
-        cls = attempt.get("failure_class")
-        if cls in (None, FailureClass.SUCCEEDED.value):
+        if attempt.failure_class in (None, FailureClass.SUCCEEDED):
             continue
-        line = attempt.get("first_error_line") or ""
-        groups[(str(cls), normalise_error_line(line))].append(attempt)
+        line = attempt.first_error_line or ""
+        groups[(str(attempt.failure_class), normalise_error_line(line))].append(attempt)
     clusters: list[dict[str, Any]] = []
     for (cls, signature), members in groups.items():
         clusters.append({
             "failure_class": cls,
             "signature": signature or "(no error line)",
-            "example": members[0].get("first_error_line") or members[0].get("message"),
+            "example": members[0].first_error_line or members[0].message,
             "count": len(members),
-            "phases": sorted({f"{a['run_id']}/{a['phase_id']}" for a in members}),
+            "phases": sorted({f"{a.run_id}/{a.phase_id}" for a in members}),
         })
     clusters.sort(key=lambda c: (-c["count"], c["failure_class"], c["signature"]))
     return clusters
 
 
-def identity_matches(header: str, attempt: dict[str, Any], expected: dict[str, str | None]) -> str | None:
+def identity_matches(header: str, attempt: AttemptRecord, expected: dict[str, str | None]) -> str | None:
     """Compare a stored log's identity header with what the attempt should have run with."""
     found: dict[str, str] = {}
     for line in header.splitlines():
@@ -86,10 +87,10 @@ def identity_matches(header: str, attempt: dict[str, Any], expected: dict[str, s
         key, _, value = line.removeprefix("[batchdrain] ").partition(": ")
         found.setdefault(key, value)
     wanted = {
-        "session": attempt["identity"].get("session_id", attempt["session_id"]),
-        "run": attempt["run_id"],
-        "phase": attempt["phase_id"],
-        "attempt": str(attempt["attempt"]),
+        "session": attempt.identity_session_id,
+        "run": attempt.run_id,
+        "phase": attempt.phase_id,
+        "attempt": str(attempt.attempt),
         "DATABASE_URL": expected["database_url"] or "(none)",
         "API_URL": expected["api_url"] or "(none)",
     }
@@ -97,14 +98,46 @@ def identity_matches(header: str, attempt: dict[str, Any], expected: dict[str, s
     return "identity header mismatch: " + ", ".join(wrong) if wrong else None
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, dt.datetime) else value
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _pointer_json(pointer: LogPointer) -> dict[str, Any]:
+    return {"stream": pointer.stream, "url": pointer.url, "size_bytes": pointer.size_bytes,
+            "sha256": pointer.sha256, "incomplete": pointer.incomplete, "stalled_seconds": pointer.stalled_seconds}
+
+
+def attempt_row(attempt: AttemptRecord, *, instant_threshold: float, identity_check: str | None) -> dict[str, Any]:
+    """One attempt as the report's ``attempts`` rows have it: the one place the schema's row is drawn.
+
+    The attempt table's columns in table order (without its key), datetimes as ISO
+    text, then what the report derives. ``identity_check`` is the problem found in the
+    stored log's header, None when it matched.
+    """
+    return {
+        "session_id": attempt.session_id, "run_id": attempt.run_id, "phase_id": attempt.phase_id,
+        "attempt": attempt.attempt, "status": attempt.status, "executor": attempt.executor,
+        "command": list(attempt.command), "image": attempt.image, "image_digest": attempt.image_digest,
+        "job_name": attempt.job_name, "namespace": attempt.namespace, "pod_names": list(attempt.pod_names),
+        "pod_uid": attempt.pod_uid, "node": attempt.node, "exit_code": attempt.exit_code,
+        "exit_code_reason": attempt.exit_code_reason, "created_at": _iso(attempt.created_at),
+        "started_at": _iso(attempt.started_at), "finished_at": _iso(attempt.finished_at),
+        "container_seconds": attempt.container_seconds, "total_seconds": attempt.total_seconds,
+        "failure_class": attempt.failure_class.value if attempt.failure_class else None,
+        "message": attempt.message, "first_error_line": attempt.first_error_line,
+        "log_mode": attempt.log_mode.value if attempt.log_mode else None,
+        "logs": [_pointer_json(p) for p in attempt.logs], "identity": dict(attempt.identity),
+        "raw_status": dict(attempt.raw_status) if attempt.raw_status is not None else None,
+        "duration_seconds": attempt_duration(attempt),
+        "instant": instant_reason(attempt, instant_threshold),
+        "identity_check": identity_check or "ok",
+    }
 
 
 def build_report(
     *,
-    session: dict[str, Any],
-    attempts: list[dict[str, Any]],
+    session: SessionRecord,
+    attempts: Sequence[AttemptRecord],
     before: dict[str, RunCounts],
     after: dict[str, RunCounts],
     leaks: list[str],
@@ -114,34 +147,29 @@ def build_report(
     wall_seconds: float,
     interrupted: bool,
 ) -> dict[str, Any]:
-    rows = []
-    for attempt in attempts:
-        rows.append({
-            **{k: _iso(v) for k, v in attempt.items() if k not in ("id",)},
-            "duration_seconds": attempt_duration(attempt),
-            "instant": instant_reason(attempt, instant_threshold),
-            "identity_check": identity_checks.get(attempt["id"], "not checked") or "ok",
-        })
+    rows = [attempt_row(a, instant_threshold=instant_threshold,
+                        identity_check=identity_checks.get(a.attempt_pk, "not checked"))
+            for a in attempts]
     by_class: dict[str, int] = defaultdict(int)
     for attempt in attempts:
-        by_class[attempt.get("failure_class") or "unfinished"] += 1
+        by_class[attempt.failure_class.value if attempt.failure_class else "unfinished"] += 1
     durations = [d for d in (attempt_duration(a) for a in attempts) if d is not None]
-    totals = [a["total_seconds"] for a in attempts if a.get("total_seconds") is not None]
+    totals = [a.total_seconds for a in attempts if a.total_seconds is not None]
     overheads = [
-        a["total_seconds"] - a["container_seconds"]
+        a.total_seconds - a.container_seconds
         for a in attempts
-        if a.get("total_seconds") is not None and a.get("container_seconds") is not None
+        if a.total_seconds is not None and a.container_seconds is not None
     ]
-    finished = [a for a in attempts if a.get("status") == "finished"]
+    finished = [a for a in attempts if a.status == "finished"]
     return {
         "schema": REPORT_SCHEMA,
-        "session_id": session["session_id"],
-        "executor": session["executor"],
-        "started_at": _iso(session["started_at"]),
+        "session_id": session.session_id,
+        "executor": session.executor,
+        "started_at": _iso(session.started_at),
         "ended_at": _iso(dt.datetime.now(dt.UTC)),
         "interrupted": interrupted,
-        "settings": session["settings"],
-        "identity": session["identity"],
+        "settings": dict(session.settings),
+        "identity": dict(session.identity),
         "counts": {
             "attempts": len(attempts),
             "succeeded": by_class.get(FailureClass.SUCCEEDED.value, 0),
@@ -184,7 +212,7 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: Mapping[str, Any]) -> str:
     counts = report["counts"]
     lines = [
         f"# Drain session {report['session_id']}",

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from collections.abc import Mapping
 from typing import Any
-
-from batchdrain.report import attempt_duration
 
 CLASS_COLOURS = {
     "succeeded": "#2e7d32", "exit_code": "#c62828", "oom_killed": "#6a1b9a",
@@ -106,11 +105,11 @@ def timeline_svg(attempts: list[dict[str, Any]], *, width: int = 900, row: int =
             f'{"".join(parts)}</svg>')
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: Mapping[str, Any]) -> str:
     counts = report["counts"]
     identity = report.get("identity", {})
     attempts = report["attempts"]
-    durations = [d for d in (attempt_duration(a) for a in attempts) if d is not None]
+    durations = [a["duration_seconds"] for a in attempts if a.get("duration_seconds") is not None]
     rows = []
     for a in attempts:
         logs = " ".join(f'<a href="file://{_e(p["url"])}">{_e(p["stream"])}</a> ({p["size_bytes"]} B)'

@@ -29,8 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "controller"))
 
-from batchdrain.db import Database  # noqa: E402
-from batchdrain.db.store import NewPhase  # noqa: E402
+from batchdrain.db import AttemptRecord, Database, NewPhase  # noqa: E402
 from batchdrain.domain import PhaseSpec, PhaseState  # noqa: E402
 
 
@@ -113,29 +112,29 @@ def run_chaos(*, database_url: str, workdir: Path, phases: int, kills: int, cont
 
 def _with_running_attempts(db: Database, alive: list[subprocess.Popen[bytes]]) -> list[subprocess.Popen[bytes]]:
     """The live controllers whose session has an attempt running, found by the pid in its identity."""
-    sessions = {row["session_id"] for row in db.attempts() if row["status"] == "running"}
-    pids = {((db.session(s)["identity"] or {}).get("controller") or {}).get("pid") for s in sessions}
+    sessions = {row.session_id for row in db.attempts() if row.status == "running"}
+    pids = {((db.session(s).identity or {}).get("controller") or {}).get("pid") for s in sessions}
     return [p for p in alive if p.pid in pids]
 
 
 def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: list[str],
           phases: int) -> dict[str, Any]:
     rows = db.attempts()
-    by_phase: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_phase: dict[tuple[str, str], list[AttemptRecord]] = defaultdict(list)
     for row in rows:
-        by_phase[(row["run_id"], row["phase_id"])].append(row)
+        by_phase[(row.run_id, row.phase_id)].append(row)
     overlaps, duplicates, unexplained, unfinished = [], [], [], []
     for key, attempts in by_phase.items():
-        numbers = [a["attempt"] for a in attempts]
+        numbers = [a.attempt for a in attempts]
         if len(numbers) != len(set(numbers)):
             duplicates.append(key)
-        spans = sorted((a["created_at"], a["finished_at"] or a["created_at"]) for a in attempts)
+        spans = sorted((a.created_at, a.finished_at or a.created_at) for a in attempts)
         overlaps += [key for (_, end), (start, _) in itertools.pairwise(spans) if start < end]
     for row in rows:
-        if row["status"] != "finished":
-            unfinished.append(row["id"])
-        elif row["exit_code"] is None and not row["exit_code_reason"]:
-            unexplained.append(row["id"])
+        if row.status != "finished":
+            unfinished.append(row.attempt_pk)
+        elif row.exit_code is None and not row.exit_code_reason:
+            unexplained.append(row.attempt_pk)
     states = defaultdict(int)
     for phase in db.phases():
         states[phase.state.value] += 1
@@ -144,10 +143,10 @@ def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: l
         # Recovered = a later session finished the killed controller's attempt: the local
         # executor records it controller_interrupted; Kubernetes adopts the Job and
         # records its real outcome.
-        adopted = [r["finished_at"].timestamp() - kill for r in rows
-                   if (r["failure_class"] == "controller_interrupted"
-                       or "adopted_by_session" in (r["raw_status"] or {}))
-                   and r["finished_at"] and r["finished_at"].timestamp() >= kill]
+        adopted = [r.finished_at.timestamp() - kill for r in rows
+                   if (r.failure_class == "controller_interrupted"
+                       or "adopted_by_session" in (r.raw_status or {}))
+                   and r.finished_at and r.finished_at.timestamp() >= kill]
         if adopted:
             recovery.append(min(adopted))
     return {
@@ -155,8 +154,8 @@ def audit(db: Database, *, kill_times: list[float], sessions: int, unexpected: l
         "states": dict(states), "lost": phases - states.get("COMPLETE", 0) - states.get("FAILED", 0),
         "duplicates": len(duplicates), "overlaps": len(overlaps), "unfinished_attempts": len(unfinished),
         "unexplained_nulls": len(unexplained), "unexpected_exits": unexpected,
-        "interrupted_attempts": sum(r["failure_class"] == "controller_interrupted" for r in rows),
-        "adopted_attempts": sum("adopted_by_session" in (r["raw_status"] or {}) for r in rows),
+        "interrupted_attempts": sum(r.failure_class == "controller_interrupted" for r in rows),
+        "adopted_attempts": sum("adopted_by_session" in (r.raw_status or {}) for r in rows),
         "recovery_seconds_median": round(statistics.median(recovery), 2) if recovery else None,
         "recovery_seconds_max": round(max(recovery), 2) if recovery else None,
     }

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from kubernetes import client
 
-from batchdrain.db import Database
+from batchdrain.db import AttemptRecord, Database
 from tests.e2e.conftest import IMAGE, SRC, Cluster, wait_for
 from tests.pgserver import PostgresServer, start_postgres
 
@@ -134,7 +134,7 @@ def finished(job: client.V1Job) -> bool:
     return bool(job.status.succeeded or job.status.failed)
 
 
-def attempts_of(db_url: str, run_id: str) -> list[dict]:
+def attempts_of(db_url: str, run_id: str) -> list[AttemptRecord]:
     db = Database(db_url)
     try:
         return db.attempts(run_id=run_id)
@@ -144,14 +144,14 @@ def attempts_of(db_url: str, run_id: str) -> list[dict]:
 
 def check_session(installed: dict, run_id: str, count: int) -> str:
     rows = attempts_of(installed["db_url"], run_id)
-    assert len(rows) == count and {r["failure_class"] for r in rows} == {"succeeded"}, rows
-    (session_id,) = {r["session_id"] for r in rows}
+    assert len(rows) == count and {r.failure_class for r in rows} == {"succeeded"}, rows
+    (session_id,) = {r.session_id for r in rows}
     for row in rows:
-        (pointer,) = [p for p in row["logs"] if p["stream"] in ("stdout", "combined")]
+        (pointer,) = [p for p in row.logs if p.stream in ("stdout", "combined")]
         # the pointer is the path inside the controller pod; the same file is on our hostPath volume
-        on_volume = installed["log_dir"] / Path(pointer["url"]).relative_to("/var/lib/batchdrain/logs")
+        on_volume = installed["log_dir"] / Path(pointer.url).relative_to("/var/lib/batchdrain/logs")
         data = on_volume.read_bytes()
-        assert f"hello from {row['phase_id']} db set: True".encode() in data
+        assert f"hello from {row.phase_id} db set: True".encode() in data
         assert installed["password"].encode() not in data
     report = installed["log_dir"] / session_id / "session.json"
     text = report.read_text("utf-8")
@@ -294,8 +294,8 @@ def test_no_artefact_of_a_session_holds_the_database_password(cluster: Cluster, 
     assert proc.returncode == 0, err
     artefacts["cli stdout"], artefacts["cli stderr"] = out, err
     rows = attempts_of(db_url, "secrets")
-    assert {r["phase_id"]: r["failure_class"] for r in rows} == {"ok": "succeeded", "fails": "exit_code"}
-    session_id = rows[0]["session_id"]
+    assert {r.phase_id: r.failure_class for r in rows} == {"ok": "succeeded", "fails": "exit_code"}
+    session_id = rows[0].session_id
     for fmt in ("json", "md", "html"):
         artefacts[f"report.{fmt}"] = batchdrain("report", session_id, "--format", fmt,
                                                 "--database-url", db_url).stdout

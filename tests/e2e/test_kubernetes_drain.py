@@ -12,7 +12,8 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from batchdrain.db import Database
+from batchdrain.db import AttemptRecord, Database
+from batchdrain.domain import LogPointer
 from batchdrain.jobspec import label_value
 from tests.e2e.conftest import Drainer, wait_for
 
@@ -21,7 +22,7 @@ def py(code: str) -> list[str]:
     return ["python3", "-c", code]
 
 
-def all_attempts(drainer: Drainer) -> list[dict]:
+def all_attempts(drainer: Drainer) -> list[AttemptRecord]:
     db = Database(drainer.db_url)
     try:
         return db.attempts()
@@ -29,9 +30,9 @@ def all_attempts(drainer: Drainer) -> list[dict]:
         db.dispose()
 
 
-def payload(pointer: dict) -> bytes:
+def payload(pointer: LogPointer) -> bytes:
     """The phase's own bytes: the log minus the controller's identity header."""
-    data = Path(pointer["url"]).read_bytes()
+    data = Path(pointer.url).read_bytes()
     marker = b"[batchdrain] ================================\n"
     assert data.startswith(b"[batchdrain] ===== ENVIRONMENT IDENTITY =====\n"), data[:200]
     return data[data.index(marker) + len(marker):]
@@ -52,30 +53,30 @@ def test_mixed_drain_20_phases_parallelism_5(drainer: Drainer):
     assert done.returncode == 0, done.stderr
     attempts = all_attempts(drainer)
     assert len(attempts) == 20
-    session_id = attempts[0]["session_id"]
+    session_id = attempts[0].session_id
     for attempt in attempts:
-        i = int(attempt["phase_id"].split("-")[1])
+        i = int(attempt.phase_id.split("-")[1])
         expected = 3 if i % 4 == 3 else 0
-        assert attempt["exit_code"] == expected, attempt
-        assert attempt["failure_class"] == ("exit_code" if expected else "succeeded")
-        assert attempt["container_seconds"] is not None and attempt["container_seconds"] >= 0.9
-        assert attempt["total_seconds"] is not None and attempt["total_seconds"] >= attempt["container_seconds"]
-        assert attempt["job_name"] and attempt["pod_names"] and attempt["node"] and attempt["pod_uid"]
-        assert attempt["image_digest"] and "sha256:" in attempt["image_digest"], attempt["image_digest"]
-        assert attempt["log_mode"] == "split"
-        logs = {p["stream"]: p for p in attempt["logs"]}
+        assert attempt.exit_code == expected, attempt
+        assert attempt.failure_class == ("exit_code" if expected else "succeeded")
+        assert attempt.container_seconds is not None and attempt.container_seconds >= 0.9
+        assert attempt.total_seconds is not None and attempt.total_seconds >= attempt.container_seconds
+        assert attempt.job_name and attempt.pod_names and attempt.node and attempt.pod_uid
+        assert attempt.image_digest and "sha256:" in attempt.image_digest, attempt.image_digest
+        assert attempt.log_mode == "split"
+        logs = {p.stream: p for p in attempt.logs}
         assert set(logs) == {"stdout", "stderr"}
-        header = Path(logs["stdout"]["url"]).read_text("utf-8", errors="replace")
+        header = Path(logs["stdout"].url).read_text("utf-8", errors="replace")
         assert f"[batchdrain] session: {session_id}" in header
-        assert attempt["image_digest"] in header and f"[batchdrain] pod: {attempt['pod_names'][-1]}" in header
-        assert f"out-marker {i} {attempt['phase_id']} 1".encode() in payload(logs["stdout"])
+        assert attempt.image_digest in header and f"[batchdrain] pod: {attempt.pod_names[-1]}" in header
+        assert f"out-marker {i} {attempt.phase_id} 1".encode() in payload(logs["stdout"])
         assert b"out-marker" not in payload(logs["stderr"])
         assert f"err-marker {i}".encode() in payload(logs["stderr"])
         if expected:
-            assert attempt["first_error_line"] == f"RuntimeError: phase {i} failed"
+            assert attempt.first_error_line == f"RuntimeError: phase {i} failed"
     assert drainer.session_objects(session_id) == []
     # each Job's story is in its Events (kept after the Job is deleted)
-    job = attempts[0]["job_name"]
+    job = attempts[0].job_name
     events = drainer.cluster.core.list_namespaced_event(
         drainer.namespace, field_selector=f"involvedObject.name={job}").items
     ours = [e.reason for e in events if e.source and e.source.component == "batchdrain"]
@@ -132,31 +133,31 @@ def test_every_failure_class_a_cluster_produces(drainer: Drainer):
     disruptor.join(timeout=10)
     assert not errors, errors
     assert done.returncode == 0, done.stderr
-    by_phase = {a["phase_id"]: a for a in all_attempts(drainer)}
-    classes = {pid: a["failure_class"] for pid, a in by_phase.items()}
+    by_phase = {a.phase_id: a for a in all_attempts(drainer)}
+    classes = {pid: a.failure_class for pid, a in by_phase.items()}
     assert classes == {
         "exit-code": "exit_code", "oom": "oom_killed", "deadline": "deadline_exceeded",
         "image-pull": "image_pull", "unschedulable": "unschedulable",
         "deleted-mid-run": "pod_deleted", "evicted-mid-run": "evicted",
-    }, {pid: (a["failure_class"], a["message"]) for pid, a in by_phase.items()}
-    assert by_phase["exit-code"]["exit_code"] == 7
-    assert by_phase["oom"]["exit_code"] == 137
+    }, {pid: (a.failure_class, a.message) for pid, a in by_phase.items()}
+    assert by_phase["exit-code"].exit_code == 7
+    assert by_phase["oom"].exit_code == 137
     for attempt in by_phase.values():
-        assert attempt["message"] and "unknown error" not in attempt["message"].lower()
-        assert attempt["exit_code"] is not None or attempt["exit_code_reason"], attempt
-        assert attempt["logs"], attempt
+        assert attempt.message and "unknown error" not in attempt.message.lower()
+        assert attempt.exit_code is not None or attempt.exit_code_reason, attempt
+        assert attempt.logs, attempt
     for pid in ("deleted-mid-run", "evicted-mid-run", "deadline"):
-        stdout = next(p for p in by_phase[pid]["logs"] if p["stream"] in ("stdout", "combined"))
+        stdout = next(p for p in by_phase[pid].logs if p.stream in ("stdout", "combined"))
         assert b"ready" in payload(stdout) or b"sleeping" in payload(stdout), pid
-    assert drainer.session_objects(by_phase["oom"]["session_id"]) == []
+    assert drainer.session_objects(by_phase["oom"].session_id) == []
 
     # config_error: DATABASE_URL from a Secret that does not exist
     drainer.import_rows([{"run_id": "config", "phase_id": "missing-secret", "command": ["true"]}])
     done = drainer.drain("--run-id", "config", "--database-url-secret", "no-such-secret")
     assert done.returncode == 0, done.stderr
-    (attempt,) = [a for a in all_attempts(drainer) if a["run_id"] == "config"]
-    assert attempt["failure_class"] == "config_error", attempt
-    assert "no-such-secret" in attempt["message"]
+    (attempt,) = [a for a in all_attempts(drainer) if a.run_id == "config"]
+    assert attempt.failure_class == "config_error", attempt
+    assert "no-such-secret" in attempt.message
 
 
 def test_split_streams_huge_and_binary_logs_byte_exact(drainer: Drainer):
@@ -178,16 +179,16 @@ def test_split_streams_huge_and_binary_logs_byte_exact(drainer: Drainer):
     done = drainer.drain()
     assert done.returncode == 0, done.stderr
     (attempt,) = all_attempts(drainer)
-    assert attempt["failure_class"] == "succeeded", attempt
-    assert attempt["log_mode"] == "split"
-    logs = {p["stream"]: p for p in attempt["logs"]}
+    assert attempt.failure_class == "succeeded", attempt
+    assert attempt.log_mode == "split"
+    logs = {p.stream: p for p in attempt.logs}
     err = payload(logs["stderr"])
     assert err.startswith(b"\xc3\x28 not utf-8 \xff\xfe \r lone CR\n")
     expected_sha = err.split(b"\n")[1].decode()
     out = payload(logs["stdout"])
     assert len(out) == blocks * 65536
     assert hashlib.sha256(out).hexdigest() == expected_sha
-    assert logs["stdout"]["size_bytes"] == Path(logs["stdout"]["url"]).stat().st_size
+    assert logs["stdout"].size_bytes == Path(logs["stdout"].url).stat().st_size
 
 
 def test_controller_sigkill_then_restart_adopts_jobs(drainer: Drainer):
@@ -206,27 +207,27 @@ def test_controller_sigkill_then_restart_adopts_jobs(drainer: Drainer):
     finally:
         proc.kill()
     first = all_attempts(drainer)
-    killed_session = first[0]["session_id"]
-    assert [a["status"] for a in first] == ["running"] * len(first)
+    killed_session = first[0].session_id
+    assert [a.status for a in first] == ["running"] * len(first)
     time.sleep(6)  # the dead session's lease (5s) expires
     done = drainer.drain("--parallelism", "3", "--lease-seconds", "5")
     assert done.returncode == 0, done.stderr
     attempts = all_attempts(drainer)
-    assert all(a["status"] == "finished" for a in attempts)
-    per_phase: dict[str, list[dict]] = {}
+    assert all(a.status == "finished" for a in attempts)
+    per_phase: dict[str, list[AttemptRecord]] = {}
     for a in attempts:
-        per_phase.setdefault(a["phase_id"], []).append(a)
+        per_phase.setdefault(a.phase_id, []).append(a)
     # adopted, not re-run: one attempt per phase, and the adopted ones finished normally
     assert {pid: len(v) for pid, v in per_phase.items()} == {f"p{i}": 1 for i in range(6)}
-    assert all(a["failure_class"] == "succeeded" for a in attempts), [
-        (a["phase_id"], a["failure_class"], a["message"]) for a in attempts]
-    adopted = [a for a in attempts if a["session_id"] == killed_session]
+    assert all(a.failure_class == "succeeded" for a in attempts), [
+        (a.phase_id, a.failure_class, a.message) for a in attempts]
+    adopted = [a for a in attempts if a.session_id == killed_session]
     assert len(adopted) == len(first) >= 3
     for a in adopted:
-        stdout = next(p for p in a["logs"] if p["stream"] in ("stdout", "combined"))
+        stdout = next(p for p in a.logs if p.stream in ("stdout", "combined"))
         assert b"start 1" in payload(stdout) and b"end" in payload(stdout)
     wait_for(lambda: drainer.session_objects(killed_session) == [], "the adopted Jobs' pods to go", timeout=60)
-    assert drainer.session_objects(attempts[-1]["session_id"]) == []
+    assert drainer.session_objects(attempts[-1].session_id) == []
 
 
 def test_sigterm_leaves_the_job_for_the_next_session_to_adopt(drainer: Drainer):
@@ -243,16 +244,16 @@ def test_sigterm_leaves_the_job_for_the_next_session_to_adopt(drainer: Drainer):
     # the Job is left in place (and reported by the leak audit: exit 1), the attempt stays open
     assert proc.returncode == 1 and "leak audit" in err, err
     (interrupted,) = all_attempts(drainer)
-    assert interrupted["status"] == "running" and interrupted["failure_class"] == "controller_interrupted"
-    assert drainer.session_objects(interrupted["session_id"]), "the Job should still be there"
+    assert interrupted.status == "running" and interrupted.failure_class == "controller_interrupted"
+    assert drainer.session_objects(interrupted.session_id), "the Job should still be there"
     time.sleep(6)  # the interrupted session's lease (5s) expires
     done = drainer.drain("--lease-seconds", "5")
     assert done.returncode == 0, done.stderr
     (adopted,) = all_attempts(drainer)  # adopted, not re-run
-    assert adopted["status"] == "finished" and adopted["failure_class"] == "succeeded", adopted
-    assert adopted["raw_status"] and "interrupted_at" in adopted["raw_status"]
-    stdout = next(p for p in adopted["logs"] if p["stream"] in ("stdout", "combined"))
+    assert adopted.status == "finished" and adopted.failure_class == "succeeded", adopted
+    assert adopted.raw_status and "interrupted_at" in adopted.raw_status
+    stdout = next(p for p in adopted.logs if p.stream in ("stdout", "combined"))
     assert payload(stdout).count(b"start") == 1 and b"end" in payload(stdout)
     # the adopting session deleted the Job; its pod goes with the garbage collector
-    wait_for(lambda: drainer.session_objects(adopted["session_id"]) == [], "the adopted Job's pod to go",
+    wait_for(lambda: drainer.session_objects(adopted.session_id) == [], "the adopted Job's pod to go",
              timeout=60)

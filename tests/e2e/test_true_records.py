@@ -42,9 +42,9 @@ def test_a_job_deleted_with_cascade_orphan_keeps_its_pod_followed_to_the_end(dra
         proc.kill()
     assert proc.returncode == 0, err
     (attempt,) = all_attempts(drainer)
-    assert attempt["failure_class"] == "succeeded" and attempt["exit_code"] == 0, attempt
-    assert attempt["pod_uid"] == pod.metadata.uid
-    out = next(p for p in attempt["logs"] if p["stream"] in ("stdout", "combined"))
+    assert attempt.failure_class == "succeeded" and attempt.exit_code == 0, attempt
+    assert attempt.pod_uid == pod.metadata.uid
+    out = next(p for p in attempt.logs if p.stream in ("stdout", "combined"))
     assert payload(out) == b"".join(f"line {i}\n".encode() for i in range(24))
     # the orphan (no owner: no garbage collector) was deleted by the controller
     wait_for(lambda: not drainer.cluster.core.list_namespaced_pod(drainer.namespace, label_selector=MANAGED).items,
@@ -61,12 +61,13 @@ def test_durations_come_from_a_real_clock_and_are_never_negative_or_epoch(draine
     ])
     done = drainer.drain("--parallelism", "3")
     assert done.returncode == 0, done.stderr
-    by_phase = {a["phase_id"]: a for a in all_attempts(drainer)}
+    by_phase = {a.phase_id: a for a in all_attempts(drainer)}
     never = by_phase["missing-binary"]
-    assert never["container_seconds"] is None, never
+    assert never.container_seconds is None, never
     for attempt in by_phase.values():
-        seconds = attempt["container_seconds"]
+        seconds = attempt.container_seconds
         assert seconds is None or 0.0 <= seconds < 60.0, attempt
-        assert attempt["total_seconds"] is not None and attempt["total_seconds"] >= 0.0
-    assert 1.5 <= by_phase["sleeps"]["container_seconds"] < 60.0
-    assert by_phase["instant"]["container_seconds"] < 60.0
+        assert attempt.total_seconds is not None and attempt.total_seconds >= 0.0
+    sleeps, instant = by_phase["sleeps"].container_seconds, by_phase["instant"].container_seconds
+    assert sleeps is not None and 1.5 <= sleeps < 60.0
+    assert instant is not None and instant < 60.0

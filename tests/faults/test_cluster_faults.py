@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from batchdrain.db import Database
+from batchdrain.db import AttemptRecord, Database
 from tests.e2e.conftest import Drainer, wait_for
 from tests.faults.conftest import Control, apiserver_ready
 
@@ -29,7 +29,7 @@ def counting_phase(seconds: float, *, lines: int = LINES) -> list[str]:
             f"import time\nfor i in range({lines}):\n    print('line', i, flush=True); time.sleep({pause})"]
 
 
-def attempts_of(drainer: Drainer) -> list[dict]:
+def attempts_of(drainer: Drainer) -> list[AttemptRecord]:
     db = Database(drainer.db_url)
     try:
         return db.attempts()
@@ -50,37 +50,37 @@ def running_pods(drainer: Drainer) -> int:
 
 
 def assert_clean_outcome(drainer: Drainer, done: subprocess.CompletedProcess[str] | tuple[int, str],
-                         phases: int) -> list[dict]:
+                         phases: int) -> list[AttemptRecord]:
     """The invariants every fault must leave intact; returns the attempts."""
     code, err = (done.returncode, done.stderr) if isinstance(done, subprocess.CompletedProcess) else done
     assert "Traceback" not in err, err
     attempts = attempts_of(drainer)
     assert attempts, err
     for a in attempts:
-        assert a["status"] == "finished", (a["phase_id"], a["status"], a["failure_class"], a["message"])
-        assert a["failure_class"] and a["message"], a
-        assert a["exit_code"] is not None or a["exit_code_reason"], a
-        assert a["logs"], a
-        for pointer in a["logs"]:
-            assert Path(pointer["url"]).stat().st_size == pointer["size_bytes"], pointer
-    by_phase: dict[str, list[dict]] = {}
+        assert a.status == "finished", (a.phase_id, a.status, a.failure_class, a.message)
+        assert a.failure_class and a.message, a
+        assert a.exit_code is not None or a.exit_code_reason, a
+        assert a.logs, a
+        for pointer in a.logs:
+            assert Path(pointer.url).stat().st_size == pointer.size_bytes, pointer
+    by_phase: dict[str, list[AttemptRecord]] = {}
     for a in attempts:
-        by_phase.setdefault(a["phase_id"], []).append(a)
+        by_phase.setdefault(a.phase_id, []).append(a)
     assert len(by_phase) == phases, (code, err)
     for runs in by_phase.values():  # attempts of one phase never overlap in time
-        spans = sorted((a["started_at"], a["finished_at"]) for a in runs)
+        spans = sorted((a.started_at, a.finished_at) for a in runs)
         assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(spans)), spans
-    for session in {a["session_id"] for a in attempts}:
+    for session in {a.session_id for a in attempts}:
         wait_for(lambda s=session: drainer.session_objects(s) == [], f"session {session}'s Jobs and pods to go",
                  timeout=90)
     return attempts
 
 
-def assert_lines_exactly_once(attempt: dict) -> None:
-    stdout = next(p for p in attempt["logs"] if p["stream"] in ("stdout", "combined"))
-    lines = Counter(payload(stdout["url"]).decode().splitlines())
+def assert_lines_exactly_once(attempt: AttemptRecord) -> None:
+    stdout = next(p for p in attempt.logs if p.stream in ("stdout", "combined"))
+    lines = Counter(payload(stdout.url).decode().splitlines())
     expected = {f"line {i}": 1 for i in range(LINES)}
-    assert {k: v for k, v in lines.items() if k.startswith("line ")} == expected, (attempt["phase_id"], lines)
+    assert {k: v for k, v in lines.items() if k.startswith("line ")} == expected, (attempt.phase_id, lines)
 
 
 def test_apiserver_stopped_30s_mid_drain(drainer: Drainer, control: Control):
@@ -104,8 +104,8 @@ def test_apiserver_stopped_30s_mid_drain(drainer: Drainer, control: Control):
     attempts = assert_clean_outcome(drainer, (proc.returncode, err), phases)
     assert proc.returncode == 0, err
     # a 30s outage is inside the retry budget: nothing failed, nothing ran twice
-    assert Counter(a["failure_class"] for a in attempts) == {"succeeded": phases}, [
-        (a["phase_id"], a["failure_class"], a["message"]) for a in attempts]
+    assert Counter(a.failure_class for a in attempts) == {"succeeded": phases}, [
+        (a.phase_id, a.failure_class, a.message) for a in attempts]
     for a in attempts:
         assert_lines_exactly_once(a)
 
@@ -126,8 +126,8 @@ def test_watch_connections_cut_by_apiserver_restarts(drainer: Drainer, control: 
         proc.kill()
     attempts = assert_clean_outcome(drainer, (proc.returncode, err), phases)
     assert proc.returncode == 0, err
-    assert Counter(a["failure_class"] for a in attempts) == {"succeeded": phases}, [
-        (a["phase_id"], a["failure_class"], a["message"]) for a in attempts]
+    assert Counter(a.failure_class for a in attempts) == {"succeeded": phases}, [
+        (a.phase_id, a.failure_class, a.message) for a in attempts]
     for a in attempts:
         assert_lines_exactly_once(a)
 
@@ -152,18 +152,18 @@ def test_api_lost_past_the_retry_budget_is_api_error_and_the_next_session_adopts
     first = attempts_of(drainer)
     assert len(first) == 3, first  # nothing new was started once the API was lost
     for a in first:
-        assert a["failure_class"] == "api_error" and "lost the Kubernetes API" in a["message"], a
+        assert a.failure_class == "api_error" and "lost the Kubernetes API" in a.message, a
         # the pods may still run: the attempts stay open, not free for a second attempt
-        assert a["status"] == "running" and a["exit_code"] is None and a["exit_code_reason"], a
+        assert a.status == "running" and a.exit_code is None and a.exit_code_reason, a
 
     time.sleep(6)  # the halted session's lease (5s) expires
     done = drainer.drain("--parallelism", "3", "--lease-seconds", "5", *AFTER_OUTAGE)
     attempts = assert_clean_outcome(drainer, done, phases)
     assert done.returncode == 0, done.stderr
     assert len(attempts) == phases  # adopted, not run again
-    assert Counter(a["failure_class"] for a in attempts) == {"succeeded": phases}, [
-        (a["phase_id"], a["failure_class"], a["message"]) for a in attempts]
-    adopted = [a for a in attempts if a["session_id"] == first[0]["session_id"]]
+    assert Counter(a.failure_class for a in attempts) == {"succeeded": phases}, [
+        (a.phase_id, a.failure_class, a.message) for a in attempts]
+    adopted = [a for a in attempts if a.session_id == first[0].session_id]
     assert len(adopted) == 3
     for a in attempts:
         assert_lines_exactly_once(a)
@@ -186,10 +186,10 @@ def test_node_deleted_under_a_running_pod_is_node_lost(drainer: Drainer, control
         control("restart", "kubelet")  # registers the node again
     wait_for(lambda: _node_ready(drainer), "the node registered and Ready again", timeout=180)
     (attempt,) = assert_clean_outcome(drainer, (proc.returncode, err), 1)
-    assert attempt["failure_class"] == "node_lost", attempt
-    assert attempt["message"].startswith("node lost:"), attempt["message"]
-    stdout = next(p for p in attempt["logs"] if p["stream"] in ("stdout", "combined"))
-    assert b"line 0\n" in payload(stdout["url"])  # what was printed before the node went is kept
+    assert attempt.failure_class == "node_lost", attempt
+    assert attempt.message.startswith("node lost:"), attempt.message
+    stdout = next(p for p in attempt.logs if p.stream in ("stdout", "combined"))
+    assert b"line 0\n" in payload(stdout.url)  # what was printed before the node went is kept
 
 
 def _node_ready(drainer: Drainer) -> bool:

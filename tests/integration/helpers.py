@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from batchdrain.cli import main
-from batchdrain.db import Database
+from batchdrain.db import AttemptRecord, Database
 
 SRC = str(Path(__file__).resolve().parents[2] / "controller")
 
@@ -29,7 +29,7 @@ def controller_process(*args: str, cwd: Path, env: dict[str, str] | None = None)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def attempts(url: str, **filters: Any) -> list[dict[str, Any]]:
+def attempts(url: str, **filters: Any) -> list[AttemptRecord]:
     db = Database(url)
     try:
         return db.attempts(**filters)

@@ -139,5 +139,5 @@ def test_ids_of_255_unicode_chars_are_accepted(workdir, capsys):
     assert code == 0, err
     assert cli(capsys, "drain", "--database-url", url, "--executor", "local", "--quiet")[0] == 0
     (row,) = attempts(url)
-    assert (row["run_id"], row["phase_id"], row["failure_class"]) == (run_id, phase_id, "succeeded")
-    assert all(Path(p["url"]).is_file() for p in row["logs"])
+    assert (row.run_id, row.phase_id, row.failure_class) == (run_id, phase_id, "succeeded")
+    assert all(Path(p.url).is_file() for p in row.logs)

@@ -59,18 +59,18 @@ def test_sigterm_stops_selecting_and_records_interrupted(database_url, workdir, 
         proc.kill()
     assert proc.returncode == 0, err.decode()
     (row,) = attempts(database_url)  # the later phases were never started
-    assert row["phase_id"] == "slow" and row["failure_class"] == "controller_interrupted"
-    assert "SIGTERM" in row["message"] and row["logs"]
-    stdout = next(p for p in row["logs"] if p["stream"] == "stdout")
-    assert b"working" in Path(stdout["url"]).read_bytes()
-    pid = row["raw_status"]["pid"]
+    assert row.phase_id == "slow" and row.failure_class == "controller_interrupted"
+    assert "SIGTERM" in row.message and row.logs
+    stdout = next(p for p in row.logs if p.stream == "stdout")
+    assert b"working" in Path(stdout.url).read_bytes()
+    pid = row.raw_status["pid"]
     assert not process_alive(pid)
     state = phases(database_url)
     assert state[("r", "slow")].state is PhaseState.FAILED  # retryable, not stuck EXECUTING
     assert all(state[("r", f"later-{i}")].state is PhaseState.QUEUED for i in range(3))
     db = Database(database_url)
     try:
-        assert db.sessions()[0]["status"] == "interrupted"
+        assert db.sessions()[0].status == "interrupted"
     finally:
         db.dispose()
 
@@ -91,9 +91,9 @@ def test_sigkill_then_restart_adopts_and_loses_nothing(database_url, workdir, ca
         proc.communicate(timeout=DEADLINE)
     finally:
         proc.kill()
-    running = [a for a in attempts(database_url) if a["status"] == "running"]
+    running = [a for a in attempts(database_url) if a.status == "running"]
     assert len(running) == 2
-    orphan_pids = [a["raw_status"]["pid"] for a in running]
+    orphan_pids = [a.raw_status["pid"] for a in running]
 
     time.sleep(3.5)  # lease (3s) of the dead session expires; its phases are still running
     assert all(process_alive(pid) for pid in orphan_pids)
@@ -101,13 +101,13 @@ def test_sigkill_then_restart_adopts_and_loses_nothing(database_url, workdir, ca
                          "--executor", "local", "--quiet")
     assert code == 0, err
     rows = attempts(database_url)
-    assert all(r["status"] == "finished" for r in rows), "an attempt was left unrecorded"
+    assert all(r.status == "finished" for r in rows), "an attempt was left unrecorded"
     assert all(not process_alive(pid) for pid in orphan_pids)
-    adopted = [r for r in rows if r["attempt"] == 1 and r["failure_class"] == "controller_interrupted"]
-    assert {r["phase_id"] for r in adopted} == {a["phase_id"] for a in running}
-    assert all("died before this attempt finished" in r["message"] for r in adopted)
+    adopted = [r for r in rows if r.attempt == 1 and r.failure_class == "controller_interrupted"]
+    assert {r.phase_id for r in adopted} == {a.phase_id for a in running}
+    assert all("died before this attempt finished" in r.message for r in adopted)
     # no attempt number used twice, nothing lost: every phase ends COMPLETE or retryable
-    assert len({(r["phase_id"], r["attempt"]) for r in rows}) == len(rows)
+    assert len({(r.phase_id, r.attempt) for r in rows}) == len(rows)
     state = phases(database_url)
     assert all(p.state in (PhaseState.COMPLETE, PhaseState.FAILED) for p in state.values())
     assert sum(p.state is PhaseState.COMPLETE for p in state.values()) == 4
@@ -134,9 +134,9 @@ def test_several_controllers_never_claim_a_phase_twice(database_url, workdir, ca
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err.decode()
     done = attempts(database_url)
-    per_phase = Counter(a["phase_id"] for a in done)
+    per_phase = Counter(a.phase_id for a in done)
     assert len(per_phase) == 60 and set(per_phase.values()) == {1}, per_phase.most_common(3)
-    assert len({a["session_id"] for a in done}) >= 2, "only one controller did any work"
+    assert len({a.session_id for a in done}) >= 2, "only one controller did any work"
     assert all(p.state is PhaseState.COMPLETE for p in phases(database_url).values())
 
 
@@ -149,7 +149,7 @@ def test_sqlite_threads_queue_for_the_writer_instead_of_timing_out_on_the_pool(t
     """
     import threading
 
-    from batchdrain.db.store import NewPhase
+    from batchdrain.db import NewPhase
     from batchdrain.domain import PhaseSpec
 
     db = Database(f"sqlite:///{tmp_path}/queue.db")
@@ -168,7 +168,7 @@ def test_sqlite_threads_queue_for_the_writer_instead_of_timing_out_on_the_pool(t
 
     threads = [threading.Thread(target=claim, args=(p,)) for p in db.phases(["r"])]
     # A transaction of this process that takes 2 s (a starved thread, a long read).
-    with db._core():
+    with db._engine.core():
         for t in threads:
             t.start()
         time.sleep(2)

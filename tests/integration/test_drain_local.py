@@ -57,40 +57,40 @@ def test_mixed_drain_records_every_attempt(database_url, workdir, capsys, api_ur
     assert code == 0, err
     rows = attempts(database_url)
     assert len(rows) == len(MIXED)
-    classes = {r["phase_id"]: r["failure_class"] for r in rows}
+    classes = {r.phase_id: r.failure_class for r in rows}
     assert classes == {"ok-1": "succeeded", "fails": "exit_code", "traceback": "exit_code",
                        "ok 2 ☃": "succeeded", "timeout": "deadline_exceeded",
                        "no-such-command": "launch_error"}
-    session_id = rows[0]["session_id"]
+    session_id = rows[0].session_id
     for row in rows:
         # criterion 1: exit code or an explained null, durations, durable non-empty logs with the header
-        assert row["exit_code"] is not None or row["exit_code_reason"], row
-        assert row["total_seconds"] is not None and row["total_seconds"] >= 0
-        assert row["status"] == "finished" and row["message"]
-        assert {p["stream"] for p in row["logs"]} == {"stdout", "stderr"}
-        for pointer in row["logs"]:
-            data = Path(pointer["url"]).read_bytes()
+        assert row.exit_code is not None or row.exit_code_reason, row
+        assert row.total_seconds is not None and row.total_seconds >= 0
+        assert row.status == "finished" and row.message
+        assert {p.stream for p in row.logs} == {"stdout", "stderr"}
+        for pointer in row.logs:
+            data = Path(pointer.url).read_bytes()
             assert data.startswith(b"[batchdrain] ===== ENVIRONMENT IDENTITY =====")
-            assert pointer["size_bytes"] == len(data)
-            assert pointer["sha256"] == hashlib.sha256(data).hexdigest()
+            assert pointer.size_bytes == len(data)
+            assert pointer.sha256 == hashlib.sha256(data).hexdigest()
             assert f"[batchdrain] session: {session_id}".encode() in data
             assert SECRET.encode() not in data
         # criterion 2: never "Unknown error"
-        assert "unknown error" not in (row["message"] or "").lower()
-    by_phase = {r["phase_id"]: r for r in rows}
-    assert by_phase["fails"]["exit_code"] == 4
-    assert by_phase["traceback"]["first_error_line"].startswith("json.decoder.JSONDecodeError")
-    assert by_phase["no-such-command"]["exit_code"] is None
-    assert "no-such-binary-xyz" in by_phase["no-such-command"]["message"]
-    assert by_phase["timeout"]["container_seconds"] < 15
+        assert "unknown error" not in (row.message or "").lower()
+    by_phase = {r.phase_id: r for r in rows}
+    assert by_phase["fails"].exit_code == 4
+    assert by_phase["traceback"].first_error_line.startswith("json.decoder.JSONDecodeError")
+    assert by_phase["no-such-command"].exit_code is None
+    assert "no-such-binary-xyz" in by_phase["no-such-command"].message
+    assert by_phase["timeout"].container_seconds < 15
 
     # criterion 4: what the phase saw is the controller's identity (phase-side evidence)
     expected_sha = hashlib.sha256(phase_db.encode()).hexdigest()
     for pid in ("ok-1", "fails", "ok 2 ☃"):
         row = by_phase[pid]
-        stdout = Path(next(p["url"] for p in row["logs"] if p["stream"] == "stdout")).read_text("utf-8")
+        stdout = Path(next(p.url for p in row.logs if p.stream == "stdout")).read_text("utf-8")
         assert f"db-sha {expected_sha}" in stdout
-        assert f"ids {row['run_id']} {pid} {session_id} {row['attempt']} {api_url}" in stdout
+        assert f"ids {row.run_id} {pid} {session_id} {row.attempt} {api_url}" in stdout
 
     # the report: before/after counts, identity proof, no password anywhere
     code, report_json, _ = cli(capsys, "report", session_id, "--format", "json", *common)
@@ -142,7 +142,7 @@ def test_selection_safety_and_parking(database_url, workdir, capsys):
     code, out, _ = cli(capsys, "drain", *common, "--dry-run")
     assert code == 0 and "second" in out and "queued phase(s); failed phases wait" in out
     assert cli(capsys, "drain", *common)[0] == 0
-    assert [(a["phase_id"], a["attempt"]) for a in attempts(database_url)] == [("first", 1), ("second", 1)]
+    assert [(a.phase_id, a.attempt) for a in attempts(database_url)] == [("first", 1), ("second", 1)]
     # no queued left: retries run, and after 3 identical failures the phase is parked
     assert cli(capsys, "drain", *common)[0] == 0
     assert cli(capsys, "drain", *common)[0] == 0
@@ -153,7 +153,7 @@ def test_selection_safety_and_parking(database_url, workdir, capsys):
     code, out, _ = cli(capsys, "retry", "--run-id", "r", *common[:2])
     assert code == 0 and "re-queued 1" in out
     assert cli(capsys, "drain", *common)[0] == 0
-    assert [a["attempt"] for a in attempts(database_url, phase_id="first")] == [1, 2, 3, 4]
+    assert [a.attempt for a in attempts(database_url, phase_id="first")] == [1, 2, 3, 4]
     assert phases(database_url)[("r", "first")].state is PhaseState.FAILED
 
 
@@ -163,7 +163,7 @@ def test_override_retries_failed_even_with_queued(database_url, workdir, capsys)
     assert cli(capsys, "drain", *common)[0] == 0
     assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "new", *common[:2], "--", "true")[0] == 0
     assert cli(capsys, "drain", *common, "--no-skip-runs-with-queued")[0] == 0
-    assert sorted((a["phase_id"], a["attempt"]) for a in attempts(database_url)) == [
+    assert sorted((a.phase_id, a.attempt) for a in attempts(database_url)) == [
         ("bad", 1), ("bad", 2), ("new", 1)]
 
 
@@ -185,17 +185,17 @@ def test_huge_and_binary_output_is_stored_byte_exact(workdir, capsys, tmp_path):
     # memory stays flat: streaming 50 MB costs the controller far less than 50 MB
     assert big_rss - small_rss < 20 * 1024, (big_rss, small_rss)
     (row, _) = attempts(url)
-    assert row["failure_class"] == FailureClass.SUCCEEDED
-    stdout = next(p for p in row["logs"] if p["stream"] == "stdout")
-    stderr = next(p for p in row["logs"] if p["stream"] == "stderr")
-    err_bytes = Path(stderr["url"]).read_bytes()
+    assert row.failure_class == FailureClass.SUCCEEDED
+    stdout = next(p for p in row.logs if p.stream == "stdout")
+    stderr = next(p for p in row.logs if p.stream == "stderr")
+    err_bytes = Path(stderr.url).read_bytes()
     assert b"\xc3\x28 invalid utf8 \xff\n" in err_bytes
     expected_payload_sha = err_bytes.strip().splitlines()[-1].decode()
-    data = Path(stdout["url"]).read_bytes()
+    data = Path(stdout.url).read_bytes()
     header_end = data.index(b"=====\n", data.index(b"IDENTITY =====") + 20) + len(b"=====\n")
     assert len(data) - header_end == 800 * 65536
     assert hashlib.sha256(data[header_end:]).hexdigest() == expected_payload_sha
-    assert stdout["size_bytes"] == len(data)
+    assert stdout.size_bytes == len(data)
 
 
 def _controller_peak_rss_kib(cwd: Path, url: str) -> int:
@@ -286,9 +286,9 @@ def test_phases_whose_ids_met_in_the_old_log_names_keep_their_own_logs(database_
     assert len(recorded) == 4
     urls = set()
     for row in recorded:
-        stdout = next(p for p in row["logs"] if p["stream"] == "stdout")
-        data = Path(stdout["url"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == stdout["sha256"] and len(data) == stdout["size_bytes"]
-        assert data.endswith(f"{row['run_id']}|{row['phase_id']}\n".encode())
-        urls.add(stdout["url"])
+        stdout = next(p for p in row.logs if p.stream == "stdout")
+        data = Path(stdout.url).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == stdout.sha256 and len(data) == stdout.size_bytes
+        assert data.endswith(f"{row.run_id}|{row.phase_id}\n".encode())
+        urls.add(stdout.url)
     assert len(urls) == 4

@@ -49,14 +49,14 @@ def audit(database_url: str) -> tuple[dict[tuple[str, str], Any], list[dict[str,
     rows = attempts(database_url)
     state = phases(database_url)
     for row in rows:
-        assert row["status"] == "finished", f"attempt left open: {row}"
-        assert row["exit_code"] is not None or row["exit_code_reason"], f"unexplained null exit: {row}"
+        assert row.status == "finished", f"attempt left open: {row}"
+        assert row.exit_code is not None or row.exit_code_reason, f"unexplained null exit: {row}"
     by_phase: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        by_phase.setdefault((row["run_id"], row["phase_id"]), []).append(row)
+        by_phase.setdefault((row.run_id, row.phase_id), []).append(row)
     for key, tried in by_phase.items():
-        assert len({a["attempt"] for a in tried}) == len(tried), f"attempt number used twice: {key}"
-        spans = sorted((a["created_at"], a["finished_at"]) for a in tried)
+        assert len({a.attempt for a in tried}) == len(tried), f"attempt number used twice: {key}"
+        spans = sorted((a.created_at, a.finished_at) for a in tried)
         for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end, f"two attempts of {key} overlap"
     for key, phase in state.items():
@@ -112,7 +112,7 @@ def test_postgres_restart_mid_drain(own_postgres: PostgresServer, workdir: Path,
     state, rows = audit(url)
     assert all(p.state is PhaseState.COMPLETE for p in state.values()), \
         {k: p.state for k, p in state.items() if p.state is not PhaseState.COMPLETE}
-    assert all(r["exit_code"] == 0 for r in rows)
+    assert all(r.exit_code == 0 for r in rows)
     assert len(rows) == 40, "a phase ran twice"
 
 
@@ -149,11 +149,11 @@ def fill(volume: Path) -> Path:
 
 def stored_logs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every pointer, checked: size and sha256 recorded are those of the bytes on disk."""
-    pointers = [p for row in rows for p in row["logs"]]
+    pointers = [p for row in rows for p in row.logs]
     for pointer in pointers:
-        data = Path(pointer["url"]).read_bytes()
-        assert len(data) == pointer["size_bytes"], pointer
-        assert hashlib.sha256(data).hexdigest() == pointer["sha256"], pointer
+        data = Path(pointer.url).read_bytes()
+        assert len(data) == pointer.size_bytes, pointer
+        assert hashlib.sha256(data).hexdigest() == pointer.sha256, pointer
     return pointers
 
 
@@ -168,7 +168,7 @@ def test_log_volume_full_for_a_while_loses_nothing(small_log_volume: Path, workd
     proc = controller_process("drain", "--database-url", url, "--log-store", str(small_log_volume),
                               "--parallelism", "4", "--executor", "local", "--quiet", cwd=workdir)
     try:
-        wait_for(lambda: any(small_log_volume.glob("*/*.stdout.log")), "the first log to be written")
+        wait_for(lambda: any(small_log_volume.rglob("*.stdout.log")), "the first log to be written")
         filler = fill(small_log_volume)
         time.sleep(4)
         assert proc.poll() is None, "the drain ended while the log volume was full"
@@ -183,11 +183,11 @@ def test_log_volume_full_for_a_while_loses_nothing(small_log_volume: Path, workd
     assert all(p.state is PhaseState.COMPLETE for p in state.values())
     assert len(rows) == 12
     pointers = stored_logs(rows)
-    assert all(p["incomplete"] is None for p in pointers)
-    assert any(p["stalled_seconds"] > 0 for p in pointers), "no write waited: the volume never filled up"
+    assert all(p.incomplete is None for p in pointers)
+    assert any(p.stalled_seconds > 0 for p in pointers), "no write waited: the volume never filled up"
     for pointer in pointers:
-        if pointer["stream"] == "stdout":
-            assert Path(pointer["url"]).read_bytes().endswith(b"last line\n"), pointer
+        if pointer.stream == "stdout":
+            assert Path(pointer.url).read_bytes().endswith(b"last line\n"), pointer
 
 
 def test_log_volume_full_for_good_stops_the_session(small_log_volume: Path, workdir: Path,
@@ -198,7 +198,7 @@ def test_log_volume_full_for_good_stops_the_session(small_log_volume: Path, work
                               "--parallelism", "2", "--executor", "local", "--quiet",
                               "--log-write-retry-seconds", "2", cwd=workdir)
     try:
-        wait_for(lambda: any(small_log_volume.glob("*/*.stdout.log")), "the first log to be written")
+        wait_for(lambda: any(small_log_volume.rglob("*.stdout.log")), "the first log to be written")
         fill(small_log_volume)
         _out, err_bytes = proc.communicate(timeout=DEADLINE)
     finally:
@@ -210,12 +210,12 @@ def test_log_volume_full_for_good_stops_the_session(small_log_volume: Path, work
     assert len(errors) == 1 and "log store" in errors[0] and "No space left on device" in errors[0], err
     state, rows = audit(url)
     assert any(p.state is PhaseState.QUEUED for p in state.values()), "the session did not stop selecting"
-    assert all(r["exit_code"] == 0 for r in rows), "the real outcome was not recorded"
+    assert all(r.exit_code == 0 for r in rows), "the real outcome was not recorded"
     pointers = stored_logs(rows)
-    cut = [r for r in rows if any(p["incomplete"] for p in r["logs"])]
+    cut = [r for r in rows if any(p.incomplete for p in r.logs)]
     assert cut, "no log was marked incomplete"
     for row in cut:
-        assert "log incomplete: No space left on device (ENOSPC)" in row["message"], row["message"]
-        assert "bytes stored" in row["message"]
+        assert "log incomplete: No space left on device (ENOSPC)" in row.message, row.message
+        assert "bytes stored" in row.message
     assert not list(small_log_volume.rglob("*.tmp")), "a half-written file was left behind"
     assert len(pointers) == 2 * len(rows)

@@ -26,7 +26,7 @@ def test_html_report_renders_with_histogram_and_one_bar_per_attempt(workdir, cap
         assert cli(capsys, "enqueue", "--database-url", url, "--run-id", "html", "--phase-id", f"p{i}", "--",
                    "python3", "-c", code)[0] == 0
     assert cli(capsys, "drain", "--database-url", url, "--executor", "local", "--quiet", "--parallelism", "3")[0] == 0
-    session_id = attempts(url)[0]["session_id"]
+    session_id = attempts(url)[0].session_id
     out = workdir / "report.html"
     assert cli(capsys, "report", session_id, "--database-url", url, "--format", "html", "-o", str(out))[0] == 0
     page = out.read_text("utf-8")

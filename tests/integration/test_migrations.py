@@ -6,12 +6,13 @@ from alembic import command
 from sqlalchemy import text
 
 from batchdrain.db import Database
+from batchdrain.db.schema import Schema
 
 
 def test_upgrade_from_first_revision_keeps_data(database_url):
     db = Database(database_url)
     try:
-        config = db._alembic_config()
+        config = Schema(db._engine).alembic_config()
         command.upgrade(config, "0001")
         with db.engine.begin() as conn:
             conn.execute(text("INSERT INTO runs (run_id, created_at) VALUES ('r', CURRENT_TIMESTAMP)"))
@@ -38,13 +39,14 @@ def test_a_later_page_probes_the_sessions_attempts_by_index(tmp_path):
     """
     from sqlalchemy.dialects import sqlite
 
+    from batchdrain.db.backlog import candidates_query
     from batchdrain.db.models import AttemptRow, PhaseRow
 
     db = Database(f"sqlite:///{tmp_path}/plan.db")
     try:
         db.upgrade()
         # The statement ``candidates`` runs for a later page, rendered by SQLAlchemy.
-        statement = db._candidates_query(run_ids=[], limit=100, max_attempts=3, exclude_session="s")
+        statement = candidates_query(run_ids=[], limit=100, max_attempts=3, exclude_session="s")
         sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
         with db.engine.connect() as conn:
             plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))

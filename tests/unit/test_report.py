@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import replace
 
-from batchdrain.domain import RunCounts
+from batchdrain.db import AttemptRecord, SessionRecord
+from batchdrain.domain import FailureClass, LogMode, LogPointer, RunCounts
 from batchdrain.report import (
     REPORT_SCHEMA,
+    attempt_row,
     build_report,
     duration_stats,
     failure_clusters,
@@ -16,6 +20,14 @@ from batchdrain.report import (
 )
 
 
+def attempt(i, cls, line, run="r"):
+    return AttemptRecord(
+        attempt_pk=i, session_id="s", run_id=run, phase_id=f"p{i}", attempt=1, status="finished", executor="local",
+        command=("true",), failure_class=FailureClass(cls), first_error_line=line, message=f"{cls}: {line}",
+        exit_code=1, container_seconds=1.0 + i, total_seconds=1.5 + i, identity={"session_id": "s"},
+        created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+
+
 def test_duration_stats_nearest_rank():
     stats = duration_stats([float(v) for v in range(1, 21)])
     assert stats == {"count": 20, "min": 1.0, "median": 10.5, "mean": 10.5, "p95": 19.0, "max": 20.0}
@@ -23,19 +35,12 @@ def test_duration_stats_nearest_rank():
 
 
 def test_instant_complete_needs_no_explaining_class():
-    fast_ok = {"failure_class": "succeeded", "container_seconds": 0.01}
-    fast_pull = {"failure_class": "image_pull", "container_seconds": None, "total_seconds": 0.2}
-    slow = {"failure_class": "succeeded", "container_seconds": 3.0}
+    fast_ok = replace(attempt(1, "succeeded", None), container_seconds=0.01)
+    fast_pull = replace(attempt(2, "image_pull", None), container_seconds=None, total_seconds=0.2)
+    slow = replace(attempt(3, "succeeded", None), container_seconds=3.0)
     assert "succeeded in 0.010s" in (instant_reason(fast_ok, 0.5) or "")
     assert instant_reason(fast_pull, 0.5) is None
     assert instant_reason(slow, 0.5) is None
-
-
-def attempt(i, cls, line, run="r"):
-    return {"id": i, "session_id": "s", "run_id": run, "phase_id": f"p{i}", "attempt": 1, "status": "finished",
-            "failure_class": cls, "first_error_line": line, "message": f"{cls}: {line}", "exit_code": 1,
-            "exit_code_reason": None, "container_seconds": 1.0 + i, "total_seconds": 1.5 + i, "logs": [],
-            "identity": {"session_id": "s"}, "created_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
 
 
 def test_failure_clusters_group_same_error():
@@ -66,8 +71,9 @@ def test_identity_header_check():
 
 def test_build_and_render_report():
     attempts = [attempt(1, "succeeded", None), attempt(2, "exit_code", "KeyError: 'x'")]
-    session = {"session_id": "s", "executor": "local", "started_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-               "settings": {}, "identity": {"database_url": "sqlite:///x.db"}}
+    started = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    session = SessionRecord(session_id="s", status="running", executor="local", started_at=started,
+                            heartbeat_at=started, identity={"database_url": "sqlite:///x.db"})
     report = build_report(session=session, attempts=attempts,
                           before={"r": RunCounts(queued=2)}, after={"r": RunCounts(complete=1, failed=1)},
                           leaks=[], identity_checks={1: None, 2: "no log stored"}, skipped=[],
@@ -81,3 +87,31 @@ def test_build_and_render_report():
     md = render_markdown(report)
     assert "| r | 2 -> 0 | 0 -> 1 | 0 -> 1 | 0 -> 0 |" in md
     assert "KeyError: 'x'" in md and "Unknown error" not in md
+
+
+def test_attempt_row_is_the_report_schema_row():
+    """The keys, their order and the JSON values of a report row (batchdrain.report/v1)."""
+    t0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    record = AttemptRecord(
+        attempt_pk=7, session_id="s", run_id="r", phase_id="p", attempt=2, status="finished",
+        executor="kubernetes", command=("python", "-c", "1"), created_at=t0, identity={"session_id": "s"},
+        image="python:3.11", image_digest="sha256:ab", job_name="j", namespace="ns", pod_names=("j-x",),
+        pod_uid="u", node="n", exit_code=0, exit_code_reason=None, started_at=t0, finished_at=t0,
+        container_seconds=0.25, total_seconds=1.5, failure_class=FailureClass.SUCCEEDED, message="exit code 0",
+        first_error_line=None, log_mode=LogMode.SPLIT,
+        logs=(LogPointer(stream="stdout", url="/l/p.log", size_bytes=3, sha256="00"),),
+        raw_status={"pid": None})
+    row = attempt_row(record, instant_threshold=0.5, identity_check=None)
+    assert json.dumps(row) == json.dumps({
+        "session_id": "s", "run_id": "r", "phase_id": "p", "attempt": 2, "status": "finished",
+        "executor": "kubernetes", "command": ["python", "-c", "1"], "image": "python:3.11",
+        "image_digest": "sha256:ab", "job_name": "j", "namespace": "ns", "pod_names": ["j-x"], "pod_uid": "u",
+        "node": "n", "exit_code": 0, "exit_code_reason": None, "created_at": "2026-01-01T12:00:00+00:00",
+        "started_at": "2026-01-01T12:00:00+00:00", "finished_at": "2026-01-01T12:00:00+00:00",
+        "container_seconds": 0.25, "total_seconds": 1.5, "failure_class": "succeeded", "message": "exit code 0",
+        "first_error_line": None, "log_mode": "split",
+        "logs": [{"stream": "stdout", "url": "/l/p.log", "size_bytes": 3, "sha256": "00", "incomplete": None,
+                  "stalled_seconds": 0.0}],
+        "identity": {"session_id": "s"}, "raw_status": {"pid": None}, "duration_seconds": 0.25,
+        "instant": "succeeded in 0.250s (< 0.5s) without an explaining class", "identity_check": "ok",
+    })

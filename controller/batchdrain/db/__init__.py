@@ -1,5 +1,16 @@
 """The database seam: the only package that imports SQLAlchemy or Alembic."""
 
-from batchdrain.db.store import Claim, Database, DatabaseUnavailable, NewPhase, normalise_url
+from batchdrain.db.database import Database
+from batchdrain.db.engine import DatabaseUnavailable, normalise_url
+from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
 
-__all__ = ["Claim", "Database", "DatabaseUnavailable", "NewPhase", "normalise_url"]
+__all__ = [
+    "AttemptRecord",
+    "Claim",
+    "Database",
+    "DatabaseUnavailable",
+    "NewPhase",
+    "OrphanRecord",
+    "SessionRecord",
+    "normalise_url",
+]

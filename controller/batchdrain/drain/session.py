@@ -16,12 +16,12 @@ on would run phases whose logs cannot be kept.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,21 +35,19 @@ from batchdrain.domain import (
     AttemptResult,
     FailureClass,
     Phase,
-    PhaseSpec,
     PhaseState,
     RunCounts,
     utcnow,
 )
+from batchdrain.drain.planning import PAGE, make_plan
+from batchdrain.drain.reporting import identity_checks, skipped_rows, store_report
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
 from batchdrain.identity import Identity, mask_url
-from batchdrain.logstore import LogSink, safe_name
+from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
-from batchdrain.report import REPORT_SCHEMA, build_report, identity_matches, render_markdown
-from batchdrain.report_html import render_html
-from batchdrain.selection import Plan, SelectionOptions, check_run_filter, plan
+from batchdrain.report import build_report
+from batchdrain.selection import Plan
 from batchdrain.settings import Settings
-
-HEADER_PROBE_BYTES = 4096
 
 
 class DrainObserver(Protocol):
@@ -85,35 +83,6 @@ class SessionOutcome:
     @property
     def exit_code(self) -> int:
         return 1 if self.leaks or self.error else 0
-
-
-def selection_options(settings: Settings) -> SelectionOptions:
-    return SelectionOptions(
-        run_ids=tuple(settings.run_id), batch_size=settings.batch_size,
-        max_attempts=settings.max_attempts, skip_runs_with_queued=settings.skip_runs_with_queued,
-        include_parked=settings.include_parked,
-    )
-
-
-PAGE = 10_000
-
-
-def make_plan(db: Database, settings: Settings, *, full: bool = False, exclude_session: str | None = None) -> Plan:
-    """The plan a session with these settings would run now.
-
-    ``full`` reads every phase of the filtered runs so that --dry-run can give a reason
-    for each one left out; a session reads only candidates, a page at a time.
-    """
-    if settings.run_id:
-        check_run_filter(settings.run_id, db.known_runs())
-    options = selection_options(settings)
-    if full:
-        return plan(db.phases(settings.run_id or None), options)
-    snapshot = db.candidates(run_ids=settings.run_id, limit=settings.batch_size or PAGE,
-                             max_attempts=settings.max_attempts,
-                             skip_runs_with_queued=settings.skip_runs_with_queued,
-                             include_parked=settings.include_parked, exclude_session=exclude_session)
-    return plan(snapshot, options)
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
@@ -169,13 +138,21 @@ class DrainSession:
             "preflight": self.preflight,
         }
 
-    def _launch(self, phase: Phase, attempt: int, spec: PhaseSpec) -> AttemptLaunch:
+    def _launch(self, phase: Phase, attempt: int, *, session_id: str | None = None) -> AttemptLaunch:
+        """What one attempt of ``phase`` runs with: its spec, rendered, under an identity.
+
+        The one way a launch is built, for a fresh attempt and for an adopted one
+        (``session_id`` of the dead session that started it), so that an adopted attempt
+        is supervised with the phase's own timeout, memory limit and environment.
+        """
+        session_id = session_id or self.session_id
+        spec = phase.spec
         identity = Identity(
-            session_id=self.session_id, run_id=phase.run_id, phase_id=phase.phase_id, attempt=attempt,
+            session_id=session_id, run_id=phase.run_id, phase_id=phase.phase_id, attempt=attempt,
             database_url=self._phase_database_url(), api_url=self.settings.api_url,
         )
         values = {"run_id": phase.run_id, "phase_id": phase.phase_id, "attempt": str(attempt),
-                  "session_id": self.session_id}
+                  "session_id": session_id}
         env = {**dict(spec.env), **identity.env(self.settings)}
         return AttemptLaunch(
             identity=identity, spec=spec, command=tuple(spec.render_command(values)),
@@ -186,65 +163,85 @@ class DrainSession:
 
     # -- the session ---------------------------------------------------------------
     def run(self) -> SessionOutcome:
+        """Plan, run the plan (adopting dead sessions' attempts first), report."""
         the_plan = make_plan(self.db, self.settings)
         before = self.db.run_counts()
+        self._begin()
+        started = time.monotonic()
+        with self._heartbeating():
+            try:
+                touched = self._execute(the_plan)
+            except BaseException as err:
+                self._end_executor()  # close the watches; the session row records the failure
+                self.db.end_session(self.session_id, status="failed", counts={}, report=None,
+                                    error=f"{type(err).__name__}: {err}")
+                raise
+        leaks = self._end_executor()
+        report = self._report(the_plan, before=before, touched=touched, leaks=leaks,
+                              wall_seconds=time.monotonic() - started)
+        return self._end(report, leaks)
+
+    def _begin(self) -> None:
         self.session_id = self.db.create_session(
             executor=self.executor.name, settings=masked_settings(self.settings), identity={},
         )
         self.executor.begin(session_id=self.session_id, sink=self.sink)
         self.db.set_session_identity(self.session_id, self.session_identity())
-        started = time.monotonic()
-        heartbeat_stop = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), daemon=True)
+
+    @contextmanager
+    def _heartbeating(self) -> Iterator[None]:
+        stop = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True)
         heartbeat.start()
-        touched: set[str] = set()
         try:
-            self.observer.planned(the_plan)
-            with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
-                                       thread_name_prefix="attempt") as pool:
-                futures = [pool.submit(self._adopt, o) for o in self._orphans()]
-                page = the_plan
-                while True:
-                    futures += [pool.submit(self._run_phase, s.phase) for s in page.selected]
-                    touched |= {s.phase.run_id for s in page.selected}
-                    self._wait(futures)
-                    futures = []
-                    # An unlimited session pages through a large backlog; phases this
-                    # session already ran are not picked again by a later page.
-                    if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
-                            or self._halt_reason()):
-                        break
-                    page = make_plan(self.db, self.settings, exclude_session=self.session_id)
-                    if not page.selected:
-                        break
-                    self.observer.planned(page)
-            touched |= {run_id for run_id, _ in self._adopted}
-        except BaseException as err:
-            self._end_executor()  # close the watches; the session row records the failure
-            self.db.end_session(self.session_id, status="failed", counts={}, report=None,
-                                error=f"{type(err).__name__}: {err}")
-            raise
+            yield
         finally:
-            heartbeat_stop.set()
+            stop.set()
             heartbeat.join(timeout=5)
-        leaks = self._end_executor()
+
+    def _execute(self, the_plan: Plan) -> set[str]:
+        """Adopt orphans, then run the plan page after page; returns the runs touched."""
+        touched: set[str] = set()
+        self.observer.planned(the_plan)
+        with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
+                                   thread_name_prefix="attempt") as pool:
+            futures = [pool.submit(self._adopt, phase, o) for phase, o in self._orphans()]
+            page = the_plan
+            while True:
+                futures += [pool.submit(self._run_phase, s.phase) for s in page.selected]
+                touched |= {s.phase.run_id for s in page.selected}
+                self._wait(futures)
+                futures = []
+                # An unlimited session pages through a large backlog; phases this
+                # session already ran are not picked again by a later page.
+                if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
+                        or self._halt_reason()):
+                    break
+                page = make_plan(self.db, self.settings, exclude_session=self.session_id)
+                if not page.selected:
+                    break
+                self.observer.planned(page)
+        return touched | {run_id for run_id, _ in self._adopted}
+
+    def _report(self, the_plan: Plan, *, before: dict[str, RunCounts], touched: set[str], leaks: list[str],
+                wall_seconds: float) -> dict[str, Any]:
         after = self.db.run_counts()
         self.metrics.set_phase_counts(after.values())
         attempts = self.db.attempts(session_id=self.session_id)
-        session_row = self.db.session(self.session_id)
-        report = build_report(
-            session=session_row, attempts=attempts,
+        expected = {"database_url": mask_url(self._phase_database_url()), "api_url": self.settings.api_url}
+        return build_report(
+            session=self.db.session(self.session_id), attempts=attempts,
             before={r: before.get(r, RunCounts()) for r in sorted(touched)},
             after={r: after.get(r, RunCounts()) for r in sorted(touched)},
-            leaks=leaks, identity_checks=self._identity_checks(attempts),
-            skipped=[{"run_id": s.phase.run_id, "phase_id": s.phase.phase_id, "reason": s.reason}
-                     for s in the_plan.skipped if s.phase.state is not PhaseState.COMPLETE]
-                    + [{"run_id": r, "phase_id": p, "reason": "claimed by another controller first"}
-                       for r, p in self._not_claimed],
+            leaks=leaks, identity_checks=identity_checks(self.sink, attempts, expected=expected),
+            skipped=skipped_rows(the_plan, self._not_claimed),
             instant_threshold=self.settings.instant_threshold_seconds,
-            wall_seconds=time.monotonic() - started,
+            wall_seconds=wall_seconds,
             interrupted=self.stop.stopping,
         )
+
+    def _end(self, report: dict[str, Any], leaks: list[str]) -> SessionOutcome:
+        """Add the notes and why the session stopped early, store the report, close the session row."""
         halted = self.executor.unavailable()
         if halted:
             halted += "; session stopped early: unstarted phases stay queued, open attempts are adopted " \
@@ -253,7 +250,7 @@ class DrainSession:
         report["notes"] = list(self._notes)
         error = self._log_store_error or halted
         report["halted"] = error
-        stored = self._store_report(report)
+        stored = store_report(self.sink, self.session_id, report)
         if stored is not None:
             report["notes"].append(stored)
             error = error or stored
@@ -295,35 +292,25 @@ class DrainSession:
                 with self._lock:
                     self._notes.append(f"{utcnow().isoformat()} heartbeat failed: {err}")
 
-    def _orphans(self) -> list[OrphanAttempt]:
+    def _orphans(self) -> list[tuple[Phase, OrphanAttempt]]:
+        """Take over the attempts of dead sessions: each with its phase and its launch."""
         self._adopted = []
         found = []
-        for row in self.db.orphaned_attempts(lease_seconds=self.settings.lease_seconds):
-            if not self.db.take_over(row["id"], session_id=self.session_id,
+        for orphan in self.db.orphaned_attempts(lease_seconds=self.settings.lease_seconds):
+            row = orphan.attempt
+            if not self.db.take_over(row.attempt_pk, session_id=self.session_id,
                                      lease_seconds=self.settings.lease_seconds):
                 continue
-            spec = PhaseSpec(command=tuple(row["command"]), image=row["image"])
-            identity = Identity(
-                session_id=row["session_id"], run_id=row["run_id"], phase_id=row["phase_id"],
-                attempt=row["attempt"], database_url=self._phase_database_url(),
-                api_url=self.settings.api_url)
-            launch = AttemptLaunch(identity=identity, spec=spec, command=tuple(row["command"]),
-                                   env=tuple(sorted(identity.env(self.settings).items())),
-                                   timeout_seconds=self.settings.default_timeout_seconds,
-                                   image=row["image"] or self.settings.default_image)
-            raw = row["raw_status"] or {}
-            found.append(OrphanAttempt(
-                launch=launch, session_id=row["session_id"], job_name=row["job_name"],
-                pod_uid=row["pod_uid"],
-                started_at_iso=row["started_at"].isoformat() if row["started_at"] else None,
-                pid=raw.get("pid"), host=raw.get("host"), attempt_pk=row["id"]))
-            self._adopted.append((row["run_id"], row["phase_id"]))
+            launch = self._launch(orphan.phase, row.attempt, session_id=row.session_id)
+            found.append((orphan.phase, OrphanAttempt(
+                launch=launch, session_id=row.session_id, job_name=row.job_name,
+                pod_uid=row.pod_uid,
+                started_at_iso=row.started_at.isoformat() if row.started_at else None,
+                pid=orphan.pid, host=orphan.host, attempt_pk=row.attempt_pk)))
+            self._adopted.append((row.run_id, row.phase_id))
         return found
 
-    def _adopt(self, orphan: OrphanAttempt) -> None:
-        phase = Phase(run_id=orphan.launch.identity.run_id, phase_id=orphan.launch.identity.phase_id,
-                      state=PhaseState.EXECUTING, attempts=orphan.launch.identity.attempt,
-                      spec=orphan.launch.spec)
+    def _adopt(self, phase: Phase, orphan: OrphanAttempt) -> None:
         def update(progress: AttemptProgress) -> None:
             self.db.update_attempt(orphan.attempt_pk, progress)
 
@@ -339,9 +326,8 @@ class DrainSession:
         # for a later session instead of each failing the same way.
         if self.stop.stopping or self._halt_reason():
             return
-        spec = phase.spec
         # Build the launch before claiming, so the attempt row records what will run.
-        probe = self._launch(phase, phase.attempts + 1, spec)
+        probe = self._launch(phase, phase.attempts + 1)
         claim: Claim | None = self.db.claim(
             phase, session_id=self.session_id, lease_seconds=self.settings.lease_seconds,
             executor=self.executor.name, command=list(probe.command), image=probe.image,
@@ -351,7 +337,7 @@ class DrainSession:
             with self._lock:
                 self._not_claimed.append(phase.key)
             return
-        launch = probe if claim.attempt == probe.identity.attempt else self._launch(phase, claim.attempt, spec)
+        launch = probe if claim.attempt == probe.identity.attempt else self._launch(phase, claim.attempt)
         self.observer.attempt_started(phase, claim.attempt)
         self.metrics.running.inc()
 
@@ -410,53 +396,3 @@ class DrainSession:
         self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked)
         self.metrics.record_attempt(result)
         self.observer.attempt_finished(phase, attempt, result)
-
-    # -- report ----------------------------------------------------------------------
-    def _identity_checks(self, attempts: list[dict[str, Any]]) -> dict[int, str | None]:
-        """Read back each stored log's header: proof that what ran had the session identity."""
-        checks: dict[int, str | None] = {}
-        expected = {"database_url": mask_url(self._phase_database_url()),
-                    "api_url": self.settings.api_url}
-        for attempt in attempts:
-            problems: list[str] = []
-            for pointer in attempt["logs"]:
-                head = b""
-                try:
-                    for chunk in self.sink.read(pointer["url"]):
-                        head += chunk
-                        if len(head) >= HEADER_PROBE_BYTES:
-                            break
-                except OSError as err:
-                    problems.append(f"{pointer['stream']} log unreadable: {err}")
-                    continue
-                problem = identity_matches(head.decode("utf-8", errors="replace"), attempt, expected)
-                if problem:
-                    problems.append(f"{pointer['stream']}: {problem}")
-            if not attempt["logs"]:
-                problems.append("no log stored")
-            checks[attempt["id"]] = "; ".join(problems) or None
-        return checks
-
-    def _store_report(self, report: dict[str, Any]) -> str | None:
-        """Write the report files; on a failing log store, say why (the database keeps the report)."""
-        keys = {fmt: f"{safe_name(self.session_id)}/session.{ext}"
-                for fmt, ext in (("json", "json"), ("markdown", "md"), ("html", "html"))}
-        report["pointers"] = {fmt: self.sink.url_for(key) for fmt, key in keys.items()}
-        renderers: dict[str, Callable[[], bytes]] = {
-            # Compact, so that the C encoder does it: indented, the pure-Python one took
-            # four times the document's size in memory (the document is O(attempts)).
-            "json": lambda: json.dumps(report, default=str, separators=(",", ":")).encode(),
-            "markdown": lambda: render_markdown(report).encode(),
-            "html": lambda: render_html(report).encode(),
-        }
-        for fmt, render in renderers.items():
-            try:
-                self.sink.put(keys[fmt], render())
-            except OSError as err:
-                # One failure is enough: each further put would wait out the same bound.
-                report["pointers"] = {}
-                return f"report files not stored in {self.sink.location()}: {type(err).__name__}: {err}"
-        return None
-
-
-__all__ = ["REPORT_SCHEMA", "DrainObserver", "DrainSession", "SessionOutcome", "make_plan"]

@@ -1,0 +1,112 @@
+"""Running a session: ``drain`` (with ``--dry-run``) and its preflight on its own, ``doctor``."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from batchdrain.cli.flags import with_settings
+from batchdrain.cli.render import ProgressObserver, checks_table, err, out, print_plan, summary
+from batchdrain.cli.wiring import choose_executor, connect_cluster, make_executor, open_db, run_preflight
+from batchdrain.db import Database
+from batchdrain.drain import DrainSession, SessionOutcome, make_plan
+from batchdrain.executors.base import Executor, StopSignal
+from batchdrain.logstore import LogSink, open_log_sink
+from batchdrain.metrics import Metrics
+from batchdrain.preflight import PreflightFailed, as_record
+from batchdrain.settings import Settings
+
+app = typer.Typer()
+
+
+@app.command()
+@with_settings()
+def drain(
+    settings: Settings,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and every skip reason; run nothing.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Run one drain session: select phases safely, run each, record every attempt."""
+    db = open_db(settings, migrate=False)
+    db.ensure_schema(auto_upgrade=db.backend == "sqlite")
+    the_plan = make_plan(db, settings, full=dry_run)  # bad filters fail here, before anything starts
+    if dry_run:
+        print_plan(the_plan)
+        return
+    metrics = Metrics(registry=None)
+    name, why = choose_executor(settings)
+    err.print(f"executor: {name} ({why})")
+    api = connect_cluster(settings, metrics) if name == "kubernetes" else None
+    checks = run_preflight(settings, db, api)
+    if not all(c.ok for c in checks):
+        raise PreflightFailed(checks)
+    executor = make_executor(settings, api)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+    stop = StopSignal()
+    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
+    with _stop_on_signals(stop, grace_seconds=settings.term_grace_seconds):
+        outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
+                               quiet=quiet, preflight=as_record(checks))
+    out.print(summary(outcome.report))
+    if outcome.leaks:
+        err.print(f"[red]leak audit: {len(outcome.leaks)} object(s) of the session still present:[/] "
+                  + ", ".join(outcome.leaks))
+    if outcome.error:
+        err.print(f"[red]batchdrain: error:[/] {escape(outcome.error)}", soft_wrap=True)
+    raise typer.Exit(outcome.exit_code)
+
+
+@contextmanager
+def _stop_on_signals(stop: StopSignal, *, grace_seconds: float) -> Iterator[None]:
+    """SIGTERM and SIGINT stop new phases and give running ones ``grace_seconds``; handlers restored after."""
+
+    def on_term(signum: int, _frame: object) -> None:
+        err.print(f"received {signal.Signals(signum).name}: no new phases; collecting running ones for up to "
+                  f"{grace_seconds:g}s")
+        stop.request(grace_seconds)
+
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: Executor, stop: StopSignal,
+                 metrics: Metrics, quiet: bool, preflight: list[dict[str, Any]]) -> SessionOutcome:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=err, disable=quiet) as progress:
+        session = DrainSession(db=db, sink=sink, executor=executor, settings=settings,
+                               observer=ProgressObserver(progress), stop=stop, metrics=metrics,
+                               preflight={"checks": preflight})
+        return session.run()
+
+
+@app.command()
+@with_settings()
+def doctor(settings: Settings) -> None:
+    """Check the database, the API URL and (for the kubernetes executor) cluster access and RBAC."""
+    db = open_db(settings, migrate=False)
+    name, why = choose_executor(settings)
+    api = connect_cluster(settings, Metrics(registry=None)) if name == "kubernetes" else None
+    checks = run_preflight(settings, db, api)
+    out.print(checks_table(checks, title=f"Preflight (executor {name}: {why})"))
+    if not all(c.ok for c in checks):
+        raise PreflightFailed(checks)

@@ -1,0 +1,137 @@
+"""Commands that read finished or running sessions: ``sessions list|show|watch``, ``report``, ``logs``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.markup import escape
+
+from batchdrain.cli.flags import DB_FIELDS, STORE_FIELDS, with_settings
+from batchdrain.cli.render import attempts_table, err, out, sessions_table, watch_view
+from batchdrain.cli.wiring import open_db
+from batchdrain.domain import BadInput
+from batchdrain.logstore import open_log_sink
+from batchdrain.report import render_markdown
+from batchdrain.report_html import render_html
+from batchdrain.settings import Settings
+
+# ``report`` and ``logs`` sit at the top level; ``sessions_app`` is the ``sessions`` group.
+app = typer.Typer()
+sessions_app = typer.Typer(no_args_is_help=True, help="Drain sessions.")
+
+
+class ReportFormat(StrEnum):
+    JSON = "json"
+    MD = "md"
+    HTML = "html"
+
+
+class LogStream(StrEnum):
+    ALL = "all"
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    COMBINED = "combined"
+
+
+@sessions_app.command("list")
+@with_settings(DB_FIELDS)
+def sessions_list(settings: Settings, limit: Annotated[int, typer.Option(help="How many.")] = 20) -> None:
+    """Recent drain sessions."""
+    out.print(sessions_table(open_db(settings).sessions(limit)))
+
+
+@sessions_app.command("show")
+@with_settings(DB_FIELDS)
+def sessions_show(settings: Settings, session_id: Annotated[str, typer.Argument()]) -> None:
+    """One session's attempts."""
+    db = open_db(settings)
+    session = db.session(session_id)
+    out.print(f"[bold]{session_id}[/] {session.status} ({session.executor})")
+    if session.error:
+        out.print(f"[red]error:[/] {escape(session.error)}")
+    out.print(attempts_table(db.attempts(session_id=session_id)))
+
+
+@sessions_app.command("watch")
+@with_settings(STORE_FIELDS)
+def sessions_watch(
+    settings: Settings,
+    session_id: Annotated[str | None, typer.Argument(help="Default: the latest session.")] = None,
+    interval: Annotated[float, typer.Option(help="Refresh every N seconds.")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Stop watching after N seconds.")] = 3600.0,
+) -> None:
+    """Live view of a session (run by any process): counts, running attempts, last log line."""
+    db = open_db(settings)
+    if session_id is None:
+        latest = db.sessions(1)
+        if not latest:
+            raise BadInput("no sessions yet")
+        session_id = latest[0].session_id
+    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
+    deadline = time.monotonic() + timeout
+    with Live(console=out, refresh_per_second=4) as live:
+        while True:
+            session = db.session(session_id)
+            live.update(watch_view(session, db.attempts(session_id=session_id), sink))
+            if session.status != "running" or time.monotonic() >= deadline:
+                break
+            time.sleep(interval)
+
+
+@app.command()
+@with_settings(DB_FIELDS)
+def report(
+    settings: Settings,
+    session_id: Annotated[str, typer.Argument()],
+    format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.MD,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+) -> None:
+    """Print a session's report (json, md or a self-contained html file)."""
+    session = open_db(settings).session(session_id)
+    if session.report is None:
+        raise BadInput(f"session {session_id} has no report (status {session.status})")
+    if format is ReportFormat.JSON:
+        text = json.dumps(session.report, indent=2, default=str) + "\n"
+    elif format is ReportFormat.HTML:
+        text = render_html(session.report)
+    else:
+        text = render_markdown(session.report)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+
+
+@app.command()
+@with_settings(STORE_FIELDS)
+def logs(
+    settings: Settings,
+    session_id: Annotated[str, typer.Argument()],
+    phase_id: Annotated[str, typer.Argument()],
+    run_id: Annotated[str | None, typer.Option("--run-id", help="When the phase id is in several runs.")] = None,
+    stream: Annotated[LogStream, typer.Option(help="Which stream.")] = LogStream.ALL,
+) -> None:
+    """Write a phase's stored log(s) of a session to stdout, byte for byte."""
+    db = open_db(settings)
+    db.session(session_id)
+    attempts = db.attempts(session_id=session_id, phase_id=phase_id, run_id=run_id)
+    if not attempts:
+        raise BadInput(f"no attempt of phase {phase_id!r} in session {session_id}")
+    if len({a.run_id for a in attempts}) > 1:
+        raise BadInput(f"phase {phase_id!r} is in several runs of this session: pass --run-id")
+    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
+    for attempt in attempts:
+        for pointer in attempt.logs:
+            if stream is LogStream.ALL or stream.value == pointer.stream:
+                sys.stdout.flush()
+                for chunk in sink.read(pointer.url):
+                    sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()

@@ -1,0 +1,73 @@
+"""What a command is wired to: the database, the cluster, the executor, the preflight checks.
+
+Everything opened here is closed when the command ends (``resources``, unwound by
+``main``), not left to the garbage collector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from batchdrain.db import Database
+from batchdrain.domain import BadInput
+from batchdrain.executors.base import Executor
+from batchdrain.executors.local import LocalExecutor
+from batchdrain.kube import KubeApi, KubeError
+from batchdrain.metrics import Metrics
+from batchdrain.preflight import Check, check_api_url, check_cluster, check_database
+from batchdrain.settings import Settings
+
+resources = contextlib.ExitStack()
+
+
+def open_db(settings: Settings, *, migrate: bool = True) -> Database:
+    db = Database(settings.database_url, retry_attempts=settings.retry_attempts,
+                  retry_max_seconds=settings.retry_max_seconds)
+    # Pooled connections are closed when the command ends, not left to the garbage collector.
+    resources.callback(db.dispose)
+    if migrate:
+        db.ensure_schema(auto_upgrade=False)
+    return db
+
+
+def kube_config_present(settings: Settings) -> bool:
+    if settings.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    paths = [*os.environ.get("KUBECONFIG", "").split(os.pathsep), str(Path("~/.kube/config").expanduser())]
+    return any(p and Path(p).is_file() for p in paths)
+
+
+def choose_executor(settings: Settings) -> tuple[str, str]:
+    """(executor name, why) for the settings: ``auto`` means kubernetes when a config exists."""
+    if settings.executor != "auto":
+        return settings.executor, "--executor"
+    if kube_config_present(settings):
+        return "kubernetes", "a kubeconfig or in-cluster config was found"
+    return "local", "no kubeconfig found"
+
+
+def connect_cluster(settings: Settings, metrics: Metrics) -> KubeApi:
+    from batchdrain.kube import connect
+
+    try:
+        return connect(settings, on_retry=lambda _call, _error: metrics.api_retries.inc())
+    except KubeError as exc:
+        raise BadInput(f"cannot use the cluster: {exc}") from exc
+
+
+def make_executor(settings: Settings, api: KubeApi | None) -> Executor:
+    """Kubernetes Jobs when connected to a cluster, local processes otherwise."""
+    if api is not None:
+        from batchdrain.executors.kubernetes import KubernetesExecutor
+
+        return KubernetesExecutor(api, settings)
+    return LocalExecutor()
+
+
+def run_preflight(settings: Settings, db: Database, api: KubeApi | None) -> list[Check]:
+    checks = check_database(db) + check_api_url(settings)
+    if api is not None:
+        checks += check_cluster(api)
+    return checks

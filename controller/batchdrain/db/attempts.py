@@ -1,0 +1,292 @@
+"""Attempts: claiming a phase, recording what its attempt did, and adopting orphans.
+
+Claiming is the safety core: a phase moves to EXECUTING only through ``claim``,
+which locks the row (``FOR UPDATE SKIP LOCKED`` on Postgres), re-checks its state
+and lease in the UPDATE itself, bumps the attempt counter and inserts the attempt
+row in the same transaction. Two controllers can therefore never hold one phase,
+and an attempt row always exists before anything is launched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from batchdrain.db.backlog import phase_from_row
+from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
+from batchdrain.db.models import AttemptRow, PhaseRow, SessionRow
+from batchdrain.db.records import AttemptRecord, Claim, OrphanRecord
+from batchdrain.domain import (
+    AttemptProgress,
+    AttemptResult,
+    FailureClass,
+    LogMode,
+    LogPointer,
+    Phase,
+    PhaseState,
+    utcnow,
+)
+
+# The statements every attempt runs, built once: building a statement (coercing each
+# value, computing its cache key) cost more CPU than running it on SQLite. Values are
+# bound at execution; an UPDATE without .values() sets the columns named in them.
+_PHASE_COLUMNS = (PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.state, PhaseRow.attempts,
+                  PhaseRow.spec, PhaseRow.retry_base, PhaseRow.last_failure_class,
+                  PhaseRow.last_failure_reason, PhaseRow.parked_reason, PhaseRow.lease_owner)
+_MY_RUNNING_ATTEMPT = select(AttemptRow.id, AttemptRow.attempt).where(
+    AttemptRow.session_id == bindparam("session_id"), AttemptRow.run_id == bindparam("key_run_id"),
+    AttemptRow.phase_id == bindparam("key_phase_id"), AttemptRow.status == "running")
+_LEASE_FREE = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < bindparam("now"))
+# The row lock is taken in a subquery so that a row another controller is claiming right
+# now is skipped, not waited for; the UPDATE re-checks state and lease on the row it locked.
+_CLAIM_PHASE = (
+    update(PhaseRow)
+    .where(PhaseRow.id == select(PhaseRow.id)
+           .where(PhaseRow.run_id == bindparam("key_run_id"), PhaseRow.phase_id == bindparam("key_phase_id"),
+                  PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
+           .with_for_update(skip_locked=True)
+           .scalar_subquery(),
+           PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
+    .values(state=PhaseState.EXECUTING.value, attempts=PhaseRow.attempts + 1,
+            lease_owner=bindparam("session_id"), updated_at=bindparam("now"),
+            lease_expires_at=bindparam("lease_expires_at"))
+    .returning(*_PHASE_COLUMNS)
+)
+_OPEN_ATTEMPT = insert(AttemptRow).returning(AttemptRow.id)
+_UPDATE_ATTEMPT = update(AttemptRow).where(AttemptRow.id == bindparam("attempt_pk"))
+_ATTEMPT_OF_PHASE = select(AttemptRow.run_id, AttemptRow.phase_id, AttemptRow.raw_status).where(
+    AttemptRow.id == bindparam("attempt_pk"))
+_RELEASE_PHASE = update(PhaseRow).where(PhaseRow.run_id == bindparam("key_run_id"),
+                                        PhaseRow.phase_id == bindparam("key_phase_id"))
+
+
+def _pointer_rows(logs: Iterable[LogPointer]) -> list[dict[str, Any]]:
+    """Log pointers as stored in ``attempts.logs`` (a documented JSON shape)."""
+    return [{"stream": p.stream, "url": p.url, "size_bytes": p.size_bytes, "sha256": p.sha256,
+             "incomplete": p.incomplete, "stalled_seconds": p.stalled_seconds} for p in logs]
+
+
+def _attempt_row(tx: Session, attempt_pk: int) -> AttemptRow:
+    row = tx.get(AttemptRow, attempt_pk)
+    if row is None:
+        raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
+    return row
+
+
+def _pointer(data: Mapping[str, Any]) -> LogPointer:
+    """A stored log pointer read back (the inverse of ``_pointer_rows``)."""
+    return LogPointer(stream=data["stream"], url=data["url"], size_bytes=data["size_bytes"], sha256=data["sha256"],
+                      incomplete=data.get("incomplete"), stalled_seconds=data.get("stalled_seconds", 0.0))
+
+
+def _attempt_record(row: AttemptRow | Row[Any]) -> AttemptRecord:
+    return AttemptRecord(
+        attempt_pk=row.id, session_id=row.session_id, run_id=row.run_id, phase_id=row.phase_id,
+        attempt=row.attempt, status=row.status, executor=row.executor, command=tuple(row.command),
+        image=row.image, image_digest=row.image_digest, job_name=row.job_name, namespace=row.namespace,
+        pod_names=tuple(row.pod_names or ()), pod_uid=row.pod_uid, node=row.node, exit_code=row.exit_code,
+        exit_code_reason=row.exit_code_reason, created_at=aware(row.created_at),
+        started_at=aware(row.started_at), finished_at=aware(row.finished_at),
+        container_seconds=row.container_seconds, total_seconds=row.total_seconds,
+        failure_class=FailureClass(row.failure_class) if row.failure_class else None,
+        message=row.message, first_error_line=row.first_error_line,
+        log_mode=LogMode(row.log_mode) if row.log_mode else None,
+        logs=tuple(_pointer(p) for p in row.logs or ()), identity=row.identity, raw_status=row.raw_status,
+    )
+
+
+def _orphan_record(row: AttemptRow, phase: PhaseRow, heartbeat_at: dt.datetime) -> OrphanRecord:
+    raw = row.raw_status or {}
+    return OrphanRecord(attempt=_attempt_record(row), phase=phase_from_row(phase),
+                        session_heartbeat_at=aware(heartbeat_at), pid=raw.get("pid"), host=raw.get("host"))
+
+
+def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -> dict[str, Any]:
+    """The columns ``finish_attempt`` writes, apart from ``raw_status`` (merged in the transaction)."""
+    values: dict[str, Any] = {
+        "status": "finished", "failure_class": result.failure_class.value, "message": message,
+        "exit_code": result.exit_code, "exit_code_reason": result.exit_code_reason,
+        "finished_at": result.finished_at or now, "container_seconds": result.container_seconds,
+        "total_seconds": result.total_seconds, "first_error_line": result.first_error_line,
+        "log_mode": result.log_mode.value, "logs": _pointer_rows(result.logs),
+    }
+    # What the result does not know (an adopted attempt, a launch that failed early)
+    # keeps what the running attempt already recorded.
+    for name in ("started_at", "job_name", "pod_uid", "node", "image", "image_digest"):
+        value = getattr(result, name)
+        if value is not None:
+            values[name] = value
+    if result.pod_names:
+        values["pod_names"] = list(result.pod_names)
+    return values
+
+
+class Attempts:
+    def __init__(self, engine: DatabaseEngine) -> None:
+        self._engine = engine
+
+    def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
+              command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:
+        """Take a phase for this session and open its attempt row; None if someone else has it."""
+        now = utcnow()
+        tries = 0
+
+        def run() -> Claim | None:
+            nonlocal tries
+            tries += 1
+            with self._engine.core() as conn:
+                if tries > 1:
+                    # The connection may have died after our commit but before its reply
+                    # (database restart): then the claim is ours already. A session claims
+                    # a phase at most once, so its running attempt of the phase is that claim.
+                    mine = conn.execute(_MY_RUNNING_ATTEMPT, {
+                        "session_id": session_id, "key_run_id": phase.run_id, "key_phase_id": phase.phase_id,
+                    }).first()
+                    if mine is not None:
+                        return Claim(mine.id, mine.attempt, phase)
+                row = conn.execute(_CLAIM_PHASE, {
+                    "key_run_id": phase.run_id, "key_phase_id": phase.phase_id, "from_state": phase.state.value,
+                    "session_id": session_id, "now": now,
+                    "lease_expires_at": now + dt.timedelta(seconds=lease_seconds),
+                }).first()
+                if row is None:
+                    return None
+                attempt_id = conn.execute(_OPEN_ATTEMPT, {
+                    "session_id": session_id, "run_id": phase.run_id, "phase_id": phase.phase_id,
+                    "attempt": row.attempts, "status": "running", "executor": executor,
+                    "command": command, "image": image, "created_at": now,
+                    "identity": {**identity, "attempt": row.attempts},
+                }).scalar_one()
+                return Claim(attempt_id, row.attempts, phase_from_row(row))
+
+        return self._engine.retrying(run)
+
+    def update(self, attempt_pk: int, progress: AttemptProgress) -> None:
+        fields: dict[str, Any] = {
+            name: value for name in ("job_name", "namespace", "pod_uid", "node", "started_at")
+            if (value := getattr(progress, name)) is not None
+        }
+        if progress.pod_name is not None:  # executors report one pod at a time
+            fields["pod_names"] = [progress.pod_name]
+        if progress.pid is not None or progress.host is not None:
+            fields["raw_status"] = {"pid": progress.pid, "host": progress.host}
+        if not fields:
+            return
+
+        def run() -> None:
+            with self._engine.core() as conn:
+                conn.execute(_UPDATE_ATTEMPT, {**fields, "attempt_pk": attempt_pk})
+
+        self._engine.retrying(run)
+
+    def finish(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
+               parked_reason: str | None) -> None:
+        """Close the attempt row and release the phase, in one transaction."""
+        now = utcnow()
+        message = self._engine.mask(result.message)
+        values = _finished_values(result, message=message, now=now)
+        failed = not result.succeeded
+
+        def run() -> None:
+            with self._engine.core() as conn:
+                row = conn.execute(_ATTEMPT_OF_PHASE, {"attempt_pk": attempt_pk}).first()
+                if row is None:
+                    raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
+                merged = dict(values)
+                if result.raw_status is not None:  # merged: an adopted attempt keeps its history
+                    merged["raw_status"] = {**(row.raw_status or {}), **result.raw_status}
+                conn.execute(_UPDATE_ATTEMPT, {**merged, "attempt_pk": attempt_pk})
+                conn.execute(_RELEASE_PHASE, {
+                    "key_run_id": row.run_id, "key_phase_id": row.phase_id, "state": phase_state.value,
+                    "lease_owner": None, "lease_expires_at": None, "updated_at": now,
+                    "last_failure_class": result.failure_class.value if failed else None,
+                    "last_failure_reason": message if failed else None, "parked_reason": parked_reason,
+                })
+
+        self._engine.retrying(run)
+
+    def interrupt(self, attempt_pk: int, result: AttemptResult) -> None:
+        """Record what is known of an attempt left running (SIGTERM) but keep it open.
+
+        The phase stays EXECUTING under this session's lease; once the lease expires the
+        next session adopts the attempt and writes its real end over this interim record.
+        """
+        message = self._engine.mask(result.message)
+
+        def run() -> None:
+            with self._engine.tx() as tx:
+                row = _attempt_row(tx, attempt_pk)
+                row.failure_class = result.failure_class.value
+                row.message = message
+                row.exit_code_reason = result.exit_code_reason
+                row.log_mode = result.log_mode.value
+                row.logs = _pointer_rows(result.logs)
+                row.raw_status = {**(row.raw_status or {}), **(result.raw_status or {}),
+                                  "interrupted_at": utcnow().isoformat()}
+
+        self._engine.retrying(run)
+
+    def orphaned(self, *, lease_seconds: float) -> list[OrphanRecord]:
+        """Running attempts whose session stopped heart-beating for longer than a lease.
+
+        Each comes with its phase as the phases row has it now, so that the attempt is
+        adopted with the spec (timeout, memory, env) a fresh attempt would be launched with.
+        """
+        cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)
+
+        def run() -> list[OrphanRecord]:
+            with self._engine.tx() as tx:
+                rows = tx.execute(
+                    select(AttemptRow, PhaseRow, SessionRow.heartbeat_at)
+                    .join(SessionRow, SessionRow.session_id == AttemptRow.session_id)
+                    .join(PhaseRow, (PhaseRow.run_id == AttemptRow.run_id) & (PhaseRow.phase_id == AttemptRow.phase_id))
+                    .where(AttemptRow.status == "running", SessionRow.heartbeat_at < cutoff)
+                    .order_by(AttemptRow.id)
+                ).all()
+                return [_orphan_record(attempt, phase, heartbeat) for attempt, phase, heartbeat in rows]
+
+        return self._engine.retrying(run)
+
+    def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float) -> bool:
+        """Move an orphan's phase lease to this session; False if another session won it."""
+        now = utcnow()
+
+        def run() -> bool:
+            with self._engine.tx() as tx:
+                attempt = tx.get(AttemptRow, attempt_pk)
+                if attempt is None or attempt.status != "running":
+                    return False
+                result = tx.execute(
+                    update(PhaseRow)
+                    .where(PhaseRow.run_id == attempt.run_id, PhaseRow.phase_id == attempt.phase_id,
+                           PhaseRow.state == PhaseState.EXECUTING.value,
+                           or_(PhaseRow.lease_expires_at.is_(None), PhaseRow.lease_expires_at < now))
+                    .values(lease_owner=session_id,
+                            lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+                    .execution_options(synchronize_session=False)
+                )
+                return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return self._engine.retrying(run)
+
+    def matching(self, *, session_id: str | None = None, run_id: str | None = None,
+                 phase_id: str | None = None) -> list[AttemptRecord]:
+        def run() -> list[AttemptRecord]:
+            # Plain rows, not ORM objects: a session's report reads back every attempt,
+            # and the identity map roughly doubled the memory that took.
+            with self._engine.core() as conn:
+                query = select(*AttemptRow.__table__.columns).order_by(AttemptRow.id)
+                if session_id is not None:
+                    query = query.where(AttemptRow.session_id == session_id)
+                if run_id is not None:
+                    query = query.where(AttemptRow.run_id == run_id)
+                if phase_id is not None:
+                    query = query.where(AttemptRow.phase_id == phase_id)
+                return [_attempt_record(r) for r in conn.execute(query)]
+
+        return self._engine.retrying(run)

@@ -1,0 +1,234 @@
+"""The backlog: phases going in, and the reads that selection and retries work from.
+
+``candidates`` is the hot read of a session (one per page of a large backlog); it
+mirrors ``selection.plan``'s rules in SQL so that a session's cost does not grow
+with the backlog, and the indexes of migrations 0002 and 0004 keep it short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+
+from batchdrain.db.engine import DatabaseEngine
+from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
+from batchdrain.db.records import NewPhase
+from batchdrain.domain import (
+    AttemptHistoryItem,
+    BadInput,
+    FailureClass,
+    Phase,
+    PhaseSpec,
+    PhaseState,
+    RunCounts,
+    utcnow,
+)
+
+MAX_ID = 255
+
+
+def phase_from_row(row: PhaseRow | Row[Any]) -> Phase:
+    """A phases row (ORM object or plain row with the same columns) as a domain value."""
+    return Phase(
+        run_id=row.run_id, phase_id=row.phase_id, state=PhaseState(row.state),
+        attempts=row.attempts, spec=PhaseSpec.from_json(row.spec), created_seq=row.id,
+        retry_base=row.retry_base,
+        last_failure_class=row.last_failure_class, last_failure_reason=row.last_failure_reason,
+        parked_reason=row.parked_reason, lease_owner=row.lease_owner,
+    )
+
+
+def _refuse_bad_rows(phases: list[NewPhase]) -> None:
+    """What can be refused without the database: empty or long ids, a duplicate in the input."""
+    seen: dict[tuple[str, str], int] = {}
+    for index, phase in enumerate(phases, start=1):
+        for label, value in (("run id", phase.run_id), ("phase id", phase.phase_id)):
+            if not value or not value.strip():
+                raise BadInput(f"row {index}: {label} is empty")
+            if len(value) > MAX_ID:
+                raise BadInput(f"row {index}: {label} is {len(value)} chars, at most {MAX_ID}")
+    for index, phase in enumerate(phases, start=1):
+        key = (phase.run_id, phase.phase_id)
+        if key in seen:
+            raise BadInput(f"row {index}: duplicate of row {seen[key]} (run {key[0]!r}, phase {key[1]!r})")
+        seen[key] = index
+
+
+def _refuse_existing(tx: Session, phases: list[NewPhase]) -> None:
+    existing = set(tx.execute(
+        select(PhaseRow.run_id, PhaseRow.phase_id).where(PhaseRow.run_id.in_({p.run_id for p in phases}))
+    ).all())
+    for index, phase in enumerate(phases, start=1):
+        if (phase.run_id, phase.phase_id) in existing:
+            raise BadInput(
+                f"row {index}: phase {phase.phase_id!r} of run {phase.run_id!r} "
+                "is already in the backlog"
+            )
+
+
+def candidate_scope(run_ids: list[str], exclude_session: str | None) -> list[ColumnElement[bool]]:
+    scope: list[ColumnElement[bool]] = [PhaseRow.run_id.in_(run_ids)] if run_ids else []
+    if exclude_session is not None:
+        # Probes ix_attempts_session_phase (migration 0004) once per candidate.
+        scope.append(~exists().where(
+            AttemptRow.session_id == exclude_session, AttemptRow.run_id == PhaseRow.run_id,
+            AttemptRow.phase_id == PhaseRow.phase_id))
+    return scope
+
+
+def candidates_query(*, run_ids: list[str], limit: int, max_attempts: int,
+                     exclude_session: str | None) -> Select[PhaseRow]:
+    """The queued candidates, oldest first (the first of ``candidates``' two queries)."""
+    budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
+    return (select(PhaseRow)
+            .where(PhaseRow.state == PhaseState.QUEUED.value, budget,
+                   *candidate_scope(run_ids, exclude_session))
+            .order_by(PhaseRow.id).limit(limit))
+
+
+class Backlog:
+    def __init__(self, engine: DatabaseEngine) -> None:
+        self._engine = engine
+
+    def enqueue(self, phases: list[NewPhase]) -> int:
+        """Insert phases, all or nothing; a duplicate names its (run, phase) and row."""
+        _refuse_bad_rows(phases)
+
+        def run() -> int:
+            now = utcnow()
+            with self._engine.tx() as tx:
+                _refuse_existing(tx, phases)
+                runs = set(tx.scalars(select(RunRow.run_id).where(
+                    RunRow.run_id.in_({p.run_id for p in phases}))))
+                for run_id in sorted({p.run_id for p in phases} - runs):
+                    tx.add(RunRow(run_id=run_id, created_at=now))
+                tx.flush()
+                for phase in phases:
+                    tx.add(PhaseRow(
+                        run_id=phase.run_id, phase_id=phase.phase_id, state=PhaseState.QUEUED.value,
+                        spec=phase.spec.to_json(), attempts=0, retry_base=0, created_at=now,
+                        updated_at=now,
+                    ))
+            return len(phases)
+
+        try:
+            return self._engine.retrying(run)
+        except IntegrityError as err:
+            # A concurrent writer inserted the same phase between our check and insert.
+            raise BadInput(f"duplicate phase: {self._engine.clean(err)}") from err
+
+    def known_runs(self) -> set[str]:
+        def run() -> set[str]:
+            with self._engine.tx() as tx:
+                return set(tx.scalars(select(RunRow.run_id)))
+
+        return self._engine.retrying(run)
+
+    def phases(self, run_ids: Iterable[str] | None = None) -> list[Phase]:
+        wanted = list(run_ids) if run_ids is not None else None
+
+        def run() -> list[Phase]:
+            with self._engine.tx() as tx:
+                query = select(PhaseRow).order_by(PhaseRow.id)
+                if wanted:
+                    query = query.where(PhaseRow.run_id.in_(wanted))
+                return [phase_from_row(row) for row in tx.scalars(query)]
+
+        return self._engine.retrying(run)
+
+    def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
+                   include_parked: bool, exclude_session: str | None = None) -> list[Phase]:
+        """The phases selection may pick, filtered and ordered in SQL: at most ``limit`` queued
+        phases and ``limit`` retries, so a session's cost does not grow with the backlog.
+
+        Mirrors ``selection.plan``'s rules (which then runs on this subset); indexes
+        ``ix_phases_state_id`` and ``ix_phases_run_state`` keep both queries short.
+        """
+
+        def run() -> list[Phase]:
+            with self._engine.tx() as tx:
+                scope = candidate_scope(run_ids, exclude_session)
+                budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
+                queued = tx.scalars(candidates_query(
+                    run_ids=run_ids, limit=limit, max_attempts=max_attempts, exclude_session=exclude_session)).all()
+                if len(queued) >= limit:
+                    # Queued phases come first and already fill the page: no retry could
+                    # be picked, so skip the costlier retry query (it scans every FAILED row).
+                    return [phase_from_row(row) for row in queued]
+                states = [PhaseState.FAILED.value] + ([PhaseState.SKIPPED.value] if include_parked else [])
+                retry_filter = [PhaseRow.state.in_(states), budget, *scope]
+                if skip_runs_with_queued:
+                    # NOT EXISTS probes ix_phases_run_state per candidate run, instead of
+                    # materialising every queued phase's run id (NOT IN).
+                    queued_phase = aliased(PhaseRow)
+                    retry_filter.append(~exists().where(queued_phase.run_id == PhaseRow.run_id,
+                                                        queued_phase.state == PhaseState.QUEUED.value))
+                retries = tx.scalars(
+                    select(PhaseRow).where(*retry_filter)
+                    .order_by(PhaseRow.attempts - PhaseRow.retry_base, PhaseRow.id).limit(limit)).all()
+                return [phase_from_row(row) for row in [*queued, *retries]]
+
+        return self._engine.retrying(run)
+
+    def run_counts(self, run_ids: Iterable[str] | None = None) -> dict[str, RunCounts]:
+        wanted = list(run_ids) if run_ids is not None else None
+
+        def run() -> dict[str, RunCounts]:
+            with self._engine.tx() as tx:
+                query = select(PhaseRow.run_id, PhaseRow.state, func.count()).group_by(
+                    PhaseRow.run_id, PhaseRow.state
+                )
+                if wanted is not None:
+                    query = query.where(PhaseRow.run_id.in_(wanted))
+                per_run: dict[str, dict[str, int]] = {}
+                for run_id, state, count in tx.execute(query).all():
+                    per_run.setdefault(run_id, {})[state.lower()] = count
+                return {run_id: RunCounts(**counts) for run_id, counts in sorted(per_run.items())}
+
+        return self._engine.retrying(run)
+
+    def attempt_history(self, run_id: str, phase_id: str, limit: int) -> list[AttemptHistoryItem]:
+        """Latest finished attempts first."""
+
+        def run() -> list[AttemptHistoryItem]:
+            with self._engine.tx() as tx:
+                rows = tx.scalars(
+                    select(AttemptRow)
+                    .where(AttemptRow.run_id == run_id, AttemptRow.phase_id == phase_id,
+                           AttemptRow.status == "finished")
+                    .order_by(AttemptRow.attempt.desc())
+                    .limit(limit)
+                )
+                return [
+                    AttemptHistoryItem(FailureClass(r.failure_class or "api_error"), r.exit_code,
+                                       r.first_error_line)
+                    for r in rows
+                ]
+
+        return self._engine.retrying(run)
+
+    def retry_phases(self, *, run_ids: list[str], phase_ids: list[str], include_failed: bool) -> int:
+        """Put parked (and optionally failed) phases back in the queue; attempt limits restart."""
+        states = [PhaseState.SKIPPED.value] + ([PhaseState.FAILED.value] if include_failed else [])
+
+        def run() -> int:
+            with self._engine.tx() as tx:
+                query = update(PhaseRow).where(PhaseRow.state.in_(states))
+                if run_ids:
+                    query = query.where(PhaseRow.run_id.in_(run_ids))
+                if phase_ids:
+                    query = query.where(PhaseRow.phase_id.in_(phase_ids))
+                result = tx.execute(query.values(
+                    state=PhaseState.QUEUED.value, retry_base=PhaseRow.attempts, parked_reason=None,
+                    updated_at=utcnow(),
+                ).execution_options(synchronize_session=False))
+                return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return self._engine.retrying(run)

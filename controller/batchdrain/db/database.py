@@ -1,0 +1,152 @@
+"""``Database``: every read and write of the backlog, behind one object.
+
+The rest of batchdrain never sees SQLAlchemy: it calls these methods and gets back
+domain values and the frozen records of ``records``. Each method is one transaction
+and runs under the seam's one retry policy (``engine``: transient connection and
+lock errors only). The work is done by one module per concern, which this facade
+composes so that callers keep a single handle:
+
+- ``schema``: the Alembic revision (``upgrade``, ``ensure_schema``);
+- ``backlog``: phases in, and the reads selection and retries work from;
+- ``sessions``: session rows and heartbeats;
+- ``attempts``: claims, attempt records and adoption of orphans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from batchdrain.db.attempts import Attempts
+from batchdrain.db.backlog import Backlog
+from batchdrain.db.engine import DatabaseEngine
+from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
+from batchdrain.db.schema import Schema
+from batchdrain.db.sessions import Sessions
+from batchdrain.domain import (
+    AttemptHistoryItem,
+    AttemptProgress,
+    AttemptResult,
+    Phase,
+    PhaseState,
+    RunCounts,
+)
+
+
+class Database:
+    def __init__(self, url: str, *, retry_attempts: int = 6, retry_max_seconds: float = 30.0) -> None:
+        self._engine = DatabaseEngine(url, retry_attempts=retry_attempts, retry_max_seconds=retry_max_seconds)
+        self._schema = Schema(self._engine)
+        self._backlog = Backlog(self._engine)
+        self._sessions = Sessions(self._engine)
+        self._attempts = Attempts(self._engine)
+
+    # -- the connection -------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self._engine.url
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.backend
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for tests and benchmarks that seed or inspect tables."""
+        return self._engine.engine
+
+    def masked_url(self) -> str:
+        return self._engine.masked_url()
+
+    def ping(self) -> None:
+        self._engine.ping()
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------
+    def upgrade(self) -> str:
+        return self._schema.upgrade()
+
+    def current_revision(self) -> str | None:
+        return self._schema.current_revision()
+
+    def head_revision(self) -> str | None:
+        return self._schema.head_revision()
+
+    def ensure_schema(self, *, auto_upgrade: bool) -> None:
+        self._schema.ensure_schema(auto_upgrade=auto_upgrade)
+
+    # -- backlog --------------------------------------------------------------------
+    def enqueue(self, phases: list[NewPhase]) -> int:
+        return self._backlog.enqueue(phases)
+
+    def known_runs(self) -> set[str]:
+        return self._backlog.known_runs()
+
+    def phases(self, run_ids: Iterable[str] | None = None) -> list[Phase]:
+        return self._backlog.phases(run_ids)
+
+    def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
+                   include_parked: bool, exclude_session: str | None = None) -> list[Phase]:
+        return self._backlog.candidates(
+            run_ids=run_ids, limit=limit, max_attempts=max_attempts, skip_runs_with_queued=skip_runs_with_queued,
+            include_parked=include_parked, exclude_session=exclude_session)
+
+    def run_counts(self, run_ids: Iterable[str] | None = None) -> dict[str, RunCounts]:
+        return self._backlog.run_counts(run_ids)
+
+    def attempt_history(self, run_id: str, phase_id: str, limit: int) -> list[AttemptHistoryItem]:
+        return self._backlog.attempt_history(run_id, phase_id, limit)
+
+    def retry_phases(self, *, run_ids: list[str], phase_ids: list[str], include_failed: bool) -> int:
+        return self._backlog.retry_phases(run_ids=run_ids, phase_ids=phase_ids, include_failed=include_failed)
+
+    # -- sessions -------------------------------------------------------------------
+    def create_session(self, *, executor: str, settings: dict[str, Any], identity: dict[str, Any]) -> str:
+        return self._sessions.create(executor=executor, settings=settings, identity=identity)
+
+    def set_session_identity(self, session_id: str, identity: dict[str, Any]) -> None:
+        self._sessions.set_identity(session_id, identity)
+
+    def heartbeat(self, session_id: str, lease_seconds: float) -> None:
+        self._sessions.heartbeat(session_id, lease_seconds)
+
+    def end_session(self, session_id: str, *, status: str, counts: dict[str, Any],
+                    report: dict[str, Any] | None, error: str | None = None) -> None:
+        self._sessions.end(session_id, status=status, counts=counts, report=report, error=error)
+
+    def sessions(self, limit: int = 50) -> list[SessionRecord]:
+        return self._sessions.recent(limit)
+
+    def session(self, session_id: str) -> SessionRecord:
+        return self._sessions.get(session_id)
+
+    # -- attempts -------------------------------------------------------------------
+    def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
+              command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:
+        return self._attempts.claim(phase, session_id=session_id, lease_seconds=lease_seconds, executor=executor,
+                                    command=command, image=image, identity=identity)
+
+    def update_attempt(self, attempt_pk: int, progress: AttemptProgress) -> None:
+        self._attempts.update(attempt_pk, progress)
+
+    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
+                       parked_reason: str | None) -> None:
+        self._attempts.finish(attempt_pk, result, phase_state=phase_state, parked_reason=parked_reason)
+
+    def interrupt_attempt(self, attempt_pk: int, result: AttemptResult) -> None:
+        self._attempts.interrupt(attempt_pk, result)
+
+    def orphaned_attempts(self, *, lease_seconds: float) -> list[OrphanRecord]:
+        return self._attempts.orphaned(lease_seconds=lease_seconds)
+
+    def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float) -> bool:
+        return self._attempts.take_over(attempt_pk, session_id=session_id, lease_seconds=lease_seconds)
+
+    def attempts(self, *, session_id: str | None = None, run_id: str | None = None,
+                 phase_id: str | None = None) -> list[AttemptRecord]:
+        return self._attempts.matching(session_id=session_id, run_id=run_id, phase_id=phase_id)

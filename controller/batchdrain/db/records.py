@@ -1,0 +1,111 @@
+"""Values that cross the database seam: what goes in (a new phase) and what comes out.
+
+Plain frozen dataclasses over domain types, never SQLAlchemy rows, so that callers
+above the seam (the drain loop, reports, the CLI) read typed fields and cannot reach
+back into a session or a lazy load. The JSON columns (settings, identity, counts,
+report, raw_status) stay JSON documents, handed out as read-only mappings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchdrain.domain import FailureClass, LogMode, LogPointer, Phase, PhaseSpec
+
+
+@dataclass(frozen=True)
+class NewPhase:
+    """A phase to add to the backlog."""
+
+    run_id: str
+    phase_id: str
+    spec: PhaseSpec
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A phase this session now holds, and the attempt row opened for it."""
+
+    attempt_pk: int
+    attempt: int
+    phase: Phase
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionRecord:
+    """One drain session's row."""
+
+    session_id: str
+    status: str  # running | complete | interrupted | leaked | failed
+    executor: str
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    identity: Mapping[str, Any] = field(default_factory=dict)
+    counts: Mapping[str, Any] | None = None
+    # The session's report (schema batchdrain.report/v1), stored when the session ended.
+    report: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptRecord:
+    """One attempt's row: what was launched, what was learnt while it ran, how it ended.
+
+    Fields an attempt has not reached yet (a running attempt's end, a launch that failed
+    before its pod existed) are ``None`` or empty.
+    """
+
+    attempt_pk: int
+    session_id: str
+    run_id: str
+    phase_id: str
+    attempt: int
+    status: str  # running | finished
+    executor: str
+    command: tuple[str, ...]
+    created_at: dt.datetime
+    identity: Mapping[str, Any]
+    image: str | None = None
+    image_digest: str | None = None
+    job_name: str | None = None
+    namespace: str | None = None
+    pod_names: tuple[str, ...] = ()
+    pod_uid: str | None = None
+    node: str | None = None
+    exit_code: int | None = None
+    exit_code_reason: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    container_seconds: float | None = None
+    total_seconds: float | None = None
+    failure_class: FailureClass | None = None
+    message: str | None = None
+    first_error_line: str | None = None
+    log_mode: LogMode | None = None
+    logs: tuple[LogPointer, ...] = ()
+    raw_status: Mapping[str, Any] | None = None
+
+    @property
+    def identity_session_id(self) -> str:
+        """The session id the attempt ran with, as its identity recorded it."""
+        return str(self.identity.get("session_id", self.session_id))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OrphanRecord:
+    """A running attempt whose session stopped heart-beating: a candidate for adoption."""
+
+    attempt: AttemptRecord
+    # The attempt's phase (its spec above all): an adopted attempt is supervised as
+    # its launch was, with the phase's own timeout, memory limit and environment.
+    phase: Phase
+    session_heartbeat_at: dt.datetime
+    # The local executor's process, as ``update_attempt`` recorded it: adoption stops
+    # the process group only on the same host.
+    pid: int | None = None
+    host: str | None = None

@@ -1,0 +1,106 @@
+"""Drain sessions: their rows, heartbeats and final reports.
+
+A session's heartbeat is what other controllers read to decide that it is dead and
+its running attempts may be adopted, so ``heartbeat`` extends the leases of every
+phase the session holds in the same transaction as the beat itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import secrets
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
+from batchdrain.db.models import PhaseRow, SessionRow
+from batchdrain.db.records import SessionRecord
+from batchdrain.domain import BadInput, utcnow
+
+
+def _session_record(row: SessionRow) -> SessionRecord:
+    return SessionRecord(
+        session_id=row.session_id, status=row.status, executor=row.executor,
+        started_at=aware(row.started_at), ended_at=aware(row.ended_at), heartbeat_at=aware(row.heartbeat_at),
+        settings=row.settings, identity=row.identity, counts=row.counts, report=row.report, error=row.error,
+    )
+
+
+class Sessions:
+    def __init__(self, engine: DatabaseEngine) -> None:
+        self._engine = engine
+
+    def create(self, *, executor: str, settings: dict[str, Any], identity: dict[str, Any]) -> str:
+        """Insert a session row; the id gets a random suffix if the second is taken."""
+        now = utcnow()
+        base = now.strftime("batch-drain-%Y%m%d-%H%M%S")
+
+        def run(session_id: str) -> str:
+            with self._engine.tx() as tx:
+                tx.add(SessionRow(
+                    session_id=session_id, status="running", executor=executor, started_at=now,
+                    heartbeat_at=now, settings=settings, identity=identity,
+                ))
+            return session_id
+
+        candidates = [base] + [f"{base}-{secrets.token_hex(2)}" for _ in range(4)]
+        for candidate in candidates:
+            try:
+                return self._engine.retrying(functools.partial(run, candidate))
+            except IntegrityError:
+                continue
+        raise DatabaseUnavailable("could not allocate a unique session id")
+
+    def set_identity(self, session_id: str, identity: dict[str, Any]) -> None:
+        def run() -> None:
+            with self._engine.tx() as tx:
+                tx.execute(update(SessionRow).where(SessionRow.session_id == session_id)
+                           .values(identity=identity))
+
+        self._engine.retrying(run)
+
+    def heartbeat(self, session_id: str, lease_seconds: float) -> None:
+        """Prove the session is alive and extend the leases of the phases it holds."""
+        now = utcnow()
+
+        def run() -> None:
+            with self._engine.tx() as tx:
+                tx.execute(update(SessionRow).where(SessionRow.session_id == session_id)
+                           .values(heartbeat_at=now))
+                tx.execute(update(PhaseRow).where(PhaseRow.lease_owner == session_id)
+                           .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds)))
+
+        self._engine.retrying(run)
+
+    def end(self, session_id: str, *, status: str, counts: dict[str, Any],
+            report: dict[str, Any] | None, error: str | None = None) -> None:
+        def run() -> None:
+            with self._engine.tx() as tx:
+                tx.execute(update(SessionRow).where(SessionRow.session_id == session_id).values(
+                    status=status, ended_at=utcnow(), counts=counts, report=report,
+                    error=self._engine.mask(error) if error else None,
+                ))
+
+        self._engine.retrying(run)
+
+    def recent(self, limit: int = 50) -> list[SessionRecord]:
+        def run() -> list[SessionRecord]:
+            with self._engine.tx() as tx:
+                rows = tx.scalars(select(SessionRow).order_by(SessionRow.started_at.desc()).limit(limit))
+                return [_session_record(r) for r in rows]
+
+        return self._engine.retrying(run)
+
+    def get(self, session_id: str) -> SessionRecord:
+        def run() -> SessionRecord | None:
+            with self._engine.tx() as tx:
+                row = tx.get(SessionRow, session_id)
+                return _session_record(row) if row else None
+
+        found = self._engine.retrying(run)
+        if found is None:
+            raise BadInput(f"unknown session {session_id!r} (see `batchdrain sessions list`)")
+        return found

@@ -1,0 +1,21 @@
+"""The drain loop: one session from selection to its final report.
+
+``session`` is the loop itself, ``planning`` what a session would run now (also
+``--dry-run``), ``reporting`` the end of a session (report, identity checks, files).
+"""
+
+from batchdrain.drain.planning import PAGE, make_plan, selection_options
+from batchdrain.drain.session import DrainObserver, DrainSession, SessionOutcome, SilentObserver, masked_settings
+from batchdrain.report import REPORT_SCHEMA
+
+__all__ = [
+    "PAGE",
+    "REPORT_SCHEMA",
+    "DrainObserver",
+    "DrainSession",
+    "SessionOutcome",
+    "SilentObserver",
+    "make_plan",
+    "masked_settings",
+    "selection_options",
+]
