@@ -256,3 +256,43 @@ def test_sigterm_leaves_the_job_for_the_next_session_to_adopt(drainer: Drainer):
     # the adopting session deleted the Job; its pod goes with the garbage collector
     wait_for(lambda: drainer.session_objects(adopted["session_id"]) == [], "the adopted Job's pod to go",
              timeout=60)
+
+
+def _refused_attempt(drainer: Drainer, phase: dict) -> dict:
+    """Drain one phase whose pod the namespace's admission refuses; its attempt."""
+    # The Job's deadline (150 s) ends the drain should the refusal go unseen (deadline_exceeded);
+    # the scheduling timeout is far above the bound asserted: only the Job's Events can beat it.
+    drainer.import_rows([{"run_id": "admission", "phase_id": "refused", "command": ["true"],
+                          "timeout": 150, **phase}])
+    done = drainer.drain("--scheduling-timeout-seconds", "300")
+    assert done.returncode == 0, done.stderr
+    (attempt,) = all_attempts(drainer)
+    assert drainer.session_objects(attempt["session_id"]) == []
+    return attempt
+
+
+def _assert_refused(attempt: dict, text: str) -> None:
+    summary = (attempt["failure_class"], attempt["message"], attempt["total_seconds"])
+    assert attempt["failure_class"] == "admission_refused", summary
+    assert text in attempt["message"] and "\n" not in attempt["message"], summary
+    # classified from the Job's FailedCreate Events, well before any timeout (a bound, not a timing)
+    assert attempt["total_seconds"] < 100, summary
+    assert attempt["exit_code"] is None and attempt["exit_code_reason"], attempt
+    events = attempt["raw_status"]["events"]
+    assert any(e["reason"] == "FailedCreate" and text in e["message"] for e in events), attempt["raw_status"]
+    assert attempt["logs"], attempt
+
+
+def test_pod_refused_by_a_resource_quota_is_classified_at_once(fenced_drainer: Drainer):
+    fenced_drainer.cluster.core.create_namespaced_resource_quota(fenced_drainer.namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="bd-no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})))
+    attempt = _refused_attempt(fenced_drainer, {})
+    _assert_refused(attempt, "exceeded quota: bd-no-pods")
+
+
+def test_pod_refused_by_a_limit_range_is_classified_at_once(fenced_drainer: Drainer):
+    fenced_drainer.cluster.core.create_namespaced_limit_range(fenced_drainer.namespace, client.V1LimitRange(
+        metadata=client.V1ObjectMeta(name="bd-small"), spec=client.V1LimitRangeSpec(limits=[
+            client.V1LimitRangeItem(type="Container", max={"memory": "32Mi"})])))
+    attempt = _refused_attempt(fenced_drainer, {"memory": "64Mi"})
+    _assert_refused(attempt, "maximum memory usage per Container is 32Mi")

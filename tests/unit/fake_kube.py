@@ -318,6 +318,9 @@ class FakeKube:
     split_streams: bool = True
     version: tuple[int, int] = (1, 33)
     script_for: Callable[[KubeObject], tuple[Step, ...]] = lambda _job: DEFAULT_SCRIPT
+    # Admission of the Job's pod: the refusal's text (then no pod, a FailedCreate Event on
+    # the Job, as the Job controller records it), or None to admit it.
+    admission: Callable[[KubeObject], str | None] = lambda _job: None
     log_chunk: int = 1 << 16
     max_history: int = 5000
     clock: Callable[[], float] = time.monotonic
@@ -502,6 +505,10 @@ class FakeKube:
                 "namespace": self.namespace,
             }
             job = self._put("jobs", {**body, "metadata": meta, "status": {}}, "ADDED")
+            refusal = self.admission(body)
+            if refusal is not None:
+                self._event(job, "Job", "FailedCreate", f"Error creating: {refusal}")
+                return job
             pod = self._create_pod(job)
         self._run_script(pod["metadata"]["name"], self.script_for(body))
         return job

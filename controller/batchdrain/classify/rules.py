@@ -4,7 +4,8 @@ Kubernetes reports why a pod ended in several places that disagree in edge cases
 conditions (``Failed``/``FailureTarget`` with reason ``DeadlineExceeded``), pod
 ``status.reason`` (``Evicted``), the pod's ``DisruptionTarget`` condition (eviction
 API, preemption, taint manager, pod GC), container states (``OOMKilled``,
-``ContainerStatusUnknown``, waiting ``ImagePullBackOff``) and Events. This is the
+``ContainerStatusUnknown``, waiting ``ImagePullBackOff``) and Events
+(the pod's, or the Job's ``FailedCreate`` when no pod was ever admitted). This is the
 shape of the Job controller's pod failure policy (``pod_failure_policy.go``): the facts
 are read once into ``AttemptFacts``, each rule is a small named function that either
 decides or passes, and ``RULES`` is tried in order, first match wins. The order is the
@@ -50,6 +51,11 @@ CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"
 EVICTION_REASONS = frozenset({"EvictionByEvictionAPI", "PreemptionByScheduler", "TerminationByKubelet"})
 NODE_LOSS_REASONS = frozenset({"DeletionByTaintManager", "DeletionByPodGC"})
 SIGKILL_EXIT = 137
+# The Job controller's Warning when the API server refuses a pod it creates: reason
+# ``FailedCreatePodReason`` and message "Error creating: <the API error>"
+# (kubernetes pkg/controller/controller_utils.go, RealPodControl.createPods).
+FAILED_CREATE = "FailedCreate"
+_FAILED_CREATE_PREFIX = "Error creating: "
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,28 @@ def waiting_outcome(pod: Obj | None, *, container: str, events: Sequence[Obj] = 
         None,
         f"the container never started ({reason})",
         raw_status(None, pod, events),
+    )
+
+
+def refused_outcome(job: Obj | None, events: Sequence[Obj]) -> KubeOutcome | None:
+    """The API server refused the Job's pod at admission, as the Job's ``FailedCreate`` Events say.
+
+    A ResourceQuota, a LimitRange, PodSecurity or a webhook refusing the pod leaves no pod
+    at all, so no pod status tells it: only these Events on the Job do, and the Job
+    controller goes on retrying for ever. Like ``waiting_outcome`` it is one of the final
+    rules (``admission_refused``) and the check made while a Job has no pod yet.
+    """
+    refusals = [e for e in events if e.get("reason") == FAILED_CREATE]
+    if not refusals:
+        return None
+    latest = max(refusals, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    text = " ".join(str(latest.get("message") or "").split()).removeprefix(_FAILED_CREATE_PREFIX)
+    return KubeOutcome(
+        FailureClass.ADMISSION_REFUSED,
+        f"pod refused at creation: {text or 'the Job controller gave no reason'}",
+        None,
+        "the pod was never created: the API server refused it",
+        raw_status(job, None, events),
     )
 
 
@@ -166,6 +194,17 @@ Rule = Callable[[AttemptFacts], KubeOutcome | None]
 
 
 # -- the rules, in the order of RULES --------------------------------------------------
+
+
+def admission_refused(f: AttemptFacts) -> KubeOutcome | None:
+    """No pod was ever created because the API server refused it: that explains the rest
+    (a Job past its deadline, a Job deleted while waiting)."""
+    if f.pod is not None:
+        return None
+    refused = refused_outcome(f.job, f.events)
+    if refused is None:
+        return None
+    return KubeOutcome(refused.failure_class, refused.message, None, refused.exit_code_reason, f.raw)
 
 
 def deadline_exceeded(f: AttemptFacts) -> KubeOutcome | None:
@@ -335,6 +374,7 @@ def unexpected_state(f: AttemptFacts) -> KubeOutcome:
 
 # First match wins; ``unexpected_state`` follows them all (it is typed as always matching).
 RULES: tuple[Rule, ...] = (
+    admission_refused,
     deadline_exceeded,
     evicted,
     node_lost,

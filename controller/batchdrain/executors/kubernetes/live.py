@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from batchdrain.executors.base import AttemptLaunch
 from batchdrain.executors.kubernetes.attempt import AttemptState
 from batchdrain.executors.kubernetes.logs import LogPump, StoredLog
+from batchdrain.executors.kubernetes.pacing import Backoff
 from batchdrain.executors.kubernetes.watches import Tracker
 
 
@@ -35,3 +36,5 @@ class LiveAttempt:
     # here, so skew between our clock and the API server's cannot fire it early.
     scheduled_at: dt.datetime | None = None
     notes: list[str] = field(default_factory=list)
+    # When to list the Job's Events while it has no pod (a refused pod shows nowhere else).
+    events_schedule: Backoff = field(default_factory=Backoff)
