@@ -122,13 +122,14 @@ def test_every_failure_class_a_cluster_produces(drainer: Drainer):
          "image_pull_policy": "Never", "command": ["true"]},
         {"run_id": "classes", "phase_id": "unschedulable", "node_selector": {"batchdrain.io/nowhere": "true"},
          "command": ["true"]},
+        {"run_id": "classes", "phase_id": "missing-binary", "command": ["/no/such/binary", "--flag"]},
         {"run_id": "classes", "phase_id": "deleted-mid-run", "command": slow},
         {"run_id": "classes", "phase_id": "evicted-mid-run", "command": slow},
     ])
     errors: list[BaseException] = []
     disruptor = threading.Thread(target=_disrupt, args=(drainer, errors), daemon=True)
     disruptor.start()
-    done = drainer.drain("--parallelism", "7")
+    done = drainer.drain("--parallelism", "8")
     disruptor.join(timeout=10)
     assert not errors, errors
     assert done.returncode == 0, done.stderr
@@ -136,11 +137,18 @@ def test_every_failure_class_a_cluster_produces(drainer: Drainer):
     classes = {pid: a["failure_class"] for pid, a in by_phase.items()}
     assert classes == {
         "exit-code": "exit_code", "oom": "oom_killed", "deadline": "deadline_exceeded",
-        "image-pull": "image_pull", "unschedulable": "unschedulable",
+        "image-pull": "image_pull", "unschedulable": "unschedulable", "missing-binary": "launch_error",
         "deleted-mid-run": "pod_deleted", "evicted-mid-run": "evicted",
     }, {pid: (a["failure_class"], a["message"]) for pid, a in by_phase.items()}
     assert by_phase["exit-code"]["exit_code"] == 7
     assert by_phase["oom"]["exit_code"] == 137
+    # runc could not exec the command: the kubelet says StartError, exit code 128 (made up)
+    missing = by_phase["missing-binary"]
+    assert missing["exit_code"] is None and "StartError" in missing["exit_code_reason"], missing
+    assert missing["container_seconds"] is None, missing  # its startedAt is the epoch: it never started
+    assert missing["message"].startswith("the container never started: ") and "/no/such/binary" in missing["message"]
+    container = missing["raw_status"]["pod"]["containerStatuses"][0]
+    assert container["state"]["terminated"]["reason"] == "StartError", container
     for attempt in by_phase.values():
         assert attempt["message"] and "unknown error" not in attempt["message"].lower()
         assert attempt["exit_code"] is not None or attempt["exit_code_reason"], attempt

@@ -58,6 +58,11 @@ QUOTA = "exceeded quota: bd-no-pods, requested: pods=1, used: pods=0, limited: p
 # What the Job controller records when the API server refuses the pod it creates.
 FAILED_CREATE = {"type": "Warning", "reason": "FailedCreate", "lastTimestamp": "2025-01-01T12:00:01Z",
                  "message": f'Error creating: pods "j-x7k2p" is forbidden: {QUOTA}'}
+# What the kubelet reported on the e2e cluster (v1.33, containerd, runc) for a missing binary,
+# with exit code 128 and startedAt 1970-01-01T00:00:00Z.
+RUNC_ENOENT = ('failed to create containerd task: failed to create shim task: OCI runtime create failed: runc '
+               'create failed: unable to start container process: exec: "/no/such/binary": stat /no/such/binary: '
+               'no such file or directory: unknown')
 UNSCHEDULED = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes available"}
 
 
@@ -88,6 +93,8 @@ ROWS = [
         FailureClass.NODE_LOST, "node lost: could not be located", None),
     Row(rules.oom_killed, facts(job(FAILED), pod(term(137, "OOMKilled"))),
         FailureClass.OOM_KILLED, "out of memory: container OOMKilled (exit code 137)", 137),
+    Row(rules.start_error, facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT))),
+        FailureClass.LAUNCH_ERROR, f"the container never started: {RUNC_ENOENT}", None),
     Row(rules.never_started,
         facts(job(FAILED), pod({"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}},
                                phase="Pending")),
@@ -136,6 +143,7 @@ def test_the_order_of_the_rules() -> None:
         "evicted",
         "node_lost",
         "oom_killed",
+        "start_error",
         "never_started",
         "pod_deleted",
         "job_deleted",
@@ -153,6 +161,9 @@ OVERLAPS = [
     (rules.admission_refused, rules.deadline_exceeded,
      facts(job(("Failed", "True", "DeadlineExceeded")), None, events=[FAILED_CREATE])),
     (rules.admission_refused, rules.no_pod_seen, facts(job(), None, events=[FAILED_CREATE])),
+    (rules.start_error, rules.nonzero_exit, facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT)))),
+    (rules.start_error, rules.pod_deleted,
+     facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT), deleting=True))),
     (rules.deadline_exceeded, rules.pod_deleted,
      facts(job(("FailureTarget", "True", "DeadlineExceeded")), pod(term(143), deleting=True))),
     (rules.evicted, rules.pod_deleted,
@@ -231,3 +242,10 @@ def test_a_refusal_is_the_latest_failed_create_in_one_line_with_the_events_kept(
     # a pod that was created after all (the quota freed up) is classified by its own state
     assert rules.admission_refused(facts(job(FAILED), pod(term(3)), events=[FAILED_CREATE])) is None
 
+
+def test_a_start_error_has_no_exit_code_of_the_phase() -> None:
+    out = decide(facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT))))
+    assert out.exit_code is None
+    assert out.exit_code_reason == "the container never started (StartError; exit code 128 is the runtime's)"
+    assert out.raw_status is not None and out.raw_status["pod"]["containerStatuses"][0]["state"]["terminated"][
+        "reason"] == "StartError"

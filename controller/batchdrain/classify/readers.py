@@ -98,12 +98,19 @@ def parse_time(value: object) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+# Go's zero time.Time as the kubelet serialises it for a container that never started
+# (a ``StartError``): not a start.
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def container_times(pod: Obj | None, container: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """(started, finished) of the container, as the kubelet reported them."""
+    """(started, finished) of the container, as the kubelet reported them; no start at the epoch."""
     state = (container_status(pod, container) or {}).get("state") or {}
     running = state.get("running") or {}
     terminated = state.get("terminated") or {}
     started = parse_time(terminated.get("startedAt") or running.get("startedAt"))
+    if started is not None and started <= _EPOCH:
+        started = None
     return started, parse_time(terminated.get("finishedAt"))
 
 

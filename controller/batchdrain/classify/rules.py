@@ -4,7 +4,7 @@ Kubernetes reports why a pod ended in several places that disagree in edge cases
 conditions (``Failed``/``FailureTarget`` with reason ``DeadlineExceeded``), pod
 ``status.reason`` (``Evicted``), the pod's ``DisruptionTarget`` condition (eviction
 API, preemption, taint manager, pod GC), container states (``OOMKilled``,
-``ContainerStatusUnknown``, waiting ``ImagePullBackOff``) and Events
+``ContainerStatusUnknown``, ``StartError``, waiting ``ImagePullBackOff``) and Events
 (the pod's, or the Job's ``FailedCreate`` when no pod was ever admitted). This is the
 shape of the Job controller's pod failure policy (``pod_failure_policy.go``): the facts
 are read once into ``AttemptFacts``, each rule is a small named function that either
@@ -56,6 +56,9 @@ SIGKILL_EXIT = 137
 # (kubernetes pkg/controller/controller_utils.go, RealPodControl.createPods).
 FAILED_CREATE = "FailedCreate"
 _FAILED_CREATE_PREFIX = "Error creating: "
+# The runtime could not start the process (runc could not exec the command...): the
+# kubelet reports it terminated with this reason and an exit code (128) of its own.
+START_ERROR = "StartError"
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,26 @@ def oom_killed(f: AttemptFacts) -> KubeOutcome | None:
     )
 
 
+def start_error(f: AttemptFacts) -> KubeOutcome | None:
+    """The runtime could not start the command (a missing binary...): the phase never ran.
+
+    The kubelet reports ``terminated`` with reason ``StartError``, exit code 128 and a
+    ``startedAt`` of the epoch; that code is the runtime's, not the phase's, so there is
+    no exit code. ``launch_error``, as the local executor classes a command that does
+    not exist; the runtime's message says what was missing.
+    """
+    if f.term_reason != START_ERROR:
+        return None
+    code = f"; exit code {f.exit_code} is the runtime's" if f.exit_code is not None else ""
+    return KubeOutcome(
+        FailureClass.LAUNCH_ERROR,
+        f"the container never started: {f.term_message or START_ERROR}",
+        None,
+        f"the container never started ({START_ERROR}{code})",
+        f.raw,
+    )
+
+
 def never_started(f: AttemptFacts) -> KubeOutcome | None:
     """A bad image or bad config kept the container from ever running (see ``waiting_outcome``)."""
     fast = waiting_outcome(f.pod, container=f.container, events=f.events)
@@ -379,6 +402,7 @@ RULES: tuple[Rule, ...] = (
     evicted,
     node_lost,
     oom_killed,
+    start_error,
     never_started,
     pod_deleted,
     job_deleted,
