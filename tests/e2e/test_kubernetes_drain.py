@@ -73,6 +73,8 @@ def test_mixed_drain_20_phases_parallelism_5(drainer: Drainer):
         assert f"err-marker {i}".encode() in payload(logs["stderr"])
         if expected:
             assert attempt["first_error_line"] == f"RuntimeError: phase {i} failed"
+            # once, though the termination message (the log's tail) says it too
+            assert attempt["message"].count(f"RuntimeError: phase {i} failed") == 1, attempt["message"]
     assert drainer.session_objects(session_id) == []
     # each Job's story is in its Events (kept after the Job is deleted)
     job = attempts[0]["job_name"]

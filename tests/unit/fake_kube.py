@@ -94,6 +94,7 @@ def Err(data: bytes) -> Out:
 class Exit:
     code: int
     reason: str | None = None
+    message: str | None = None  # the termination message (FallbackToLogsOnError: the log's tail)
 
 
 @dataclass(frozen=True)
@@ -857,7 +858,8 @@ class FakeKube:
     def _exit(self, pod: KubeObject, step: Exit) -> None:
         job_name = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
         reason = step.reason or ("Completed" if step.code == 0 else "Error")
-        new = self._put("pods", {**pod, "status": self._terminated_status(pod, step.code, reason)}, "MODIFIED")
+        status = self._terminated_status(pod, step.code, reason, message=step.message)
+        new = self._put("pods", {**pod, "status": status}, "MODIFIED")
         if new["status"]["phase"] == "Succeeded":
             self._job_condition(job_name, True, "CompletionsReached", "Reached expected number of succeeded pods")
         else:

@@ -324,6 +324,21 @@ def test_a_failed_events_list_is_noted_and_asked_again_at_the_next_interval(
         result.raw_status["notes"])
 
 
+TRACEBACK = b'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\nValueError: bad row 7\n'
+
+
+def test_the_first_error_line_is_said_once_in_the_message(harness: Callable[..., Harness]) -> None:
+    # The termination message is the log's tail, which ends with the line the log reader picks.
+    h = harness(script(Schedule(), Start(), Err(TRACEBACK), Exit(1, message=TRACEBACK.decode())))
+    result = h.run(h.executor(), launch("same"))
+    assert result.first_error_line == "ValueError: bad row 7"
+    assert result.message == "exit code 1 (Error): ValueError: bad row 7"
+    # A termination message of its own: the log's first error line still follows it.
+    h.fake.script_for = script(Schedule(), Start(), Err(b"error: disk quota\n"), Exit(2, message="exiting 2"))
+    other = h.run(h.executor(), launch("other"))
+    assert other.message == "exit code 2 (Error): exiting 2: error: disk quota"
+
+
 def test_exit_137_with_memory_limit_is_oom(harness: Callable[..., Harness]) -> None:
     h = harness(script(Schedule(), Start(), Exit(137)))
     assert h.run(h.executor(), launch(memory="64Mi")).failure_class is FailureClass.OOM_KILLED

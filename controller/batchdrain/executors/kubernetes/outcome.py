@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import traceback
 
+from batchdrain.classify import with_error_line
 from batchdrain.classify.kube import (
     KubeOutcome,
     classify_attempt,
@@ -173,8 +174,8 @@ class Outcomes:
         pointers = [out.close() for out in attempt.outs.values()]
         error_line = self._logs.error_line(attempt)
         message = outcome.message
-        if error_line and outcome.failure_class is not FailureClass.SUCCEEDED:
-            message = f"{message}: {error_line}"
+        if outcome.failure_class is not FailureClass.SUCCEEDED:
+            message = with_error_line(message, error_line)
         raw = outcome.raw_status
         notes = list(attempt.notes)
         notes += [f"log {p.out.stream}: {p.error.message}" for p in attempt.pumps if p.error]
