@@ -97,10 +97,11 @@ def _pod_of(drainer: Drainer, phase_id: str) -> client.V1Pod | None:
     return running[0] if running else None
 
 
-def _disrupt(drainer: Drainer, errors: list[BaseException]) -> None:
+def _disrupt(drainer: Drainer, errors: list[BaseException], graces: list[int]) -> None:
     """While the drain runs: delete one phase's pod, evict another's (Eviction API)."""
     try:
         pod = wait_for(lambda: _pod_of(drainer, "deleted-mid-run"), "pod of deleted-mid-run", timeout=180)
+        graces.append(pod.spec.termination_grace_period_seconds)
         drainer.cluster.core.delete_namespaced_pod(pod.metadata.name, drainer.namespace)
         pod = wait_for(lambda: _pod_of(drainer, "evicted-mid-run"), "pod of evicted-mid-run", timeout=180)
         drainer.cluster.core.create_namespaced_pod_eviction(
@@ -129,12 +130,16 @@ def test_every_failure_class_a_cluster_produces(drainer: Drainer):
         {"run_id": "classes", "phase_id": "evicted-mid-run", "command": slow},
     ])
     errors: list[BaseException] = []
-    disruptor = threading.Thread(target=_disrupt, args=(drainer, errors), daemon=True)
+    graces: list[int] = []
+    disruptor = threading.Thread(target=_disrupt, args=(drainer, errors, graces), daemon=True)
     disruptor.start()
-    done = drainer.drain("--parallelism", "8")
+    # The phases run as PID 1 without a SIGTERM handler: a deadline or a deletion waits the
+    # whole grace before SIGKILL (Kubernetes' default 30 s).
+    done = drainer.drain("--parallelism", "8", "--phase-termination-grace-seconds", "1")
     disruptor.join(timeout=10)
     assert not errors, errors
     assert done.returncode == 0, done.stderr
+    assert graces == [1], graces
     by_phase = {a["phase_id"]: a for a in all_attempts(drainer)}
     classes = {pid: a["failure_class"] for pid, a in by_phase.items()}
     assert classes == {
@@ -158,6 +163,9 @@ def test_every_failure_class_a_cluster_produces(drainer: Drainer):
     for pid in ("deleted-mid-run", "evicted-mid-run", "deadline"):
         stdout = next(p for p in by_phase[pid]["logs"] if p["stream"] in ("stdout", "combined"))
         assert b"ready" in payload(stdout) or b"sleeping" in payload(stdout), pid
+    # It ran before its 6 s deadline ("sleeping"), so with a 30 s grace its container would
+    # have lived past 30 s: a bound on what the grace allows, not a timing.
+    assert by_phase["deadline"]["container_seconds"] < 30, by_phase["deadline"]
     assert drainer.session_objects(by_phase["oom"]["session_id"]) == []
 
     # config_error: DATABASE_URL from a Secret that does not exist
