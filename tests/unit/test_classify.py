@@ -66,6 +66,13 @@ def test_no_parking_when_too_few_different_or_transient():
     assert park_reason([evicted, evicted, evicted], park_after=3) is None
 
 
+def test_repeated_admission_refusals_park_the_phase():
+    # Not transient: the namespace's quota or LimitRange refuses the same pod every time.
+    refused = h(FailureClass.ADMISSION_REFUSED, code=None, line=None)
+    reason = park_reason([refused, refused, refused], park_after=3)
+    assert reason is not None and "admission_refused" in reason
+
+
 def test_process_exit_classes():
     assert classify_process_exit(0, timed_out=False, timeout_seconds=5, interrupted=False,
                                  launch_error=None, error_line=None)[0] is FailureClass.SUCCEEDED
