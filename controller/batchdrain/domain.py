@@ -49,6 +49,10 @@ class FailureClass(StrEnum):
     IMAGE_PULL = "image_pull"
     CONFIG_ERROR = "config_error"
     UNSCHEDULABLE = "unschedulable"
+    # The API server refused to create the pod (ResourceQuota, LimitRange, PodSecurity, a
+    # webhook): it never existed. Not transient: the same namespace policy refuses the same
+    # pod again, so repeated refusals park the phase like any repeated failure.
+    ADMISSION_REFUSED = "admission_refused"
     POD_DELETED = "pod_deleted"
     NODE_LOST = "node_lost"
     CONTROLLER_INTERRUPTED = "controller_interrupted"
@@ -78,6 +82,7 @@ FAST_FAILURE_CLASSES: frozenset[FailureClass] = frozenset(
         FailureClass.API_ERROR,
         FailureClass.POD_DELETED,
         FailureClass.UNSCHEDULABLE,
+        FailureClass.ADMISSION_REFUSED,
     }
 )
 

@@ -148,6 +148,9 @@ class JobSpecBuilder:
             container["imagePullPolicy"] = pull_policy
         pod_spec: dict[str, Any] = {
             "restartPolicy": "Never",
+            # What a deadline or a deletion waits between SIGTERM and SIGKILL: the whole of
+            # it when the phase is PID 1 with no SIGTERM handler (``python -c ...``).
+            "terminationGracePeriodSeconds": settings.phase_termination_grace_seconds,
             "containers": [container],
             "volumes": [{"name": "tmp", "emptyDir": {}}],
             "enableServiceLinks": False,

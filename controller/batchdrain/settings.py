@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         3600, ge=0, description="ttlSecondsAfterFinished backstop; the controller deletes first."
     )
     job_create_rate: float = Field(10.0, gt=0, description="Most Jobs created per second.")
+    phase_termination_grace_seconds: int = Field(
+        30, ge=0, le=600,
+        description="terminationGracePeriodSeconds of phase pods: SIGTERM to SIGKILL when a deadline "
+                    "or a deletion stops a phase (a phase run as PID 1 without a handler ignores SIGTERM).",
+    )
     scheduling_timeout_seconds: float = Field(
         120.0, gt=0, description="Pending unscheduled past this is classed unschedulable."
     )

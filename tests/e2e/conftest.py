@@ -60,14 +60,18 @@ def cluster() -> Cluster:
     return Cluster(kubeconfig.split(os.pathsep)[0], core, client.BatchV1Api())
 
 
-@pytest.fixture(scope="module")
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"bd-e2e-{request.module.__name__.rsplit('.', 1)[-1].removeprefix('test_')[:20]}-{uuid.uuid4().hex[:6]}"
-    name = name.replace("_", "-").lower()
+def make_namespace(cluster: Cluster, stem: str) -> str:
+    name = f"bd-e2e-{stem[:20]}-{uuid.uuid4().hex[:6]}".replace("_", "-").lower()
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
         name=name, labels={"batchdrain.io/e2e": "true"})))
     # pods cannot be created before the namespace's default ServiceAccount exists
     wait_for(lambda: _has_default_sa(cluster, name), f"default ServiceAccount in {name}")
+    return name
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = make_namespace(cluster, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
     yield name
     cluster.core.delete_namespace(name, propagation_policy="Background")
 
@@ -137,3 +141,11 @@ class Drainer:
 @pytest.fixture
 def drainer(cluster: Cluster, namespace: str, tmp_path: Path) -> Drainer:
     return Drainer(cluster, namespace, tmp_path)
+
+
+@pytest.fixture
+def fenced_drainer(cluster: Cluster, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Drainer]:
+    """A ``Drainer`` in a namespace of the test's own, for quotas and limits no other test may meet."""
+    name = make_namespace(cluster, request.node.name.removeprefix("test_"))
+    yield Drainer(cluster, name, tmp_path)
+    cluster.core.delete_namespace(name, propagation_policy="Background")

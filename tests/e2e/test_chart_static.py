@@ -233,6 +233,7 @@ def test_every_literal_env_var_is_a_setting_that_parses(monkeypatch: pytest.Monk
                                      "effect": "NoSchedule"}]
     assert settings.image_pull_secrets == ["regcred", "other"]
     assert settings.default_image == "registry.example/etl:1.4"
+    assert settings.phase_termination_grace_seconds == 5
     assert settings.service_account == "phase-runner"
     assert settings.database_url_secret == "phase-database"
     assert settings.database_url_secret_key == "phase-url"
@@ -296,9 +297,11 @@ def test_role_has_exactly_the_intended_verbs_and_no_secrets() -> None:
         ["--set", "persistence.accessModes[0]=ReadWriteAlways"],
         ["--set", "drain.parallelism=0"],
         ["--set", "metrics.port=70000"],
+        ["--set", "phases.terminationGracePeriodSeconds=-1"],
+        ["--set", "phases.terminationGracePeriodSeconds=601"],
     ],
     ids=["unknown-top", "unknown-nested", "bad-pull-policy", "bad-phase-pull-policy", "bad-access-mode",
-         "zero-parallelism", "bad-port"],
+         "zero-parallelism", "bad-port", "negative-phase-grace", "huge-phase-grace"],
 )
 def test_schema_rejects_bad_values(args: list[str]) -> None:
     assert "values don't meet the specifications of the schema" in _template_fails(*args)

@@ -74,6 +74,8 @@ def test_mixed_drain_20_phases_parallelism_5(drainer: Drainer):
         assert f"err-marker {i}".encode() in payload(logs["stderr"])
         if expected:
             assert attempt.first_error_line == f"RuntimeError: phase {i} failed"
+            # once, though the termination message (the log's tail) says it too
+            assert attempt.message.count(f"RuntimeError: phase {i} failed") == 1, attempt.message
     assert drainer.session_objects(session_id) == []
     # each Job's story is in its Events (kept after the Job is deleted)
     job = attempts[0].job_name
@@ -96,10 +98,11 @@ def _pod_of(drainer: Drainer, phase_id: str) -> client.V1Pod | None:
     return running[0] if running else None
 
 
-def _disrupt(drainer: Drainer, errors: list[BaseException]) -> None:
+def _disrupt(drainer: Drainer, errors: list[BaseException], graces: list[int]) -> None:
     """While the drain runs: delete one phase's pod, evict another's (Eviction API)."""
     try:
         pod = wait_for(lambda: _pod_of(drainer, "deleted-mid-run"), "pod of deleted-mid-run", timeout=180)
+        graces.append(pod.spec.termination_grace_period_seconds)
         drainer.cluster.core.delete_namespaced_pod(pod.metadata.name, drainer.namespace)
         pod = wait_for(lambda: _pod_of(drainer, "evicted-mid-run"), "pod of evicted-mid-run", timeout=180)
         drainer.cluster.core.create_namespaced_pod_eviction(
@@ -123,25 +126,37 @@ def test_every_failure_class_a_cluster_produces(drainer: Drainer):
          "image_pull_policy": "Never", "command": ["true"]},
         {"run_id": "classes", "phase_id": "unschedulable", "node_selector": {"batchdrain.io/nowhere": "true"},
          "command": ["true"]},
+        {"run_id": "classes", "phase_id": "missing-binary", "command": ["/no/such/binary", "--flag"]},
         {"run_id": "classes", "phase_id": "deleted-mid-run", "command": slow},
         {"run_id": "classes", "phase_id": "evicted-mid-run", "command": slow},
     ])
     errors: list[BaseException] = []
-    disruptor = threading.Thread(target=_disrupt, args=(drainer, errors), daemon=True)
+    graces: list[int] = []
+    disruptor = threading.Thread(target=_disrupt, args=(drainer, errors, graces), daemon=True)
     disruptor.start()
-    done = drainer.drain("--parallelism", "7")
+    # The phases run as PID 1 without a SIGTERM handler: a deadline or a deletion waits the
+    # whole grace before SIGKILL (Kubernetes' default 30 s).
+    done = drainer.drain("--parallelism", "8", "--phase-termination-grace-seconds", "1")
     disruptor.join(timeout=10)
     assert not errors, errors
     assert done.returncode == 0, done.stderr
+    assert graces == [1], graces
     by_phase = {a.phase_id: a for a in all_attempts(drainer)}
     classes = {pid: a.failure_class for pid, a in by_phase.items()}
     assert classes == {
         "exit-code": "exit_code", "oom": "oom_killed", "deadline": "deadline_exceeded",
-        "image-pull": "image_pull", "unschedulable": "unschedulable",
+        "image-pull": "image_pull", "unschedulable": "unschedulable", "missing-binary": "launch_error",
         "deleted-mid-run": "pod_deleted", "evicted-mid-run": "evicted",
     }, {pid: (a.failure_class, a.message) for pid, a in by_phase.items()}
     assert by_phase["exit-code"].exit_code == 7
-    assert by_phase["oom"].exit_code == 137
+    assert by_phase.oom["exit_code"] == 137
+    # runc could not exec the command: the kubelet says StartError, exit code 128 (made up)
+    missing = by_phase["missing-binary"]
+    assert missing.exit_code is None and "StartError" in missing.exit_code_reason, missing
+    assert missing.container_seconds is None, missing  # its startedAt is the epoch: it never started
+    assert missing.message.startswith("the container never started: ") and "/no/such/binary" in missing.message
+    container = missing.raw_status["pod"]["containerStatuses"][0]
+    assert container["state"]["terminated"]["reason"] == "StartError", container
     for attempt in by_phase.values():
         assert attempt.message and "unknown error" not in attempt.message.lower()
         assert attempt.exit_code is not None or attempt.exit_code_reason, attempt
@@ -149,7 +164,10 @@ def test_every_failure_class_a_cluster_produces(drainer: Drainer):
     for pid in ("deleted-mid-run", "evicted-mid-run", "deadline"):
         stdout = next(p for p in by_phase[pid].logs if p.stream in ("stdout", "combined"))
         assert b"ready" in payload(stdout) or b"sleeping" in payload(stdout), pid
-    assert drainer.session_objects(by_phase["oom"].session_id) == []
+    # It ran before its 6 s deadline ("sleeping"), so with a 30 s grace its container would
+    # have lived past 30 s: a bound on what the grace allows, not a timing.
+    assert by_phase.deadline["container_seconds"] < 30, by_phase.deadline
+    assert drainer.session_objects(by_phase.oom["session_id"]) == []
 
     # config_error: DATABASE_URL from a Secret that does not exist
     drainer.import_rows([{"run_id": "config", "phase_id": "missing-secret", "command": ["true"]}])
@@ -257,3 +275,43 @@ def test_sigterm_leaves_the_job_for_the_next_session_to_adopt(drainer: Drainer):
     # the adopting session deleted the Job; its pod goes with the garbage collector
     wait_for(lambda: drainer.session_objects(adopted.session_id) == [], "the adopted Job's pod to go",
              timeout=60)
+
+
+def _refused_attempt(drainer: Drainer, phase: dict) -> dict:
+    """Drain one phase whose pod the namespace's admission refuses; its attempt."""
+    # The Job's deadline (150 s) ends the drain should the refusal go unseen (deadline_exceeded);
+    # the scheduling timeout is far above the bound asserted: only the Job's Events can beat it.
+    drainer.import_rows([{"run_id": "admission", "phase_id": "refused", "command": ["true"],
+                          "timeout": 150, **phase}])
+    done = drainer.drain("--scheduling-timeout-seconds", "300")
+    assert done.returncode == 0, done.stderr
+    (attempt,) = all_attempts(drainer)
+    assert drainer.session_objects(attempt["session_id"]) == []
+    return attempt
+
+
+def _assert_refused(attempt: dict, text: str) -> None:
+    summary = (attempt["failure_class"], attempt["message"], attempt["total_seconds"])
+    assert attempt["failure_class"] == "admission_refused", summary
+    assert text in attempt["message"] and "\n" not in attempt["message"], summary
+    # classified from the Job's FailedCreate Events, well before any timeout (a bound, not a timing)
+    assert attempt["total_seconds"] < 100, summary
+    assert attempt["exit_code"] is None and attempt["exit_code_reason"], attempt
+    events = attempt["raw_status"]["events"]
+    assert any(e["reason"] == "FailedCreate" and text in e["message"] for e in events), attempt["raw_status"]
+    assert attempt["logs"], attempt
+
+
+def test_pod_refused_by_a_resource_quota_is_classified_at_once(fenced_drainer: Drainer):
+    fenced_drainer.cluster.core.create_namespaced_resource_quota(fenced_drainer.namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="bd-no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})))
+    attempt = _refused_attempt(fenced_drainer, {})
+    _assert_refused(attempt, "exceeded quota: bd-no-pods")
+
+
+def test_pod_refused_by_a_limit_range_is_classified_at_once(fenced_drainer: Drainer):
+    fenced_drainer.cluster.core.create_namespaced_limit_range(fenced_drainer.namespace, client.V1LimitRange(
+        metadata=client.V1ObjectMeta(name="bd-small"), spec=client.V1LimitRangeSpec(limits=[
+            client.V1LimitRangeItem(type="Container", max={"memory": "32Mi"})])))
+    attempt = _refused_attempt(fenced_drainer, {"memory": "64Mi"})
+    _assert_refused(attempt, "maximum memory usage per Container is 32Mi")

@@ -94,6 +94,7 @@ def Err(data: bytes) -> Out:
 class Exit:
     code: int
     reason: str | None = None
+    message: str | None = None  # the termination message (FallbackToLogsOnError: the log's tail)
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,9 @@ class FakeKube:
     split_streams: bool = True
     version: tuple[int, int] = (1, 33)
     script_for: Callable[[KubeObject], tuple[Step, ...]] = lambda _job: DEFAULT_SCRIPT
+    # Admission of the Job's pod: the refusal's text (then no pod, a FailedCreate Event on
+    # the Job, as the Job controller records it), or None to admit it.
+    admission: Callable[[KubeObject], str | None] = lambda _job: None
     log_chunk: int = 1 << 16
     max_history: int = 5000
     clock: Callable[[], float] = time.monotonic
@@ -503,6 +507,10 @@ class FakeKube:
                 "namespace": self.namespace,
             }
             job = self._put("jobs", {**body, "metadata": meta, "status": {}}, "ADDED")
+            refusal = self.admission(body)
+            if refusal is not None:
+                self._event(job, "Job", "FailedCreate", f"Error creating: {refusal}")
+                return job
             pod = self._create_pod(job)
         self._run_script(pod["metadata"]["name"], self.script_for(body))
         return job
@@ -864,7 +872,8 @@ class FakeKube:
     def _exit(self, pod: KubeObject, step: Exit) -> None:
         job_name = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
         reason = step.reason or ("Completed" if step.code == 0 else "Error")
-        new = self._put("pods", {**pod, "status": self._terminated_status(pod, step.code, reason)}, "MODIFIED")
+        status = self._terminated_status(pod, step.code, reason, message=step.message)
+        new = self._put("pods", {**pod, "status": status}, "MODIFIED")
         if new["status"]["phase"] == "Succeeded":
             self._job_condition(job_name, True, "CompletionsReached", "Reached expected number of succeeded pods")
         else:

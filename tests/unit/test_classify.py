@@ -9,6 +9,7 @@ from batchdrain.classify import (
     first_error_line,
     normalise_error_line,
     park_reason,
+    with_error_line,
 )
 from batchdrain.domain import AttemptHistoryItem, FailureClass
 
@@ -65,6 +66,13 @@ def test_no_parking_when_too_few_different_or_transient():
     assert park_reason([evicted, evicted, evicted], park_after=3) is None
 
 
+def test_repeated_admission_refusals_park_the_phase():
+    # Not transient: the namespace's quota or LimitRange refuses the same pod every time.
+    refused = h(FailureClass.ADMISSION_REFUSED, code=None, line=None)
+    reason = park_reason([refused, refused, refused], park_after=3)
+    assert reason is not None and "admission_refused" in reason
+
+
 def test_process_exit_classes():
     assert classify_process_exit(0, timed_out=False, timeout_seconds=5, interrupted=False,
                                  launch_error=None, error_line=None)[0] is FailureClass.SUCCEEDED
@@ -91,3 +99,14 @@ def test_no_class_message_says_unknown_error():
             cls, msg, _, _ = classify_process_exit(rc, timed_out=flags[0], timeout_seconds=1,
                                                    interrupted=flags[1], launch_error=None, error_line=None)
             assert "unknown" not in msg.lower() and cls in FailureClass
+
+
+def test_the_error_line_is_added_once() -> None:
+    said = "exit code 1 (Error): ValueError: x"
+    assert with_error_line(said, "ValueError: x") == said
+    assert with_error_line("exit code 1 (Error)", "ValueError: x") == "exit code 1 (Error): ValueError: x"
+    assert with_error_line("exit code 1 (Error)", None) == "exit code 1 (Error)"
+    long = "error: " + "x" * 400
+    clipped = first_error_line(long)
+    assert clipped is not None and clipped.endswith("…")
+    assert with_error_line(f"exit code 1 (Error): {long}", clipped) == f"exit code 1 (Error): {long}"

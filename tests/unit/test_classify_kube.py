@@ -239,6 +239,20 @@ def test_unexpected_state_is_api_error_with_raw_status_never_unknown() -> None:
     assert nothing.failure_class is FailureClass.API_ERROR and nothing.message
 
 
+def test_a_start_error_is_a_launch_error_and_its_epoch_start_no_start() -> None:
+    # As the e2e cluster reports a missing binary: exit code 128 of the runtime's making.
+    state = term(128, "StartError", 'failed to create containerd task: ... exec: "/no/such/binary": stat '
+                 "/no/such/binary: no such file or directory: unknown")
+    state["terminated"]["startedAt"] = "1970-01-01T00:00:00Z"
+    out = classify(job(FAILED), pod(state))
+    assert (out.failure_class, out.exit_code) == (FailureClass.LAUNCH_ERROR, None)
+    assert out.message.startswith('the container never started: failed to create containerd task: ... exec: "/no')
+    assert "StartError" in str(out.exit_code_reason) and out.raw_status
+    started, finished = container_times(pod(state), "phase")
+    assert started is None and finished == dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
+    assert container_times(pod(term(1)), "phase")[0] == dt.datetime(2025, 1, 1, 11, 59, 30, tzinfo=dt.UTC)
+
+
 def test_image_digest_from_image_id() -> None:
     assert image_of(pod(term(0)), "phase") == ("img:1", "sha256:feed")
     assert image_of(None, "phase") == (None, None)

@@ -56,6 +56,15 @@ def disruption(reason: str, message: str = "taken away") -> Obj:
 
 
 RUNNING = {"running": {"startedAt": "2025-01-01T11:59:30Z"}}
+QUOTA = "exceeded quota: bd-no-pods, requested: pods=1, used: pods=0, limited: pods=0"
+# What the Job controller records when the API server refuses the pod it creates.
+FAILED_CREATE = {"type": "Warning", "reason": "FailedCreate", "lastTimestamp": "2025-01-01T12:00:01Z",
+                 "message": f'Error creating: pods "j-x7k2p" is forbidden: {QUOTA}'}
+# What the kubelet reported on the e2e cluster (v1.33, containerd, runc) for a missing binary,
+# with exit code 128 and startedAt 1970-01-01T00:00:00Z.
+RUNC_ENOENT = ('failed to create containerd task: failed to create shim task: OCI runtime create failed: runc '
+               'create failed: unable to start container process: exec: "/no/such/binary": stat /no/such/binary: '
+               'no such file or directory: unknown')
 UNSCHEDULED = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes available"}
 
 
@@ -76,6 +85,8 @@ class Row(NamedTuple):
 
 
 ROWS = [
+    Row(rules.admission_refused, facts(job(), None, events=[FAILED_CREATE]),
+        FailureClass.ADMISSION_REFUSED, f'pod refused at creation: pods "j-x7k2p" is forbidden: {QUOTA}', None),
     Row(rules.deadline_exceeded, facts(job(("Failed", "True", "DeadlineExceeded")), pod(term(143))),
         FailureClass.DEADLINE_EXCEEDED, "Job exceeded activeDeadlineSeconds: DeadlineExceeded happened", 143),
     Row(rules.evicted, facts(job(FAILED), pod(term(137), reason="Evicted", message="The node was low on memory.")),
@@ -84,6 +95,8 @@ ROWS = [
         FailureClass.NODE_LOST, "node lost: could not be located", None),
     Row(rules.oom_killed, facts(job(FAILED), pod(term(137, "OOMKilled"))),
         FailureClass.OOM_KILLED, "out of memory: container OOMKilled (exit code 137)", 137),
+    Row(rules.start_error, facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT))),
+        FailureClass.LAUNCH_ERROR, f"the container never started: {RUNC_ENOENT}", None),
     Row(rules.never_started,
         facts(job(FAILED), pod({"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}},
                                phase="Pending")),
@@ -130,10 +143,12 @@ def test_every_rule_has_a_row() -> None:
 def test_the_order_of_the_rules() -> None:
     # The precedence is the specification; changing it is a decision, not a refactoring.
     assert [rule.__name__ for rule in RULES] == [
+        "admission_refused",
         "deadline_exceeded",
         "evicted",
         "node_lost",
         "oom_killed",
+        "start_error",
         "never_started",
         "completed_before_deletion",
         "pod_deleted",
@@ -148,6 +163,13 @@ def test_the_order_of_the_rules() -> None:
 
 # (earlier rule, later rule, a state both match)
 OVERLAPS = [
+    # refused until the deadline: the refusal is why nothing ran
+    (rules.admission_refused, rules.deadline_exceeded,
+     facts(job(("Failed", "True", "DeadlineExceeded")), None, events=[FAILED_CREATE])),
+    (rules.admission_refused, rules.no_pod_seen, facts(job(), None, events=[FAILED_CREATE])),
+    (rules.start_error, rules.nonzero_exit, facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT)))),
+    (rules.start_error, rules.pod_deleted,
+     facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT), deleting=True))),
     (rules.deadline_exceeded, rules.pod_deleted,
      facts(job(("FailureTarget", "True", "DeadlineExceeded")), pod(term(143), deleting=True))),
     (rules.evicted, rules.pod_deleted,
@@ -215,3 +237,28 @@ def test_classify_attempt_is_the_table_over_the_facts() -> None:
     out = classify_attempt(**kw)
     assert isinstance(out, KubeOutcome)
     assert out == decide(AttemptFacts.observe(**kw))
+
+
+def test_a_refusal_is_the_latest_failed_create_in_one_line_with_the_events_kept() -> None:
+    older = {**FAILED_CREATE, "lastTimestamp": "2025-01-01T11:59:00Z", "message": "Error creating: older refusal"}
+    webhook = {**FAILED_CREATE, "lastTimestamp": "2025-01-01T12:00:05Z",
+               "message": 'Error creating: admission webhook "policy.example" denied the request:\n  no   root'}
+    ours = {"type": "Normal", "reason": "AttemptStarted", "message": "session s: attempt 1"}
+    out = rules.refused_outcome(job(), [older, ours, webhook, FAILED_CREATE])
+    assert out is not None and out.failure_class is FailureClass.ADMISSION_REFUSED
+    assert out.message == 'pod refused at creation: admission webhook "policy.example" denied the request: no root'
+    assert (out.exit_code, out.exit_code_reason) == (None, "the pod was never created: the API server refused it")
+    assert out.raw_status is not None
+    assert [e["reason"] for e in out.raw_status["events"]] == ["FailedCreate", "AttemptStarted", "FailedCreate",
+                                                               "FailedCreate"]
+    assert rules.refused_outcome(job(), [ours]) is None
+    # a pod that was created after all (the quota freed up) is classified by its own state
+    assert rules.admission_refused(facts(job(FAILED), pod(term(3)), events=[FAILED_CREATE])) is None
+
+
+def test_a_start_error_has_no_exit_code_of_the_phase() -> None:
+    out = decide(facts(job(FAILED), pod(term(128, "StartError", RUNC_ENOENT))))
+    assert out.exit_code is None
+    assert out.exit_code_reason == "the container never started (StartError; exit code 128 is the runtime's)"
+    assert out.raw_status is not None and out.raw_status["pod"]["containerStatuses"][0]["state"]["terminated"][
+        "reason"] == "StartError"

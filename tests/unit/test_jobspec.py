@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from pydantic import ValidationError
 
 from batchdrain.domain import PhaseSpec
 from batchdrain.identity import Identity
@@ -124,6 +125,21 @@ def test_job_spec_essentials() -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
     assert container["command"] == ["python", "-c", "print(1)"]
+
+
+def test_termination_grace_of_phase_pods_is_a_bounded_whole_number_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    def grace(settings: Settings) -> object:
+        return JobSpecBuilder(settings, namespace="ns").build(request(ident()))["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"]
+
+    assert grace(Settings()) == 30  # Kubernetes' own default, now said out loud
+    assert grace(Settings(phase_termination_grace_seconds=0)) == 0
+    monkeypatch.setenv("BATCHDRAIN_PHASE_TERMINATION_GRACE_SECONDS", "2")
+    assert grace(Settings()) == 2
+    monkeypatch.delenv("BATCHDRAIN_PHASE_TERMINATION_GRACE_SECONDS")
+    for bad in (-1, 601, 2.5, "soon"):
+        with pytest.raises(ValidationError, match="phase_termination_grace_seconds"):
+            Settings(phase_termination_grace_seconds=bad)
 
 
 def test_phase_resources_override_settings_and_no_sa_means_no_token() -> None:

@@ -19,13 +19,13 @@ import pytest
 
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, PhaseSpec
 from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
-from batchdrain.executors.kubernetes import KubernetesExecutor
+from batchdrain.executors.kubernetes import KubernetesExecutor, pacing
 from batchdrain.executors.kubernetes.cursor import LineCursor
 from batchdrain.executors.kubernetes.logs import StoredLog
-from batchdrain.executors.kubernetes.pacing import RateLimiter
+from batchdrain.executors.kubernetes.pacing import Backoff, RateLimiter
 from batchdrain.identity import Identity
 from batchdrain.jobspec import JobSpecBuilder
-from batchdrain.kube import Invalid, RetryingKubeApi, Unreachable
+from batchdrain.kube import Forbidden, Invalid, RetryingKubeApi, Unreachable
 from batchdrain.logstore import FileLogSink, LogWriter, legacy_log_key
 from batchdrain.settings import Settings
 from tests.unit.fake_kube import (
@@ -271,6 +271,72 @@ def test_unschedulable_after_the_scheduling_timeout_with_events(harness: Callabl
     assert 0.3 <= time.monotonic() - started < 5
     assert "Insufficient memory" in result.message and "FailedScheduling" in result.message
     assert h.fake.deleted_jobs == [result.job_name] and not h.fake.pods
+
+
+QUOTA_REFUSAL = ('pods "bd-x-1-abc-x7k2p" is forbidden: exceeded quota: q, requested: pods=1, used: pods=0, '
+                 "limited: pods=0")
+
+
+@pytest.fixture
+def quick_event_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events lists of pod-less Jobs at 0.2 s, 0.4 s, 0.8 s... instead of 2 s, 4 s, 8 s."""
+    monkeypatch.setattr(pacing, "FIRST_LIST_SECONDS", 0.2)
+    monkeypatch.setattr(pacing, "LONGEST_LIST_INTERVAL_SECONDS", 1.0)
+
+
+@pytest.mark.usefixtures("quick_event_lists")
+def test_a_pod_refused_at_creation_ends_the_attempt_from_the_jobs_events(harness: Callable[..., Harness]) -> None:
+    h = harness(scheduling_timeout_seconds=60.0)
+    h.fake.admission = lambda _job: QUOTA_REFUSAL
+    result = h.run(h.executor(), launch())
+    assert result.failure_class is FailureClass.ADMISSION_REFUSED
+    assert result.message == f"pod refused at creation: {QUOTA_REFUSAL}"
+    assert result.exit_code is None and result.exit_code_reason and not result.pod_names
+    assert result.raw_status and sorted(e["reason"] for e in result.raw_status["events"]) == [
+        "AttemptStarted", "FailedCreate"]
+    # one list, FIRST_LIST_SECONDS after creation: not on every tick of the loop (0.02 s)
+    assert h.fake.calls["list_events"] == 1
+    assert h.fake.deleted_jobs == [result.job_name]
+    for text in logs(result).values():
+        assert b"no output: pod refused at creation: pods" in text
+
+
+def test_a_refusal_explains_a_pod_never_scheduled(harness: Callable[..., Harness]) -> None:
+    # Given up (scheduling timeout) before the first list: the last look reads the Job's Events.
+    h = harness(scheduling_timeout_seconds=0.2)
+    h.fake.admission = lambda _job: QUOTA_REFUSAL
+    result = h.run(h.executor(), launch())
+    assert result.failure_class is FailureClass.ADMISSION_REFUSED and QUOTA_REFUSAL in result.message
+    assert h.fake.calls["list_events"] == 1
+
+
+@pytest.mark.usefixtures("quick_event_lists")
+def test_a_failed_events_list_is_noted_and_asked_again_at_the_next_interval(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(scheduling_timeout_seconds=60.0)
+    h.fake.admission = lambda _job: QUOTA_REFUSAL
+    h.fake.inject("list_events", Forbidden("events is forbidden: User cannot list events", status=403))
+    result = h.run(h.executor(), launch())
+    assert result.failure_class is FailureClass.ADMISSION_REFUSED
+    assert h.fake.calls["list_events"] == 2  # refused by RBAC (noted), then one interval later
+    assert result.raw_status and "Job events not listed: Forbidden: events is forbidden" in " ".join(
+        result.raw_status["notes"])
+
+
+TRACEBACK = b'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\nValueError: bad row 7\n'
+
+
+def test_the_first_error_line_is_said_once_in_the_message(harness: Callable[..., Harness]) -> None:
+    # The termination message is the log's tail, which ends with the line the log reader picks.
+    h = harness(script(Schedule(), Start(), Err(TRACEBACK), Exit(1, message=TRACEBACK.decode())))
+    result = h.run(h.executor(), launch("same"))
+    assert result.first_error_line == "ValueError: bad row 7"
+    assert result.message == "exit code 1 (Error): ValueError: bad row 7"
+    # A termination message of its own: the log's first error line still follows it.
+    h.fake.script_for = script(Schedule(), Start(), Err(b"error: disk quota\n"), Exit(2, message="exiting 2"))
+    other = h.run(h.executor(), launch("other"))
+    assert other.message == "exit code 2 (Error): exiting 2: error: disk quota"
 
 
 def test_exit_137_with_memory_limit_is_oom(harness: Callable[..., Harness]) -> None:
@@ -694,6 +760,17 @@ def test_rate_limiter_paces_creation() -> None:
     assert slow.acquire(timeout=1.0)
     assert not slow.acquire(timeout=0.1)  # next slot is 2 s away: refused, not waited for
     assert not slow.acquire(timeout=5.0, cancel=cancel)  # a stop request ends the wait
+
+
+def test_events_backoff_lists_at_most_once_per_interval() -> None:
+    # (monotonic now, due?) for an attempt created at now=100: 2 s, then 2, 4, 8, 10, 10 s apart.
+    schedule = Backoff()
+    looks = [(100.0, False), (101.9, False), (102.0, True), (102.1, False), (103.9, False), (104.0, True),
+             (107.9, False), (108.0, True), (115.0, False), (116.0, True), (125.9, False), (126.0, True),
+             (136.0, True), (140.0, False)]
+    assert [(now, schedule.due(now, age=now - 100.0)) for now, _ in looks] == looks
+    adopted = Backoff()  # a Job created long before this session took it over: list at once
+    assert adopted.due(500.0, age=300.0) and not adopted.due(501.0, age=301.0)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

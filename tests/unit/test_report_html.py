@@ -8,7 +8,7 @@ import re
 from batchdrain.db import AttemptRecord, SessionRecord
 from batchdrain.domain import FailureClass, LogPointer, RunCounts
 from batchdrain.report import build_report
-from batchdrain.report_html import render_html
+from batchdrain.report_html import CLASS_COLOURS, render_html
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -37,3 +37,8 @@ def test_html_is_self_contained_with_one_bar_per_attempt():
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "r&lt;&amp;&gt;" in page and "r<&>" not in page  # ids are escaped
     assert re.search(r'href="file:///logs/p3.log"', page)
+
+
+def test_every_class_has_its_own_colour() -> None:
+    assert set(CLASS_COLOURS) == {c.value for c in FailureClass}
+    assert len(set(CLASS_COLOURS.values())) == len(CLASS_COLOURS)

@@ -49,6 +49,19 @@ def _clip(line: str) -> str:
     return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
 
 
+def with_error_line(message: str, error_line: str | None) -> str:
+    """``message: error_line``, unless the message already says that line.
+
+    A rule's message often quotes the container's termination message, which is the
+    log's tail (``FallbackToLogsOnError``): for a traceback, the very exception line
+    ``first_error_line`` picks. The line is then said once. A clipped line ("…") counts
+    as said when its unclipped part is in the message.
+    """
+    if not error_line or error_line.removesuffix("…") in message:
+        return message
+    return f"{message}: {error_line}"
+
+
 _VOLATILE = [
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
     (re.compile(r"0x[0-9a-f]+", re.I), "<hex>"),

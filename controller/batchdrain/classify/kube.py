@@ -6,7 +6,8 @@ callers (the Kubernetes executor, tests) keep one import path while the inside c
 * ``readers``: pure readers of Job/Pod/Event dicts (conditions, container states, times,
   image, events, the raw status kept on an attempt);
 * ``rules``: ``classify_attempt``, an ordered table of rules over ``AttemptFacts``, first
-  match wins, and ``waiting_outcome``, the fail-fast rule for states that never heal;
+  match wins, ``waiting_outcome``, the fail-fast rule for states that never heal, and
+  ``refused_outcome``, a pod the API server refused (the Job's ``FailedCreate`` Events);
 * ``pending``: ``pending_outcome``, the scheduling and start time limits of a pod that
   has not got going yet.
 """
@@ -35,20 +36,25 @@ from batchdrain.classify.readers import (
 from batchdrain.classify.rules import (
     CONFIG_REASONS,
     EVICTION_REASONS,
+    FAILED_CREATE,
     IMAGE_PULL_REASONS,
     NODE_LOSS_REASONS,
     SIGKILL_EXIT,
+    START_ERROR,
     KubeOutcome,
     classify_attempt,
+    refused_outcome,
     waiting_outcome,
 )
 
 __all__ = [
     "CONFIG_REASONS",
     "EVICTION_REASONS",
+    "FAILED_CREATE",
     "IMAGE_PULL_REASONS",
     "NODE_LOSS_REASONS",
     "SIGKILL_EXIT",
+    "START_ERROR",
     "KubeOutcome",
     "Obj",
     "classify_attempt",
@@ -66,6 +72,7 @@ __all__ = [
     "pod_phase",
     "pod_terminal",
     "raw_status",
+    "refused_outcome",
     "terminated_state",
     "waiting_outcome",
     "waiting_state",

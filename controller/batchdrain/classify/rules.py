@@ -4,7 +4,8 @@ Kubernetes reports why a pod ended in several places that disagree in edge cases
 conditions (``Failed``/``FailureTarget`` with reason ``DeadlineExceeded``), pod
 ``status.reason`` (``Evicted``), the pod's ``DisruptionTarget`` condition (eviction
 API, preemption, taint manager, pod GC), container states (``OOMKilled``,
-``ContainerStatusUnknown``, waiting ``ImagePullBackOff``) and Events. This is the
+``ContainerStatusUnknown``, ``StartError``, waiting ``ImagePullBackOff``) and Events
+(the pod's, or the Job's ``FailedCreate`` when no pod was ever admitted). This is the
 shape of the Job controller's pod failure policy (``pod_failure_policy.go``): the facts
 are read once into ``AttemptFacts``, each rule is a small named function that either
 decides or passes, and ``RULES`` is tried in order, first match wins. The order is the
@@ -52,6 +53,14 @@ CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"
 EVICTION_REASONS = frozenset({"EvictionByEvictionAPI", "PreemptionByScheduler", "TerminationByKubelet"})
 NODE_LOSS_REASONS = frozenset({"DeletionByTaintManager", "DeletionByPodGC"})
 SIGKILL_EXIT = 137
+# The Job controller's Warning when the API server refuses a pod it creates: reason
+# ``FailedCreatePodReason`` and message "Error creating: <the API error>"
+# (kubernetes pkg/controller/controller_utils.go, RealPodControl.createPods).
+FAILED_CREATE = "FailedCreate"
+_FAILED_CREATE_PREFIX = "Error creating: "
+# The runtime could not start the process (runc could not exec the command...): the
+# kubelet reports it terminated with this reason and an exit code (128) of its own.
+START_ERROR = "StartError"
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,28 @@ def waiting_outcome(pod: Obj | None, *, container: str, events: Sequence[Obj] = 
         None,
         f"the container never started ({reason})",
         raw_status(None, pod, events),
+    )
+
+
+def refused_outcome(job: Obj | None, events: Sequence[Obj]) -> KubeOutcome | None:
+    """The API server refused the Job's pod at admission, as the Job's ``FailedCreate`` Events say.
+
+    A ResourceQuota, a LimitRange, PodSecurity or a webhook refusing the pod leaves no pod
+    at all, so no pod status tells it: only these Events on the Job do, and the Job
+    controller goes on retrying for ever. Like ``waiting_outcome`` it is one of the final
+    rules (``admission_refused``) and the check made while a Job has no pod yet.
+    """
+    refusals = [e for e in events if e.get("reason") == FAILED_CREATE]
+    if not refusals:
+        return None
+    latest = max(refusals, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    text = " ".join(str(latest.get("message") or "").split()).removeprefix(_FAILED_CREATE_PREFIX)
+    return KubeOutcome(
+        FailureClass.ADMISSION_REFUSED,
+        f"pod refused at creation: {text or 'the Job controller gave no reason'}",
+        None,
+        "the pod was never created: the API server refused it",
+        raw_status(job, None, events),
     )
 
 
@@ -170,6 +201,17 @@ Rule = Callable[[AttemptFacts], KubeOutcome | None]
 # -- the rules, in the order of RULES --------------------------------------------------
 
 
+def admission_refused(f: AttemptFacts) -> KubeOutcome | None:
+    """No pod was ever created because the API server refused it: that explains the rest
+    (a Job past its deadline, a Job deleted while waiting)."""
+    if f.pod is not None:
+        return None
+    refused = refused_outcome(f.job, f.events)
+    if refused is None:
+        return None
+    return KubeOutcome(refused.failure_class, refused.message, None, refused.exit_code_reason, f.raw)
+
+
 def deadline_exceeded(f: AttemptFacts) -> KubeOutcome | None:
     """The Job failed past activeDeadlineSeconds: that caused whatever happened to the pod."""
     if f.finished is None or f.finished[0] or f.finished[1] != "DeadlineExceeded":
@@ -223,6 +265,26 @@ def oom_killed(f: AttemptFacts) -> KubeOutcome | None:
         f"out of memory: container OOMKilled (exit code {f.exit_code})",
         f.exit_code,
         f.no_code,
+        f.raw,
+    )
+
+
+def start_error(f: AttemptFacts) -> KubeOutcome | None:
+    """The runtime could not start the command (a missing binary...): the phase never ran.
+
+    The kubelet reports ``terminated`` with reason ``StartError``, exit code 128 and a
+    ``startedAt`` of the epoch; that code is the runtime's, not the phase's, so there is
+    no exit code. ``launch_error``, as the local executor classes a command that does
+    not exist; the runtime's message says what was missing.
+    """
+    if f.term_reason != START_ERROR:
+        return None
+    code = f"; exit code {f.exit_code} is the runtime's" if f.exit_code is not None else ""
+    return KubeOutcome(
+        FailureClass.LAUNCH_ERROR,
+        f"the container never started: {f.term_message or START_ERROR}",
+        None,
+        f"the container never started ({START_ERROR}{code})",
         f.raw,
     )
 
@@ -363,10 +425,12 @@ def unexpected_state(f: AttemptFacts) -> KubeOutcome:
 
 # First match wins; ``unexpected_state`` follows them all (it is typed as always matching).
 RULES: tuple[Rule, ...] = (
+    admission_refused,
     deadline_exceeded,
     evicted,
     node_lost,
     oom_killed,
+    start_error,
     never_started,
     completed_before_deletion,
     pod_deleted,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from batchdrain.executors.base import AttemptLaunch
 from batchdrain.executors.kubernetes.attempt import AttemptState
 from batchdrain.executors.kubernetes.logs import LogPump, StoredLog
+from batchdrain.executors.kubernetes.pacing import Backoff
 from batchdrain.executors.kubernetes.watches import Tracker
 
 
@@ -39,3 +40,5 @@ class LiveAttempt:
     # times have whole seconds): see ``classify.readers.container_seconds``.
     seen_started: dt.datetime | None = None
     seen_finished: dt.datetime | None = None
+    # When to list the Job's Events while it has no pod (a refused pod shows nowhere else).
+    events_schedule: Backoff = field(default_factory=Backoff)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import traceback
 
+from batchdrain.classify import with_error_line
 from batchdrain.classify.kube import (
     KubeOutcome,
     classify_attempt,
@@ -20,6 +21,8 @@ from batchdrain.classify.kube import (
     container_times,
     image_of,
     pending_outcome,
+    raw_status,
+    refused_outcome,
     terminated_state,
 )
 from batchdrain.domain import AttemptResult, FailureClass, utcnow
@@ -98,9 +101,11 @@ class Outcomes:
             job=tracker.job, pod=pod, container=CONTAINER, memory_limited=self._memory_limited(attempt),
             pod_gone=tracker.pod_gone(pod), job_gone=tracker.job_gone,
         )
-        if outcome.failure_class in (FailureClass.SUCCEEDED, FailureClass.EXIT_CODE) or pod is None:
+        # Without a pod, the Job's Events say why (FailedCreate: its pod was refused).
+        subject = pod if pod is not None else tracker.job
+        if outcome.failure_class in (FailureClass.SUCCEEDED, FailureClass.EXIT_CODE) or subject is None:
             return outcome
-        events = self._events(pod)
+        events = self._events(subject)
         if isinstance(events, KubeError):
             return _with_events_error(outcome, events)
         return classify_attempt(
@@ -108,10 +113,31 @@ class Outcomes:
             memory_limited=self._memory_limited(attempt), pod_gone=tracker.pod_gone(pod), job_gone=tracker.job_gone,
         )
 
-    def explain_pending(self, outcome: KubeOutcome, pod: KubeObject | None) -> KubeOutcome:
-        """Re-derive an early verdict with the pod's Events: they say why (FailedScheduling...)."""
+    def refusal(self, attempt: LiveAttempt) -> KubeOutcome | None:
+        """The Job's pod refused at creation (quota, LimitRange...), from the Job's Events; or None.
+
+        A failed list is noted on the attempt (once per kind of error) and read as "not
+        refused": the caller asks again at its next interval.
+        """
+        job = attempt.tracker.job
+        if job is None:
+            return None
+        events = self._events(job)
+        if isinstance(events, KubeError):
+            note = f"Job events not listed: {type(events).__name__}: {events.message}"
+            if note not in attempt.notes:
+                attempt.notes.append(note)
+            return None
+        return refused_outcome(job, events)
+
+    def explain_pending(self, outcome: KubeOutcome, pod: KubeObject | None, *,
+                        job: KubeObject | None = None) -> KubeOutcome:
+        """Re-derive an early verdict with the pod's Events: they say why (FailedScheduling...).
+
+        Without a pod, the Job's Events: a pod refused at creation is why none was scheduled.
+        """
         if pod is None:
-            return outcome
+            return self._explain_podless(outcome, job)
         events = self._events(pod)
         if isinstance(events, KubeError):
             return _with_events_error(outcome, events)
@@ -122,8 +148,21 @@ class Outcomes:
             start_timeout=self._settings.start_timeout_seconds, events=events,
         ) or outcome
 
-    def _events(self, pod: KubeObject) -> list[KubeObject] | KubeError:
-        meta = pod.get("metadata") or {}
+    def _explain_podless(self, outcome: KubeOutcome, job: KubeObject | None) -> KubeOutcome:
+        if job is None or outcome.failure_class is FailureClass.ADMISSION_REFUSED:
+            return outcome  # already read from the Job's Events
+        events = self._events(job)
+        if isinstance(events, KubeError):
+            return _with_events_error(outcome, events)
+        refused = refused_outcome(job, events)
+        if refused is not None:
+            return refused
+        raw = {**(outcome.raw_status or {}), **raw_status(job, None, events)}
+        return KubeOutcome(outcome.failure_class, outcome.message, outcome.exit_code, outcome.exit_code_reason, raw)
+
+    def _events(self, obj: KubeObject) -> list[KubeObject] | KubeError:
+        """Events about a pod or a Job (by name and uid: a same-named predecessor's are not ours)."""
+        meta = obj.get("metadata") or {}
         try:
             return self._api.list_events(name=str(meta.get("name")), uid=meta.get("uid"))
         except KubeError as err:
@@ -136,8 +175,8 @@ class Outcomes:
         pointers = [out.close() for out in attempt.outs.values()]
         error_line = self._logs.error_line(attempt)
         message = outcome.message
-        if error_line and outcome.failure_class is not FailureClass.SUCCEEDED:
-            message = f"{message}: {error_line}"
+        if outcome.failure_class is not FailureClass.SUCCEEDED:
+            message = with_error_line(message, error_line)
         raw = outcome.raw_status
         notes = list(attempt.notes)
         notes += [f"log {p.out.stream}: {p.error.message}" for p in attempt.pumps if p.error]

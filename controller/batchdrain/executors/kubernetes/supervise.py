@@ -65,7 +65,7 @@ class Supervisor:
             if pod is not None:
                 self._report_pod(attempt, pod, on_update)
                 self._note_sightings(attempt, pod)
-            early = self._early_verdict(attempt, pod)
+            early = self._early_verdict(attempt, pod) or self._refused(attempt, pod)
             look = Observation(
                 container_started=pod is not None and container_started(pod, CONTAINER),
                 watch_lost=tracker.watch_error is not None,
@@ -94,7 +94,8 @@ class Supervisor:
             return self._left(attempt, lost_outcome(attempt.tracker.watch_error))
         if state is AttemptState.GAVE_UP:
             pod = attempt.tracker.current_pod()
-            outcome = self._outcomes.explain_pending(early, pod) if early is not None else DEADLINE_GIVEN_UP
+            outcome = (self._outcomes.explain_pending(early, pod, job=attempt.tracker.job) if early is not None
+                       else DEADLINE_GIVEN_UP)
             return self._finish(attempt, stop, outcome)
         return self._finish(attempt, stop, None)
 
@@ -126,6 +127,21 @@ class Supervisor:
             scheduled_at=attempt.scheduled_at, scheduling_timeout=settings.scheduling_timeout_seconds,
             start_timeout=settings.start_timeout_seconds,
         )
+
+    def _refused(self, attempt: LiveAttempt, pod: KubeObject | None) -> KubeOutcome | None:
+        """The API server refused the Job's pod (quota, LimitRange, a webhook), or None.
+
+        Nothing but the Job's ``FailedCreate`` Events tells it, and the session watches
+        only Jobs and Pods: while the Job has no pod, its Events are listed on the
+        attempt's backing-off schedule, at most once per interval.
+        """
+        tracker = attempt.tracker
+        if pod is not None or tracker.job is None or tracker.job_gone:
+            return None
+        age = (utcnow() - attempt.created_at).total_seconds()
+        if not attempt.events_schedule.due(time.monotonic(), age=age):
+            return None
+        return self._outcomes.refusal(attempt)
 
     def _may_give_up(self, attempt: LiveAttempt, pod: KubeObject | None) -> bool:
         """Cheap gate in front of ``pending_outcome``: a waiting reason, or time is up."""
