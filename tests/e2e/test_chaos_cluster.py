@@ -81,6 +81,7 @@ def test_sigkilled_controllers_on_the_cluster_lose_and_duplicate_nothing(drainer
     def explain() -> str:
         return describe(postgres, objects_left(drainer.cluster, drainer.namespace))
 
+    print(explain())  # shown with -s, and by pytest when the test fails
     assert_nothing_lost(result, kills=6, explain=explain)
     assert result["adopted_attempts"] >= 1, f"the kills hit no running Job\n{result}\n{explain()}"
     deadline = time.monotonic() + LEAK_WAIT_SECONDS
