@@ -2,7 +2,8 @@
 # Build the batchdrain image offline and load it into the cluster's containerd.
 #
 #  1. Base image: debootstrap Debian bookworm (minbase + python3, python3-venv,
-#     ca-certificates) from the Debian mirror, cached as a rootfs tarball in
+#     ca-certificates) from the Debian mirror this machine's apt sources serve
+#     bookworm from (or DEBIAN_MIRROR), cached as a rootfs tarball in
 #     ~/.cache/batchdrain/images/, `docker import`ed as batchdrain-base:bookworm.
 #  2. Wheelhouse: the project's dependencies (and its build backend) as wheels
 #     for CPython 3.11, built on the host with the host's pip configuration
@@ -19,7 +20,8 @@
 # --network=none) and stops it again at the end (KEEP_DOCKERD=1 keeps it).
 #
 # Env: IMAGE (default batchdrain:dev), CONTEXT (default repo root),
-#      BASE_IMAGE (skip debootstrap and build FROM this image instead).
+#      BASE_IMAGE (skip debootstrap and build FROM this image instead),
+#      DEBIAN_MIRROR (default: from /etc/apt/sources.list{,.d/*.list,.d/*.sources}).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HERE/.." && pwd)"
@@ -31,7 +33,7 @@ CONTEXT="${CONTEXT:-$REPO_ROOT}"
 LOCAL_BASE="batchdrain-base:bookworm"
 BASE_INCLUDE="python3,python3-venv,ca-certificates"
 BASE_TAR="$IMAGES_DIR/base-bookworm-python3.tar"
-DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+BASE_SUITE="bookworm"
 PY_TARGET="3.11"   # bookworm's python3 and python:3.11-slim
 DOCKER="${DOCKER:-$(command -v /usr/bin/docker || command -v docker || true)}"
 DOCKERD_PIDFILE="$RUN_DIR/dockerd.pid"
@@ -43,12 +45,55 @@ DOCKER="${DOCKER:-$(command -v docker)}"
 mkdir -p "$IMAGES_DIR" "$LOAD_DIR" "$RUN_DIR"
 
 # --- 1. base rootfs ----------------------------------------------------------
+# apt_mirror SUITE: the first URI that an enabled `deb` entry of the machine's
+# apt sources serves SUITE's main component from. One-line format in
+# sources.list and sources.list.d/*.list, deb822 stanzas in *.sources.
+apt_mirror() {
+  local suite="$1" f
+  local lists=() debs=()
+  [[ -f /etc/apt/sources.list ]] && lists+=(/etc/apt/sources.list)
+  for f in /etc/apt/sources.list.d/*.list; do [[ -f "$f" ]] && lists+=("$f"); done
+  for f in /etc/apt/sources.list.d/*.sources; do [[ -f "$f" ]] && debs+=("$f"); done
+  {
+    if ((${#lists[@]})); then
+      awk -v suite="$suite" '
+        { sub(/#.*/, "") }
+        $1 != "deb" { next }
+        { i = 2; if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ } }
+        $(i + 1) == suite { for (j = i + 2; j <= NF; j++) if ($j == "main") { print $i; next } }
+      ' "${lists[@]}"
+    fi
+    if ((${#debs[@]})); then
+      awk -v suite="$suite" '
+        function flush() {
+          if (types ~ "(^| )deb( |$)" && suites ~ "(^| )" suite "( |$)" && comps ~ "(^| )main( |$)" && enabled != "no") {
+            split(uris, u, " "); if (u[1] != "") print u[1]
+          }
+          types = suites = comps = uris = enabled = ""
+        }
+        FNR == 1 { flush() }
+        /^[[:space:]]*#/ { next }
+        /^[[:space:]]*$/ { flush(); next }
+        {
+          key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ +/, "")
+          if (key == "types") types = $0; else if (key == "suites") suites = $0
+          else if (key == "components") comps = $0; else if (key == "uris") uris = $0
+          else if (key == "enabled") enabled = tolower($0)
+        }
+        END { flush() }
+      ' "${debs[@]}"
+    fi
+  } | head -n 1
+}
+
 build_base_tar() {
   if [[ -s "$BASE_TAR" ]]; then log "base rootfs cached: $BASE_TAR"; return; fi
+  local mirror="${DEBIAN_MIRROR:-$(apt_mirror "$BASE_SUITE")}"
+  [[ -n "$mirror" ]] || die "no Debian mirror for $BASE_SUITE in /etc/apt/sources.list{,.d/*.list,.d/*.sources}: set DEBIAN_MIRROR"
   local root="$IMAGES_DIR/rootfs.tmp"
   rm -rf "$root"
-  log "debootstrap bookworm (minbase + $BASE_INCLUDE) from $DEBIAN_MIRROR (a few minutes)"
-  if ! debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$root" "$DEBIAN_MIRROR" \
+  log "debootstrap $BASE_SUITE (minbase + $BASE_INCLUDE) from $mirror (a few minutes)"
+  if ! debootstrap --variant=minbase --include="$BASE_INCLUDE" "$BASE_SUITE" "$root" "$mirror" \
       >"$IMAGES_DIR/debootstrap.log" 2>&1; then
     tail -n 30 "$IMAGES_DIR/debootstrap.log" >&2
     die "debootstrap failed (log: $IMAGES_DIR/debootstrap.log)"

@@ -25,8 +25,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib.sh"   # pinned K8S_VERSION, ETCD_VERSION, BUILD_GOTOOLCHAIN, paths
 
 # sha256 of golang.org/toolchain@v0.0.1-go1.24.13.linux-amd64.zip as served by
-# the module proxy (recorded on first download: sum.golang.org is unreachable
-# here, so `GOTOOLCHAIN=go1.24.13` refuses to fetch it by itself).
+# the module proxy (recorded on first download: the checksum database is
+# unreachable here, so `GOTOOLCHAIN=go1.24.13` refuses to fetch it by itself).
 GO_TOOLCHAIN_ZIP_SHA256="${GO_TOOLCHAIN_ZIP_SHA256:-d2b048367a3d1a748b87f756fa06df12ce3b419e1d5f2a3612acb8950d615f9f}"
 
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"
@@ -47,9 +47,21 @@ STAGING_MODULES=(
 
 command -v go >/dev/null || die "go is not installed"
 
+# go_proxy_url: the first proxy URL in GOPROXY (`go env GOPROXY`, which also
+# honours the environment and `go env -w`), skipping `direct` and `off`.
+go_proxy_url() {
+  local entry entries
+  IFS=',|' read -ra entries <<<"$GOPROXY"
+  for entry in "${entries[@]}"; do
+    [[ -z "$entry" || "$entry" == direct || "$entry" == off ]] && continue
+    echo "$entry"; return 0
+  done
+  return 1
+}
+
 # install_toolchain: fetch the pinned Go toolchain from the module proxy into
 # the cache and put it first on PATH. The go command's own GOTOOLCHAIN download
-# insists on verifying the toolchain against sum.golang.org, which these
+# insists on verifying the toolchain against the checksum database, which these
 # machines cannot reach, so we fetch the same module zip and check its sha256.
 install_toolchain() {
   [[ "$BUILD_GOTOOLCHAIN" == local ]] && return 0
@@ -57,7 +69,7 @@ install_toolchain() {
   local root="$CACHE_ROOT/toolchains/$BUILD_GOTOOLCHAIN"
   if [[ ! -x "$root/bin/go" ]] || ! "$root/bin/go" version 2>/dev/null | grep -qw "$BUILD_GOTOOLCHAIN"; then
     local mod="v0.0.1-$BUILD_GOTOOLCHAIN.linux-$arch"
-    local gp="${GOPROXY:-$(go env GOPROXY)}"; local proxy="${gp%%,*}"; [[ "$proxy" == direct || "$proxy" == off ]] && proxy=https://proxy.golang.org
+    local proxy; proxy="$(go_proxy_url)"
     local tmp; tmp="$(mktemp -d)"
     log "fetching Go toolchain $BUILD_GOTOOLCHAIN from $proxy"
     curl -sSfL --retry 3 -o "$tmp/tc.zip" "$proxy/golang.org/toolchain/@v/$mod.zip" || die "toolchain download failed"
@@ -76,6 +88,7 @@ install_toolchain() {
 GO_READY=""
 ensure_go() {
   [[ -n "$GO_READY" ]] && return 0
+  go_proxy_url >/dev/null || die "no Go module proxy configured (GOPROXY='$GOPROXY'): set one with go env -w GOPROXY=<url>"
   install_toolchain
   export GOTOOLCHAIN=local
   log "using $(go version)"
@@ -83,9 +96,15 @@ ensure_go() {
 }
 export CGO_ENABLED=0
 export GOFLAGS="-p=2 -buildvcs=false -mod=mod"
-# sum.golang.org is not reachable from these machines; the module proxy is.
+# Module proxy and checksum database come from the machine's Go configuration
+# (`go env`: environment, then `go env -w`, then go's defaults); none is named
+# here. The checksum database is not reachable from these machines (the module
+# proxy is), so verification is off unless GOSUMDB is configured explicitly;
+# GONOSUMDB/GONOSUMCHECK/GOPRIVATE are read by go itself.
+GOPROXY="$(go env GOPROXY)"
+export GOPROXY
+GOSUMDB="$(go env -changed -json GOSUMDB 2>/dev/null | sed -n 's/^[[:space:]]*"GOSUMDB": "\(.*\)"$/\1/p')"
 export GOSUMDB="${GOSUMDB:-off}"
-export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 
 mkdir -p "$BIN_DIR" "$SRC_DIR" "$ETCD_SRC_DIR"
 
