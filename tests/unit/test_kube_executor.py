@@ -787,7 +787,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 def test_real_seam_maps_statuses_and_watch_errors() -> None:
     from batchdrain.kube import AlreadyExists, Conflict, Gone, ServerError, TooManyRequests
-    from batchdrain.kube.client import _error_from_body, _watch_event
+    from batchdrain.kube.responses import error_from_body as _error_from_body
+    from batchdrain.kube.responses import watch_event as _watch_event
 
     status = b'{"kind":"Status","reason":"AlreadyExists","message":"jobs.batch \\"x\\" already exists"}'
     created = _error_from_body(409, status, {}, creating=True)

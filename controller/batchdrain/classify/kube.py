@@ -14,6 +14,18 @@ callers (the Kubernetes executor, tests) keep one import path while the inside c
 
 from __future__ import annotations
 
+from batchdrain.classify.facts import (
+    CONFIG_REASONS,
+    EVICTION_REASONS,
+    FAILED_CREATE,
+    IMAGE_PULL_REASONS,
+    NODE_LOSS_REASONS,
+    SIGKILL_EXIT,
+    START_ERROR,
+    KubeOutcome,
+    refused_outcome,
+    waiting_outcome,
+)
 from batchdrain.classify.pending import pending_outcome
 from batchdrain.classify.readers import (
     Obj,
@@ -33,19 +45,7 @@ from batchdrain.classify.readers import (
     terminated_state,
     waiting_state,
 )
-from batchdrain.classify.rules import (
-    CONFIG_REASONS,
-    EVICTION_REASONS,
-    FAILED_CREATE,
-    IMAGE_PULL_REASONS,
-    NODE_LOSS_REASONS,
-    SIGKILL_EXIT,
-    START_ERROR,
-    KubeOutcome,
-    classify_attempt,
-    refused_outcome,
-    waiting_outcome,
-)
+from batchdrain.classify.rules import classify_attempt
 
 __all__ = [
     "CONFIG_REASONS",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from batchdrain.classify.facts import KubeOutcome, waiting_outcome
 from batchdrain.classify.readers import (
     Obj,
     condition_any,
@@ -24,7 +25,6 @@ from batchdrain.classify.readers import (
     waiting_state,
     with_events,
 )
-from batchdrain.classify.rules import KubeOutcome, waiting_outcome
 from batchdrain.domain import FailureClass
 
 # A mount of a missing Secret/ConfigMap keeps a pod in ContainerCreating for ever.

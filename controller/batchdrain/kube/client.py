@@ -14,14 +14,10 @@ Settings and is not multiplied by a hidden second layer.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import socket
-import threading
-from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,9 +28,9 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from batchdrain.domain import utcnow
-from batchdrain.kube.api import KubeObject, LogStreamName, WatchEvent
-from batchdrain.kube.errors import ConfigError, Gone, KubeError, Unreachable, error_for_status
+from batchdrain.kube.api import KubeObject, LogStreamName
+from batchdrain.kube.errors import ConfigError, KubeError, Unreachable
+from batchdrain.kube.responses import LogStream, WatchStream, error_from_body
 from batchdrain.settings import Settings
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -43,125 +39,8 @@ REQUEST_TIMEOUT = 60.0
 # A followed log is quiet while the phase prints nothing; a read that times out only
 # makes the executor reconnect from its last timestamp, so this bounds each wait.
 LOG_READ_TIMEOUT = 300.0
-CHUNK = 64 * 1024
 
 _GROUPS = {"jobs": "batch", "cronjobs": "batch"}
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max((parsedate_to_datetime(value) - utcnow()).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
-def _error_from_body(status: int, body: bytes | str | None, headers: Any, *, creating: bool) -> KubeError:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-    reason: str | None = None
-    message = text.strip()[:500] or f"HTTP {status}"
-    details: dict[str, Any] | None = None
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and parsed.get("kind") == "Status":
-        reason = parsed.get("reason")
-        message = str(parsed.get("message") or message)
-        details = parsed.get("details")
-    return error_for_status(
-        status,
-        message,
-        reason=reason,
-        retry_after=_retry_after(headers),
-        creating=creating,
-        details=details,
-    )
-
-
-class _ResponseStream:
-    """A streaming HTTP response; ``close()`` from another thread aborts a blocked read."""
-
-    def __init__(self, response: Any) -> None:
-        self._response = response
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def chunks(self) -> Iterator[bytes]:
-        try:
-            for chunk in self._response.stream(CHUNK, decode_content=True):
-                if chunk:
-                    yield chunk
-        except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as err:
-            # AttributeError/ValueError: http.client's reader after another thread closed
-            # the response (its file object is gone); expected only when we closed it.
-            if self._closed:
-                return
-            raise Unreachable(f"stream broken: {err!r}") from err
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        # Shutting the socket down is what wakes a reader blocked in recv(); closing the
-        # response alone waits for that reader's lock, i.e. for the next byte or timeout.
-        sock = _socket_of(self._response)
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed by the peer: nothing to wake
-                sock.shutdown(socket.SHUT_RDWR)
-        self._response.close()
-        self._response.release_conn()
-
-
-def _socket_of(response: Any) -> socket.socket | None:
-    """The TCP socket under a urllib3 response (its connection's, or the raw file's)."""
-    connection = getattr(response, "connection", None) or getattr(response, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if isinstance(sock, socket.socket):
-        return sock
-    raw = getattr(getattr(getattr(response, "_fp", None), "fp", None), "raw", None)
-    sock = getattr(raw, "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-class _LogStream(_ResponseStream):
-    def __iter__(self) -> Iterator[bytes]:
-        return self.chunks()
-
-
-class _WatchStream(_ResponseStream):
-    def __iter__(self) -> Iterator[WatchEvent]:
-        buffer = b""
-        for chunk in self.chunks():
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    yield _watch_event(line)
-        if buffer.strip():
-            yield _watch_event(buffer)
-
-
-def _watch_event(line: bytes) -> WatchEvent:
-    event = json.loads(line)
-    kind = event.get("type", "")
-    obj = event.get("object") or {}
-    if kind == "ERROR":
-        status = int(obj.get("code") or 0)
-        message = str(obj.get("message") or "watch error")
-        if status == 410:
-            raise Gone(message, status=410, reason=obj.get("reason"))
-        raise error_for_status(status or 500, message, reason=obj.get("reason"))
-    return kind, obj
 
 
 def load_client(settings: Settings) -> tuple[Any, str]:
@@ -247,7 +126,7 @@ class KubernetesApi:
                 verb, url, header_params=header_params, body=payload, _request_timeout=timeout
             )
         except ApiException as err:
-            raise _error_from_body(
+            raise error_from_body(
                 int(err.status or 0), err.body or err.reason, err.headers, creating=creating
             ) from err
         except (urllib3.exceptions.HTTPError, OSError) as err:
@@ -258,7 +137,7 @@ class KubernetesApi:
                 data = raw.data
             finally:
                 raw.release_conn()
-            raise _error_from_body(response.status, data, raw.headers, creating=creating)
+            raise error_from_body(response.status, data, raw.headers, creating=creating)
         return raw
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -296,7 +175,7 @@ class KubernetesApi:
     def list_jobs(self, label_selector: str) -> tuple[list[KubeObject], str]:
         return self._list(self._path("/apis/batch/v1/namespaces/{ns}/jobs"), label_selector)
 
-    def watch_jobs(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> _WatchStream:
+    def watch_jobs(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> WatchStream:
         return self._watch(
             self._path("/apis/batch/v1/namespaces/{ns}/jobs"),
             label_selector,
@@ -313,7 +192,7 @@ class KubernetesApi:
     def list_pods(self, label_selector: str) -> tuple[list[KubeObject], str]:
         return self._list(self._path("/api/v1/namespaces/{ns}/pods"), label_selector)
 
-    def watch_pods(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> _WatchStream:
+    def watch_pods(self, label_selector: str, *, resource_version: str, timeout_seconds: int) -> WatchStream:
         return self._watch(
             self._path("/api/v1/namespaces/{ns}/pods"),
             label_selector,
@@ -331,7 +210,7 @@ class KubernetesApi:
         since_time: str | None = None,
         stream: LogStreamName | None = None,
         tail_lines: int | None = None,
-    ) -> _LogStream:
+    ) -> LogStream:
         query: list[tuple[str, Any]] = []
         if container:
             query.append(("container", container))
@@ -351,7 +230,7 @@ class KubernetesApi:
             query=query,
             timeout=(CONNECT_TIMEOUT, LOG_READ_TIMEOUT),
         )
-        return _LogStream(raw)
+        return LogStream(raw)
 
     def list_events(self, *, name: str, uid: str | None = None) -> list[KubeObject]:
         selector = f"involvedObject.name={name}"
@@ -478,7 +357,7 @@ class KubernetesApi:
             if not token:
                 return items, resource_version
 
-    def _watch(self, path: str, label_selector: str, resource_version: str, timeout_seconds: int) -> _WatchStream:
+    def _watch(self, path: str, label_selector: str, resource_version: str, timeout_seconds: int) -> WatchStream:
         raw = self._send(
             "GET",
             path,
@@ -493,7 +372,7 @@ class KubernetesApi:
             # catches a connection that died silently.
             timeout=(CONNECT_TIMEOUT, timeout_seconds + 30.0),
         )
-        return _WatchStream(raw)
+        return WatchStream(raw)
 
 
 def connect(settings: Settings) -> KubernetesApi:
