@@ -605,7 +605,8 @@ def test_a_job_deleted_with_cascade_orphan_is_followed_to_its_pods_end(harness: 
     box: list[AttemptResult] = []
     worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
     worker.start()
-    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 2)
+    # two calls are the split-stream probe of begin(): wait for both of the pod's follows
+    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 4)
     h.fake.delete_job(launch_name(), propagation="Orphan")  # kubectl delete job --cascade=orphan
     time.sleep(0.3)
     assert not box  # still following the pod that runs on
