@@ -359,6 +359,9 @@ class AttemptResult:
     # The controller cannot go on (its own log store failed): why, in one line. The
     # session stops starting attempts; nothing of it is charged to the phase.
     halt: str | None = None
+    # False when the controller's own failure ended the attempt (lost API, namespace gone,
+    # stopping before the Job existed): it does not count toward --max-attempts.
+    charged: bool = True
 
     @property
     def succeeded(self) -> bool:

@@ -63,6 +63,7 @@ _ATTEMPT_OF_PHASE = select(AttemptRow.run_id, AttemptRow.phase_id, AttemptRow.ra
     AttemptRow.id == bindparam("attempt_pk"))
 _RELEASE_PHASE = update(PhaseRow).where(PhaseRow.run_id == bindparam("key_run_id"),
                                         PhaseRow.phase_id == bindparam("key_phase_id"))
+_UNCHARGE_PHASE = _RELEASE_PHASE.values(retry_base=PhaseRow.retry_base + 1)
 
 
 def _pointer_rows(logs: Iterable[LogPointer]) -> list[dict[str, Any]]:
@@ -97,13 +98,15 @@ def _attempt_record(row: AttemptRow | Row[Any]) -> AttemptRecord:
         message=row.message, first_error_line=row.first_error_line,
         log_mode=LogMode(row.log_mode) if row.log_mode else None,
         logs=tuple(_pointer(p) for p in row.logs or ()), identity=row.identity, raw_status=row.raw_status,
+        adopted_by=row.adopted_by,
     )
 
 
-def _orphan_record(row: AttemptRow, phase: PhaseRow, heartbeat_at: dt.datetime) -> OrphanRecord:
+def _orphan_record(row: AttemptRow, phase: PhaseRow, session: SessionRow) -> OrphanRecord:
     raw = row.raw_status or {}
     return OrphanRecord(attempt=_attempt_record(row), phase=phase_from_row(phase),
-                        session_heartbeat_at=aware(heartbeat_at), pid=raw.get("pid"), host=raw.get("host"))
+                        session_heartbeat_at=aware(session.heartbeat_at), session_identity=session.identity or {},
+                        lease_expires_at=aware(phase.lease_expires_at), pid=raw.get("pid"), host=raw.get("host"))
 
 
 def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -> dict[str, Any]:
@@ -186,7 +189,11 @@ class Attempts:
 
     def finish(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
                parked_reason: str | None) -> None:
-        """Close the attempt row and release the phase, in one transaction."""
+        """Close the attempt row and release the phase, in one transaction.
+
+        An attempt the controller's own failure ended (``result.charged`` false) moves
+        the phase's ``retry_base`` on by one: it does not count toward --max-attempts.
+        """
         now = utcnow()
         message = self._engine.mask(result.message)
         values = _finished_values(result, message=message, now=now)
@@ -207,6 +214,8 @@ class Attempts:
                     "last_failure_class": result.failure_class.value if failed else None,
                     "last_failure_reason": message if failed else None, "parked_reason": parked_reason,
                 })
+                if not result.charged:
+                    conn.execute(_UNCHARGE_PHASE, {"key_run_id": row.run_id, "key_phase_id": row.phase_id})
 
         self._engine.retrying(run)
 
@@ -232,28 +241,40 @@ class Attempts:
         self._engine.retrying(run)
 
     def orphaned(self, *, lease_seconds: float) -> list[OrphanRecord]:
-        """Running attempts whose session stopped heart-beating for longer than a lease.
+        """Running attempts whose session stopped heart-beating for longer than a lease."""
+        cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)
+        return [o for o in self.open_elsewhere(session_id=None) if o.session_heartbeat_at < cutoff]
+
+    def open_elsewhere(self, *, session_id: str | None) -> list[OrphanRecord]:
+        """Running attempts of every session but ``session_id``: to adopt, or to wait for.
 
         Each comes with its phase as the phases row has it now, so that the attempt is
-        adopted with the spec (timeout, memory, env) a fresh attempt would be launched with.
+        adopted with the spec (timeout, memory, env) a fresh attempt would be launched
+        with, and with its session's heartbeat and identity.
         """
-        cutoff = utcnow() - dt.timedelta(seconds=lease_seconds)
-
         def run() -> list[OrphanRecord]:
             with self._engine.tx() as tx:
-                rows = tx.execute(
-                    select(AttemptRow, PhaseRow, SessionRow.heartbeat_at)
+                query = (
+                    select(AttemptRow, PhaseRow, SessionRow)
                     .join(SessionRow, SessionRow.session_id == AttemptRow.session_id)
                     .join(PhaseRow, (PhaseRow.run_id == AttemptRow.run_id) & (PhaseRow.phase_id == AttemptRow.phase_id))
-                    .where(AttemptRow.status == "running", SessionRow.heartbeat_at < cutoff)
+                    .where(AttemptRow.status == "running")
                     .order_by(AttemptRow.id)
-                ).all()
-                return [_orphan_record(attempt, phase, heartbeat) for attempt, phase, heartbeat in rows]
+                )
+                if session_id is not None:
+                    query = query.where(AttemptRow.session_id != session_id)
+                rows = tx.execute(query).all()
+                return [_orphan_record(attempt, phase, session) for attempt, phase, session in rows]
 
         return self._engine.retrying(run)
 
-    def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float) -> bool:
-        """Move an orphan's phase lease to this session; False if another session won it."""
+    def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float,
+                  holder_gone: str | None = None) -> bool:
+        """Move an orphan's phase lease to this session; False if another session won it.
+
+        The lease must have expired, or ``holder_gone`` names the session holding it and
+        the caller proved that session's controller is gone (its process or pod).
+        """
         now = utcnow()
 
         def run() -> bool:
@@ -261,16 +282,21 @@ class Attempts:
                 attempt = tx.get(AttemptRow, attempt_pk)
                 if attempt is None or attempt.status != "running":
                     return False
+                free = or_(PhaseRow.lease_expires_at.is_(None), PhaseRow.lease_expires_at < now)
+                if holder_gone is not None:
+                    free = or_(free, PhaseRow.lease_owner == holder_gone)
                 result = tx.execute(
                     update(PhaseRow)
                     .where(PhaseRow.run_id == attempt.run_id, PhaseRow.phase_id == attempt.phase_id,
-                           PhaseRow.state == PhaseState.EXECUTING.value,
-                           or_(PhaseRow.lease_expires_at.is_(None), PhaseRow.lease_expires_at < now))
+                           PhaseRow.state == PhaseState.EXECUTING.value, free)
                     .values(lease_owner=session_id,
                             lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
                     .execution_options(synchronize_session=False)
                 )
-                return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+                taken = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+                if taken:
+                    attempt.adopted_by = session_id
+                return taken
 
         return self._engine.retrying(run)
 
@@ -281,8 +307,8 @@ class Attempts:
             # and the identity map roughly doubled the memory that took.
             with self._engine.core() as conn:
                 query = select(*AttemptRow.__table__.columns).order_by(AttemptRow.id)
-                if session_id is not None:
-                    query = query.where(AttemptRow.session_id == session_id)
+                if session_id is not None:  # its own attempts and those it adopted
+                    query = query.where(or_(AttemptRow.session_id == session_id, AttemptRow.adopted_by == session_id))
                 if run_id is not None:
                     query = query.where(AttemptRow.run_id == run_id)
                 if phase_id is not None:

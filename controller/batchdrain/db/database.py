@@ -144,8 +144,13 @@ class Database:
     def orphaned_attempts(self, *, lease_seconds: float) -> list[OrphanRecord]:
         return self._attempts.orphaned(lease_seconds=lease_seconds)
 
-    def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float) -> bool:
-        return self._attempts.take_over(attempt_pk, session_id=session_id, lease_seconds=lease_seconds)
+    def open_attempts_elsewhere(self, *, session_id: str) -> list[OrphanRecord]:
+        return self._attempts.open_elsewhere(session_id=session_id)
+
+    def take_over(self, attempt_pk: int, *, session_id: str, lease_seconds: float,
+                  holder_gone: str | None = None) -> bool:
+        return self._attempts.take_over(attempt_pk, session_id=session_id, lease_seconds=lease_seconds,
+                                        holder_gone=holder_gone)
 
     def attempts(self, *, session_id: str | None = None, run_id: str | None = None,
                  phase_id: str | None = None) -> list[AttemptRecord]:

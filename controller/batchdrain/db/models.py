@@ -83,6 +83,7 @@ class AttemptRow(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "phase_id", "attempt", name="uq_attempts_phase_attempt"),
         Index("ix_attempts_session_phase", "session_id", "run_id", "phase_id"),
+        Index("ix_attempts_adopted_by", "adopted_by"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -97,6 +98,8 @@ class AttemptRow(Base):
     image_digest: Mapped[str | None] = mapped_column(String(512))
     job_name: Mapped[str | None] = mapped_column(String(63))
     namespace: Mapped[str | None] = mapped_column(String(63))
+    # The session that took this attempt over from the one that launched it (adoption).
+    adopted_by: Mapped[str | None] = mapped_column(String(64))
     pod_names: Mapped[list[Any] | None] = mapped_column(JSON)
     pod_uid: Mapped[str | None] = mapped_column(String(64))
     node: Mapped[str | None] = mapped_column(String(255))

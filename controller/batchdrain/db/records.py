@@ -89,6 +89,7 @@ class AttemptRecord:
     log_mode: LogMode | None = None
     logs: tuple[LogPointer, ...] = ()
     raw_status: Mapping[str, Any] | None = None
+    adopted_by: str | None = None  # the session that took the attempt over, if one did
 
     @property
     def identity_session_id(self) -> str:
@@ -105,6 +106,10 @@ class OrphanRecord:
     # its launch was, with the phase's own timeout, memory limit and environment.
     phase: Phase
     session_heartbeat_at: dt.datetime
+    # The holding session's identity (its controller's host, pid, pod) and the phase's
+    # lease: whether the holder is provably gone, or how long its phase waits for it.
+    session_identity: Mapping[str, Any] = field(default_factory=dict)
+    lease_expires_at: dt.datetime | None = None
     # The local executor's process, as ``update_attempt`` recorded it: adoption stops
     # the process group only on the same host.
     pid: int | None = None

@@ -16,11 +16,10 @@ on would run phases whose logs cannot be kept.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +38,7 @@ from batchdrain.domain import (
     RunCounts,
     utcnow,
 )
+from batchdrain.drain.adoption import controller_identity, decide, holder_gone, process_gone
 from batchdrain.drain.planning import PAGE, make_plan
 from batchdrain.drain.reporting import identity_checks, skipped_rows, store_report
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
@@ -79,10 +79,15 @@ class SessionOutcome:
     interrupted: bool
     not_claimed: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None  # why the session stopped early (one line): API lost, log store full
+    # Phases held by another session that is alive: one line each, whom and until when.
+    waiting: list[str] = field(default_factory=list)
+    # Jobs left running on purpose (SIGTERM, lost API) for the next session: not leaks.
+    left_for_adoption: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.leaks or self.error else 0
+        """1 when the session did not do all it set out to: leaks, an early stop, SIGTERM."""
+        return 1 if self.leaks or self.error or self.interrupted else 0
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
@@ -119,6 +124,7 @@ class DrainSession:
         self._adopted: list[tuple[str, str]] = []
         self._notes: list[str] = []
         self._log_store_error: str | None = None
+        self._waiting: list[str] = []
 
     # -- identity ------------------------------------------------------------------
     def _phase_database_url(self) -> str:
@@ -127,7 +133,7 @@ class DrainSession:
     def session_identity(self) -> dict[str, Any]:
         names = self.settings.identity_names()
         return {
-            "controller": {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__},
+            "controller": controller_identity(__version__),
             "database_url": mask_url(self.db.url),
             "phase_database_url": mask_url(self._phase_database_url()),
             "database_url_secret": self.settings.database_url_secret,
@@ -248,6 +254,9 @@ class DrainSession:
                       "by the next session"
             self._notes.append(halted)
         report["notes"] = list(self._notes)
+        report["waiting"] = list(self._waiting)
+        left = self.executor.left_for_adoption()
+        report["left_for_adoption"] = left
         error = self._log_store_error or halted
         report["halted"] = error
         stored = store_report(self.sink, self.session_id, report)
@@ -258,7 +267,8 @@ class DrainSession:
         if error:
             status = "failed"
         self.db.end_session(self.session_id, status=status, counts=report["counts"], report=report, error=error)
-        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed, error)
+        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed, error,
+                              waiting=list(self._waiting), left_for_adoption=left)
 
     def _halt_reason(self) -> str | None:
         return self._log_store_error or self.executor.unavailable()
@@ -293,14 +303,24 @@ class DrainSession:
                     self._notes.append(f"{utcnow().isoformat()} heartbeat failed: {err}")
 
     def _orphans(self) -> list[tuple[Phase, OrphanAttempt]]:
-        """Take over the attempts of dead sessions: each with its phase and its launch."""
+        """Take over what dead sessions left open: each with its phase and its launch.
+
+        A session whose lease has not expired keeps its attempts unless its controller
+        is provably gone; the phases that wait for a live one are said (``waiting``).
+        """
         self._adopted = []
         found = []
-        for orphan in self.db.orphaned_attempts(lease_seconds=self.settings.lease_seconds):
-            row = orphan.attempt
+        decided = decide(self.db.open_attempts_elsewhere(session_id=self.session_id), now=utcnow(),
+                         lease_seconds=self.settings.lease_seconds, gone=self._holder_gone)
+        self._waiting = [w.line() for w in decided.waiting]
+        for adoption in decided.adopt:
+            orphan, row = adoption.orphan, adoption.orphan.attempt
             if not self.db.take_over(row.attempt_pk, session_id=self.session_id,
-                                     lease_seconds=self.settings.lease_seconds):
+                                     lease_seconds=self.settings.lease_seconds, holder_gone=adoption.holder_gone):
                 continue
+            if adoption.why:
+                self._notes.append(f"adopted {row.run_id}/{row.phase_id} attempt {row.attempt} at once from "
+                                   f"session {row.session_id}: {adoption.why}")
             launch = self._launch(orphan.phase, row.attempt, session_id=row.session_id)
             found.append((orphan.phase, OrphanAttempt(
                 launch=launch, session_id=row.session_id, job_name=row.job_name,
@@ -309,6 +329,10 @@ class DrainSession:
                 pid=orphan.pid, host=orphan.host, attempt_pk=row.attempt_pk)))
             self._adopted.append((row.run_id, row.phase_id))
         return found
+
+    def _holder_gone(self, controller: Mapping[str, Any]) -> str | None:
+        return holder_gone(controller, host=socket.gethostname(), process_is_gone=process_gone,
+                           pod_gone=self.executor.holder_pod_gone)
 
     def _adopt(self, phase: Phase, orphan: OrphanAttempt) -> None:
         def update(progress: AttemptProgress) -> None:
@@ -362,7 +386,7 @@ class DrainSession:
                 message=f"controller error while {what}: {type(err).__name__}: {err}",
                 exit_code=None, exit_code_reason="the controller failed before the exit status was read",
                 created_at=started, finished_at=utcnow(),
-                raw_status={"exception": type(err).__name__, "detail": str(err)[:2000]},
+                raw_status={"exception": type(err).__name__, "detail": str(err)[:2000]}, charged=False,
             )
 
     def _finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult) -> None:
@@ -379,6 +403,14 @@ class DrainSession:
                     f"{result.halt}; stopped selecting phases ({phase.run_id}/{phase.phase_id} attempt {attempt})")
         if result.left_running:
             self.db.interrupt_attempt(attempt_pk, result)
+            self.metrics.record_attempt(result)
+            self.observer.attempt_finished(phase, attempt, result)
+            return
+        if not result.charged:
+            # The controller's failure, not the phase's: back to where it was, not counted.
+            was = phase.state if phase.state in (PhaseState.QUEUED, PhaseState.FAILED) else (
+                PhaseState.FAILED if phase.last_failure_class else PhaseState.QUEUED)
+            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None)
             self.metrics.record_attempt(result)
             self.observer.attempt_finished(phase, attempt, result)
             return

@@ -77,6 +77,12 @@ class Executor(Protocol):
     def unavailable(self) -> str | None:
         """Why no attempt should start now (the cluster's API is lost), or None."""
 
+    def left_for_adoption(self) -> list[str]:
+        """What this session left running on purpose for the next one (not leaks)."""
+
+    def holder_pod_gone(self, namespace: str, name: str) -> bool | None:
+        """Whether another controller's pod is gone (True), still there (False), or unknown."""
+
     def describe(self) -> dict[str, Any]:
         """Facts for the session's identity record (cluster version, namespace, ...)."""
 

@@ -89,6 +89,12 @@ class LocalExecutor:
         self._sink = sink
         self._session_id = session_id
 
+    def left_for_adoption(self) -> list[str]:
+        return []  # its processes die with the controller's session: nothing is left
+
+    def holder_pod_gone(self, namespace: str, name: str) -> bool | None:
+        return None  # no cluster: a controller's pod cannot be looked up
+
     def describe(self) -> dict[str, Any]:
         return {"executor": "local", "host": self._host, "pid": os.getpid(), "cwd": self._cwd or os.getcwd()}
 

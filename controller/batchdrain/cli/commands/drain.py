@@ -64,6 +64,13 @@ def drain(
         outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
                                quiet=quiet, preflight=as_record(checks))
     out.print(summary(outcome.report))
+    for line in outcome.waiting:
+        err.print(f"waiting: {escape(line)}", soft_wrap=True)
+    if outcome.left_for_adoption:
+        err.print(f"interrupted: {len(outcome.left_for_adoption)} attempt(s) left running for the next session "
+                  "to adopt: " + ", ".join(outcome.left_for_adoption), soft_wrap=True)
+    elif outcome.interrupted:
+        err.print("interrupted: every running attempt finished or was recorded within the grace period")
     if outcome.leaks:
         err.print(f"[red]leak audit: {len(outcome.leaks)} object(s) of the session still present:[/] "
                   + ", ".join(outcome.leaks))

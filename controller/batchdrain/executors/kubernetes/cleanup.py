@@ -15,7 +15,7 @@ from typing import Any
 from batchdrain.executors.kubernetes.events import job_reference
 from batchdrain.executors.kubernetes.live import LiveAttempt
 from batchdrain.executors.kubernetes.watches import Inventory, object_name
-from batchdrain.jobspec import LOGS_FINALIZER, session_selector
+from batchdrain.jobspec import LOGS_FINALIZER, job_name_of_pod, session_selector
 from batchdrain.kube import KubeApi, KubeError, NotFound
 
 # Session end: how long pods of deleted Jobs may take to disappear before they count as leaks.
@@ -62,12 +62,15 @@ def _drop(errors: list[dict[str, Any]], op: str, pod: str, call: Callable[[], No
 
 
 def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, deleted_jobs: set[str],
-                adopted_jobs: set[str], grace_seconds: float = LEAK_GRACE_SECONDS) -> list[str]:
+                adopted_jobs: set[str], left_jobs: frozenset[str] = frozenset(),
+                grace_seconds: float = LEAK_GRACE_SECONDS) -> list[str]:
     """Jobs and pods of the session (and Jobs it adopted) still present at its end.
 
     Deleting a Job deletes its pods in the background: while only pods of Jobs this
     session deleted remain, they are on their way out, not leaks; the watches say when
     they are gone (bounded by ``grace_seconds``). A Job still there ends the wait at once.
+    Jobs left on purpose for the next session (``left_jobs``: SIGTERM, lost API) and
+    their pods are not leaks.
     """
     def settled() -> bool:
         return not inventory.pods or bool(set(inventory.jobs) - deleted_jobs)
@@ -78,6 +81,8 @@ def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, deleted_
         pods, _ = api.list_pods(session_selector(session_id))
     except KubeError as err:
         return [f"leak audit failed: {err.message}"]
+    jobs = [j for j in jobs if object_name(j) not in left_jobs]
+    pods = [p for p in pods if job_name_of_pod(p) not in left_jobs]
     names = {object_name(j) for j in jobs}
     leaks = [f"job/{n}" for n in sorted(names)]
     for leaked in jobs:
@@ -87,7 +92,7 @@ def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, deleted_
         except KubeError as err:
             leaks.append(f"(event Leaked on job/{object_name(leaked)} failed: {err.message})")
     leaks += sorted(f"pod/{object_name(p)}" for p in pods)
-    leaks += _adopted_left(api, adopted_jobs - names)
+    leaks += _adopted_left(api, adopted_jobs - names - left_jobs)
     return leaks
 
 

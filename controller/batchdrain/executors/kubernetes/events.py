@@ -15,10 +15,12 @@ def job_reference(job: KubeObject) -> KubeObject:
     return {"apiVersion": "batch/v1", "kind": "Job", **job}
 
 
-def tell(api: KubeApi, attempt: LiveAttempt, reason: str, message: str, *, warning: bool = False) -> None:
-    """Record an Event on the attempt's Job; a failure to do so is noted on the attempt."""
+def tell(api: KubeApi, attempt: LiveAttempt, reason: str, message: str, *, warning: bool = False) -> KubeError | None:
+    """Record an Event on the attempt's Job; a failure to do so is noted on the attempt (and returned)."""
     job = attempt.tracker.job or {"metadata": {"name": attempt.job_name}}
     try:
         api.create_event(involved=job_reference(job), reason=reason, message=message, warning=warning)
     except KubeError as err:
         attempt.notes.append(f"event {reason} not recorded: {type(err).__name__}: {err.message}")
+        return err
+    return None

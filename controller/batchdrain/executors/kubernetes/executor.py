@@ -19,6 +19,7 @@ A thin facade over the parts of this package:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, utcnow
@@ -67,6 +68,8 @@ class KubernetesExecutor:
                                       job_condition_grace_seconds=job_condition_grace_seconds)
         self._forced_mode = log_mode
         self._adopted_jobs: set[str] = set()
+        self._left: set[str] = set()
+        self._left_lock = threading.Lock()
         self._session_id: str | None = None
         self._facts: dict[str, Any] = {"executor": self.name, "namespace": api.namespace}
         # Set once the API server is out of reach past the retry budget: from then on the
@@ -101,6 +104,8 @@ class KubernetesExecutor:
         failure = self._hub.failure
         if failure is not None and self._lost is None:
             self._lost = f"lost the Kubernetes API: {failure.message}"
+        if self._supervisor.namespace_lost is not None and self._lost is None:
+            self._lost = self._supervisor.namespace_lost
         return self._lost
 
     def end(self) -> list[str]:
@@ -114,9 +119,25 @@ class KubernetesExecutor:
         try:
             return audit_leaks(self._api, session_id=self._session_id, inventory=self._watches.inventory,
                                deleted_jobs=self._supervisor.deleted_jobs, adopted_jobs=self._adopted_jobs,
-                               grace_seconds=grace)
+                               left_jobs=frozenset(self._left), grace_seconds=grace)
         finally:
             self._watches.stop_all()
+
+    def holder_pod_gone(self, namespace: str, name: str) -> bool | None:
+        """Another controller's pod, looked up when it ran in this namespace (the seam's)."""
+        if namespace != self._api.namespace:
+            return None
+        try:
+            self._api.get_pod(name)
+        except NotFound:
+            return True
+        except KubeError:
+            return None
+        return False
+
+    def left_for_adoption(self) -> list[str]:
+        """Jobs this session left running on purpose for the next one (SIGTERM, API lost)."""
+        return [f"job/{name}" for name in sorted(self._left)]
 
     def describe(self) -> dict[str, Any]:
         return dict(self._facts)
@@ -125,16 +146,22 @@ class KubernetesExecutor:
 
     def execute(self, launch: AttemptLaunch, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         try:
-            return self._execute(launch, stop, on_update)
+            return self._noted(self._execute(launch, stop, on_update))
         except Exception as err:
             # Never raise to the drain loop: an executor bug is still a recorded attempt.
             return crash_result(err)
 
     def adopt(self, orphan: OrphanAttempt, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         try:
-            return self._adopt(orphan, stop, on_update)
+            return self._noted(self._adopt(orphan, stop, on_update))
         except Exception as err:
             return crash_result(err)
+
+    def _noted(self, result: AttemptResult) -> AttemptResult:
+        if result.left_running and result.job_name:
+            with self._left_lock:
+                self._left.add(result.job_name)
+        return result
 
     def _execute(self, launch: AttemptLaunch, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         name = self._builder.name(launch.identity)
@@ -172,14 +199,14 @@ class KubernetesExecutor:
             return self._outcomes.never_ran(
                 launch, name, failure_class=FailureClass.CONTROLLER_INTERRUPTED,
                 message="controller stopping: the Job was not created", exit_code_reason="the Job was never created",
-                note="the Job was not created: controller stopping")
+                note="the Job was not created: controller stopping", charged=False)
         if self._lost is not None:
             # Claimed just before the API was lost: another create would only burn the
             # retry budget again. api_error is transient: a later session retries.
             return self._outcomes.never_ran(
                 launch, name, failure_class=FailureClass.API_ERROR,
                 message=f"the Job was not created: {self._lost}", exit_code_reason="the Job was never created",
-                note=f"the Job was not created: {self._lost}")
+                note=f"the Job was not created: {self._lost}", charged=False)
         return None
 
     def _adopt(self, orphan: OrphanAttempt, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
@@ -210,7 +237,7 @@ class KubernetesExecutor:
             return self._outcomes.never_ran(
                 orphan.launch, name, failure_class=FailureClass.CONTROLLER_INTERRUPTED,
                 message="no Job found on adoption: the previous controller died or lost the API before creating it",
-                exit_code_reason="the Job was never created", note="adoption: no Job found")
+                exit_code_reason="the Job was never created", note="adoption: no Job found", charged=False)
         return self._outcomes.never_ran(
             orphan.launch, name, failure_class=FailureClass.POD_DELETED,
             message="Job was gone when a new session came to adopt it (deleted or expired)",

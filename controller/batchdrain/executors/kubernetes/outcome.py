@@ -52,7 +52,22 @@ def crash_result(err: Exception) -> AttemptResult:
         None,
         "the executor failed while handling the attempt",
         raw_status={"exception": traceback.format_exception(err)[-5:]},
+        charged=False,  # our bug, not the phase's
     )
+
+
+def namespace_gone(err: KubeError, namespace: str) -> str | None:
+    """Why ``err`` says the session's namespace is being deleted or gone, else None.
+
+    Creating anything in a terminating namespace is refused (403, "... because it is
+    being terminated"); once it is gone, the namespace itself is NotFound.
+    """
+    details = err.details or {}
+    if err.status == 404 and details.get("kind") == "namespaces" and details.get("name") == namespace:
+        return f"namespace {namespace} is gone"
+    if err.status == 403 and "because it is being terminated" in err.message:
+        return f"namespace {namespace} is being deleted"
+    return None
 
 
 INTERRUPTED = KubeOutcome(
@@ -199,11 +214,11 @@ class Outcomes:
         )
 
     def never_ran(self, launch: AttemptLaunch, job_name: str, *, failure_class: FailureClass, message: str,
-                  exit_code_reason: str, note: str, pod_uid: str | None = None) -> AttemptResult:
+                  exit_code_reason: str, note: str, pod_uid: str | None = None, charged: bool = True) -> AttemptResult:
         """An attempt without a pod to classify: its logs say why nothing follows."""
         return AttemptResult(
             failure_class, message, None, exit_code_reason, job_name=job_name, pod_uid=pod_uid,
-            log_mode=self._logs.mode, logs=self._logs.note_only(launch, job_name, note),
+            log_mode=self._logs.mode, logs=self._logs.note_only(launch, job_name, note), charged=charged,
         )
 
     def launch_failure(self, launch: AttemptLaunch, name: str, err: KubeError, *,
@@ -216,10 +231,16 @@ class Outcomes:
         the server refuses (RBAC, validation) will fail the same way again. Also returns
         why the API counts as lost from now on (None when the server answered).
         """
-        unsure = err.retriable or err.status == 410
-        klass = FailureClass.API_ERROR if unsure else FailureClass.LAUNCH_ERROR
         verb = "reading" if adopting else "creating"
         message = f"{verb} the Job failed: {type(err).__name__} ({err.status}): {err.message}"
+        gone = namespace_gone(err, self._api.namespace)
+        if gone is not None:
+            # Nothing the phase did, and nothing to adopt: not charged, and the session halts.
+            return self.never_ran(launch, name, failure_class=FailureClass.API_ERROR, message=f"{gone}: {message}",
+                                  exit_code_reason="the Job was never created", note=message,
+                                  charged=False), f"{gone} (deleted mid-drain)"
+        unsure = err.retriable or err.status == 410
+        klass = FailureClass.API_ERROR if unsure else FailureClass.LAUNCH_ERROR
         lost = f"lost the Kubernetes API: {message}" if unsure else None
         if unsure:
             message += "; left for the next session to check for the Job"

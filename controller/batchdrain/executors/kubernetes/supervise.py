@@ -34,6 +34,7 @@ from batchdrain.executors.kubernetes.outcome import (
     Outcomes,
     clean_exit,
     lost_outcome,
+    namespace_gone,
 )
 from batchdrain.executors.kubernetes.watches import container_state, object_name
 from batchdrain.jobspec import CONTAINER
@@ -54,6 +55,8 @@ class Supervisor:
         self._grace = job_condition_grace_seconds
         # Jobs this executor deleted: the leak audit knows their pods are on their way out.
         self.deleted_jobs: set[str] = set()
+        # Set when the session's namespace is being deleted or gone: the session halts.
+        self.namespace_lost: str | None = None
 
     def supervise(self, attempt: LiveAttempt, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         tracker = attempt.tracker
@@ -198,31 +201,53 @@ class Supervisor:
         return result
 
     def _finish(self, attempt: LiveAttempt, stop: StopSignal, outcome: KubeOutcome | None) -> AttemptResult:
-        tracker = attempt.tracker
-        if tracker.container_done():
-            for pump in attempt.pumps:
-                pump.cut_follow()
-        if attempt.pumps and not self._logs.join(attempt, stop, tick=self._tick):
-            if stop.stopping and stop.expired():
-                return self.interrupted(attempt)
-            attempt.notes.append(f"log streaming did not finish within {LOG_JOIN_SECONDS:g}s")
-            self._logs.abort(attempt, join_seconds=None)
+        if not self._collect_logs(attempt, stop):
+            return self.interrupted(attempt)
         if outcome is None:
             outcome = self._classify_end(attempt)
-        pod = tracker.current_pod()
+        pod = attempt.tracker.current_pod()
         if not attempt.outs:
             self._logs.open(attempt, pod)
             for out in attempt.outs.values():
                 out.write(f"[batchdrain] no output: {outcome.message}\n".encode(), content=False)
         result = self._outcomes.result(attempt, outcome, pod)
-        tell(self._api, attempt, "Classified", f"{result.failure_class.value}: {result.message}; logs: "
-             + ", ".join(p.url for p in result.logs), warning=not result.succeeded)
+        refused = tell(self._api, attempt, "Classified", f"{result.failure_class.value}: {result.message}; logs: "
+                       + ", ".join(p.url for p in result.logs), warning=not result.succeeded)
+        gone = namespace_gone(refused, self._api.namespace) if refused is not None else None
+        if gone is not None:
+            self._namespace_lost(result, gone)
+        self._clean_up(attempt, result)
+        return result
+
+    def _collect_logs(self, attempt: LiveAttempt, stop: StopSignal) -> bool:
+        """Let the pumps read to the end (bounded); False when the SIGTERM grace ran out first."""
+        if attempt.tracker.container_done():
+            for pump in attempt.pumps:
+                pump.cut_follow()
+        if attempt.pumps and not self._logs.join(attempt, stop, tick=self._tick):
+            if stop.stopping and stop.expired():
+                return False
+            attempt.notes.append(f"log streaming did not finish within {LOG_JOIN_SECONDS:g}s")
+            self._logs.abort(attempt, join_seconds=None)
+        return True
+
+    def _clean_up(self, attempt: LiveAttempt, result: AttemptResult) -> None:
         cleanup = remove_attempt_objects(self._api, attempt)
         if not any(e.get("op") == "delete_job" for e in cleanup):
             self.deleted_jobs.add(attempt.job_name)
         if cleanup:
             result.raw_status = {**(result.raw_status or {}), "cleanup_errors": cleanup}
-        return result
+
+    def _namespace_lost(self, result: AttemptResult, gone: str) -> None:
+        """The namespace went under the attempt: say so, halt the session, charge nothing.
+
+        A phase that exited 0 before (``completed_before_deletion``) keeps its success;
+        one the deletion killed is not the phase's failure.
+        """
+        self.namespace_lost = self.namespace_lost or f"{gone} (deleted mid-drain)"
+        if not result.succeeded:
+            result.message = f"{gone}: {result.message}"
+            result.charged = False
 
     def _classify_end(self, attempt: LiveAttempt) -> KubeOutcome:
         tracker = attempt.tracker
