@@ -57,6 +57,32 @@ def test_line_cursor_strips_the_combined_framing_to_the_interleaved_bytes() -> N
         assert bytes(out.data) == b"err-1\n" + LONG + b"err-2\ntail-errtail-out", chunk
 
 
+def test_line_cursor_drops_the_untimed_rest_of_a_line_begun_before_since_time() -> None:
+    """Failed before: the untimed head of a resumed response was stored a second time.
+
+    File: 00.3 stdout P "aaa" | 01.2 stdout F "ddd\\n" | 01.5 stderr F "eee\\n" |
+    01.8 stdout F "fff\\n". Resuming from second 01, the kubelet sends the record at 01.2
+    untimed (the one before it, at 00.3, was a P) although it was stored already.
+    """
+    out = Collect()
+    cursor = LineCursor(out)
+    cursor.feed(b"2025-01-01T12:00:00.3Z aaaddd\n2025-01-01T12:00:01.5Z eee\n2025-01-01T12:00:01.8Z f")
+    assert cursor.since_time() == "2025-01-01T12:00:01Z"
+    cursor.new_connection()
+    feed(cursor, b"ddd\n2025-01-01T12:00:01.5Z eee\n2025-01-01T12:00:01.8Z fff\n", chunk=3)
+    assert bytes(out.data) == b"aaaddd\neee\nfff\n"
+
+
+def test_line_cursor_resumes_inside_the_line_right_after_an_untimed_head() -> None:
+    """The head ends at its newline: the line after it (half stored) goes on exactly."""
+    out = Collect()
+    cursor = LineCursor(out)
+    cursor.feed(b"2025-01-01T12:00:00.3Z aaaddd\n2025-01-01T12:00:01.5Z ee")
+    cursor.new_connection()
+    feed(cursor, b"ddd\n2025-01-01T12:00:01.5Z eee\n", chunk=2)
+    assert bytes(out.data) == b"aaaddd\neee\n"
+
+
 # -- one stream, served without timestamps --------------------------------------------------
 
 

@@ -11,6 +11,8 @@ filtered it out); the first record of the file always gets one.
 
 * Combined log (both streams): every record is served, so a timestamp follows every
   newline and nothing else. ``LineCursor`` strips them and resumes with ``sinceTime``.
+  The one exception is the first record after ``sinceTime``: the continuation of a line
+  begun before that second comes untimed, and was stored already.
 * One stream (``stream=Stdout|Stderr``): the other stream's records decide the
   framing, so a timestamp appears inside a long line (a P record after the other
   stream's F) and lines come untimed (after the other stream's P), and how long a P
@@ -89,7 +91,10 @@ class LineCursor:
     Lines are never buffered whole: a huge line streams through in chunks.
 
     Only for the combined log: there a timestamp opens every served line (see the
-    module docstring).
+    module docstring). What a resumed response starts with before its first timestamp
+    is the rest of a line begun before ``sinceTime``, stored already, and is dropped.
+    Content that starts such a continuation with a valid timestamp of that second or
+    later would be taken for a line start: the one framing a combined log cannot tell.
     """
 
     timestamps = True
@@ -109,6 +114,7 @@ class LineCursor:
         self._in_line = False
         self._drop = False
         self._skip = 0
+        self._first = True  # no record of this response started yet
         self._resume_key = self.last_key
         self._resume_done = self.done_at_key
         self._resume_partial = self.partial
@@ -153,6 +159,11 @@ class LineCursor:
     def _read_prefix(self, chunk: bytes, i: int) -> int:
         """Consume a line's timestamp from ``chunk[i:]``; -1 when the chunk ends first."""
         space = chunk.find(b" ", i)
+        newline = chunk.find(b"\n", i, len(chunk) if space < 0 else space)
+        if newline >= 0:  # a line without a timestamp: none holds a newline
+            data, self._prefix = bytes(self._prefix + chunk[i:newline]), bytearray()
+            self._start_untimed(data)
+            return newline
         if space < 0:
             self._prefix += chunk[i:]
             if len(self._prefix) > _MAX_PREFIX:  # not a timestamp: keep it as output
@@ -170,12 +181,15 @@ class LineCursor:
         return space + 1
 
     def _start_untimed(self, data: bytes) -> None:
+        resumed_head = self._first and self._resume_key is not None
+        self._first = False
         self._in_line = True
-        self._drop = False
+        self._drop = resumed_head  # the rest of a line begun before sinceTime: stored
         self._skip = 0
         self._emit(data)
 
     def _start_line(self, key: str) -> None:
+        self._first = False
         self._in_line = True
         self._drop = False
         self._skip = 0
