@@ -109,7 +109,8 @@ def test_byte_cursor_stores_nothing_more_when_the_reread_bytes_differ() -> None:
     cursor.new_connection()
     cursor.feed(b"line ONE\nline two\nthree\n")  # rotated, or another file: not ours
     assert bytes(out.data) == b"line one\nline t"
-    assert cursor.problem and "no longer begins with the 15 bytes stored" in cursor.problem
+    assert cursor.problem is not None
+    assert "no longer begins with the 15 bytes stored but with b'line ONE\\nline two\\nthree\\n'" in cursor.problem
     cursor.new_connection()
     cursor.feed(b"line one\nline two\n")
     assert bytes(out.data) == b"line one\nline t"  # a cursor with a problem stays stopped
@@ -142,3 +143,16 @@ def test_byte_cursor_adopting_checks_the_bytes_a_previous_controller_stored() ->
     unknown = Collect()  # no digest (the stored bytes changed while being read): skip unchecked
     ByteCursor(unknown, skip_content=len(stored)).feed(served)
     assert bytes(unknown.data) == b"after\n"
+
+
+def test_byte_cursor_keeps_a_kubelet_error_sent_as_the_body_out_of_the_log() -> None:
+    """For stdout the kubelet answers 200 before asking the runtime; a pod on its way out
+    then gets its error as the body (seen on the e2e cluster for a deleted pod)."""
+    out = Collect()
+    cursor = ByteCursor(out)
+    cursor.feed(b"sleeping\n")
+    cursor.new_connection()  # the final read, once the container is gone
+    cursor.feed(b"unable to retrieve container logs for containerd://4960cecfaa9f")
+    cursor.end_connection(complete=True)
+    assert bytes(out.data) == b"sleeping\n"
+    assert cursor.problem is not None and "b'unable to retrieve container logs" in cursor.problem

@@ -33,6 +33,8 @@ from typing import Protocol
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 # A timestamp prefix is at most this long; a longer run without a space is output.
 _MAX_PREFIX = 64
+# How much of a re-sent log that is not the stored one a problem's message quotes.
+_HEAD = 80
 
 
 class Sink(Protocol):
@@ -242,9 +244,11 @@ class ByteCursor:
     is no position to ask for, so every read after the first asks for the whole log
     again and skips the bytes already stored, after checking that they came back the
     same (sha256 of the re-sent head against that of the stored bytes). When they do
-    not (the kubelet rotated or replaced the file), or the log is now shorter than what
-    was stored, nothing more is stored and ``problem`` says so: a gap is reported,
-    never filled with bytes from the wrong place.
+    not, or the log is now shorter than what was stored, nothing more is stored and
+    ``problem`` says so: a gap is reported, never filled with bytes from the wrong
+    place. That happens when the kubelet rotated the file, and when it can no longer
+    read it (the pod is going): for ``stream=Stdout`` it has sent 200 before it asks the
+    runtime, so its error comes as the body ("unable to retrieve container logs...").
 
     ``stored_digest`` is the sha256 of the ``skip_content`` bytes a previous controller
     stored (adoption); without it no skip can be checked. Each read re-sends the whole
@@ -268,6 +272,7 @@ class ByteCursor:
         self._seen = 0  # bytes of this response so far
         self._check = hashlib.sha256()  # of the re-sent bytes already stored
         self._checked = False  # the re-sent bytes were compared with the stored ones
+        self._head = b""  # how the re-sent bytes begin, for the problem's message
 
     def new_connection(self) -> None:
         self._begin()
@@ -283,6 +288,8 @@ class ByteCursor:
     def feed(self, chunk: bytes) -> None:
         if self.problem is not None or not chunk:
             return
+        if len(self._head) < _HEAD:
+            self._head += chunk[:_HEAD - len(self._head)]
         behind = self.position - self._seen
         if behind > 0:
             head = chunk[:behind]
@@ -305,10 +312,10 @@ class ByteCursor:
 
     def _verify(self) -> None:
         if self.position and self._digest is not None and self._check.digest() != self._digest.digest():
-            self.problem = (f"the log served no longer begins with the {self.position} bytes stored "
-                            "(rotated or replaced); nothing after them was stored")
+            self.problem = (f"the log served no longer begins with the {self.position} bytes stored but with "
+                            f"{self._head!r} (rotated, or an error in its place); nothing more was stored")
 
     def end_connection(self, *, complete: bool) -> None:
         if complete and self.problem is None and self._seen < self.position:
             self.problem = (f"the log served ended after {self._seen} of the {self.position} bytes "
-                            "already stored (rotated or replaced); nothing after them was stored")
+                            "already stored (rotated?); nothing more was stored")
