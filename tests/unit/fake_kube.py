@@ -272,18 +272,23 @@ class _LogStream:
                 fake.pod_cond(self._pod).wait(0.5)
 
     def _render(self, batch: list[tuple[str, str, bytes]]) -> bytearray:
-        """The entries this request asked for (stream, sinceTime), with timestamps if asked."""
+        """The entries this request asked for (stream, sinceTime), framed as the kubelet does.
+
+        Each entry is one CRI record (one without a newline is a P record). As
+        ``ReadLogs`` in k8s.io/cri-client/pkg/logs (Kubernetes 1.33): a record gets a
+        timestamp when the record before it in the file ended a line, whichever stream
+        it was on and whether or not this request sent it (``isNewLine`` is updated for
+        records filtered out by ``stream`` or ``sinceTime`` too).
+        """
         data = bytearray()
         for ts, stream, line in batch:
+            prefix = self._timestamps and self._at_line_start
+            self._at_line_start = line.endswith(b"\n") or not line
             if self._stream is not None and stream != self._stream:
                 continue
             if self._since is not None and ts[:19] < self._since[:19]:
                 continue
-            # As the kubelet: a timestamp opens a line; the continuation of a
-            # partial entry (no newline yet) gets none.
-            prefix = self._timestamps and self._at_line_start
             data += (ts.encode() + b" " + line) if prefix else line
-            self._at_line_start = line.endswith(b"\n")
         return data
 
 
@@ -625,7 +630,8 @@ class FakeKube:
         tail_lines: int | None = None,
     ) -> _LogStream:
         self._check("stream_pod_log")
-        self.log_requests.append({"pod": name, "follow": follow, "since": since_time, "stream": stream})
+        self.log_requests.append({"pod": name, "follow": follow, "since": since_time, "stream": stream,
+                                  "timestamps": timestamps})
         if stream is not None:
             # What the API server validates before it looks the pod up.
             if not self.split_streams:

@@ -178,6 +178,31 @@ def test_success_split_streams_header_pointers_and_cleanup(harness: Callable[...
     assert ex.end() == []
 
 
+# What a phase writes in CRI records (one ``Out`` is one record; without a newline it is
+# a P record): a long stdout line cut into records with stderr lines between them, a
+# stderr line looking like a kubelet timestamp, untimed partial tails on both streams.
+INTERLEAVED: tuple[Step, ...] = (
+    Out(b"A" * 16384), Err(b"err-1\n"), Out(b"A" * 3616 + b"B" * 100 + b"\n"), Out(b"\xff\xfe " * 9),
+    Err(b"2025-01-01T12:00:00.5Z looks like a stamp\n"), Out(b"rest\n"), Err(b"tail-err"), Out(b"tail-out"),
+)
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["split", "combined"])
+def test_logs_are_byte_exact_however_the_streams_interleave(harness: Callable[..., Harness], split: bool) -> None:
+    """Failed before (split): a timestamp inside the long line, stderr lines lost, tails lost."""
+    h = harness(script(Schedule(), Start(), *INTERLEAVED, Exit(0)), split=split)
+    h.fake.log_chunk = 5
+    result = h.run(h.executor(), launch())
+    assert result.succeeded, result
+    steps = [s for s in INTERLEAVED if isinstance(s, Out)]
+    if split:
+        assert logs(result) == {name: b"".join(s.data for s in steps if s.stream == name)
+                                for name in ("stdout", "stderr")}
+    else:  # one log: the records as they came, of either stream
+        assert logs(result) == {"combined": b"".join(s.data for s in steps)}
+    assert result.raw_status is None or "notes" not in result.raw_status, result.raw_status
+
+
 def test_job_name_is_reported_before_the_job_exists(harness: Callable[..., Harness]) -> None:
     h = harness()
     ex = h.executor()
@@ -473,12 +498,13 @@ def test_bookmarks_move_the_resource_version(harness: Callable[..., Harness]) ->
 
 
 def test_log_stream_dropped_mid_line_resumes_without_gaps_or_repeats(harness: Callable[..., Harness]) -> None:
+    """The combined log resumes from a timestamp (split logs: the test after this one)."""
     gate = threading.Event()
     lines = [f"line {i:02d} {'x' * i}\n".encode() for i in range(12)]
     steps: list[Step] = [Schedule(), Start()]
     steps += [Out(line, same_time=(i == 5)) for i, line in enumerate(lines[:8])]
     steps += [Gate(gate), *[Out(line) for line in lines[8:]], Exit(0)]
-    h = harness(script(*steps))
+    h = harness(script(*steps), split=False)
     h.fake.log_chunk = 7  # every line arrives split across chunks
     ex = h.executor()
     name = launch_name()
@@ -490,8 +516,38 @@ def test_log_stream_dropped_mid_line_resumes_without_gaps_or_repeats(harness: Ca
     gate.set()
     worker.join(10)
     assert box and box[0].succeeded, box
-    assert logs(box[0])["stdout"] == b"".join(lines)
+    assert logs(box[0])["combined"] == b"".join(lines)
     assert any(r["since"] for r in h.fake.log_requests)  # resumed from a timestamp
+
+
+def test_split_log_dropped_mid_line_is_read_again_and_goes_on_after_the_stored_bytes(
+    harness: Callable[..., Harness],
+) -> None:
+    gate = threading.Event()
+    out = [f"line {i:02d} {'x' * i}".encode() for i in range(12)]
+    err = [f"err {i:02d} {'y' * (12 - i)}\n".encode() for i in range(12)]
+    steps: list[Step] = [Schedule(), Start()]
+    for i in range(12):
+        if i == 8:
+            steps.append(Gate(gate))
+        # stdout in two records (a P, then the F): the stderr record between them would
+        # put a timestamp inside the stdout line, were timestamps asked for
+        steps += [Out(out[i]), Err(err[i]), Out(b" end\n", same_time=True)]
+    steps.append(Exit(0))
+    h = harness(script(*steps))
+    h.fake.log_chunk = 7  # every line arrives split across chunks
+    ex = h.executor()
+    h.fake.drop_log(launch_name(), after_bytes=60)  # whichever stream asks first, mid-line
+    box: list[AttemptResult] = []
+    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
+    worker.start()
+    assert wait_for(lambda: len(h.fake.log_requests) >= 3)  # both streams, then the dropped one again
+    gate.set()
+    worker.join(10)
+    assert box and box[0].succeeded, box
+    assert logs(box[0]) == {"stdout": b"".join(line + b" end\n" for line in out), "stderr": b"".join(err)}
+    assert all(r["since"] is None and not r["timestamps"] for r in h.fake.log_requests)  # from the start
+    assert box[0].raw_status is None or "notes" not in box[0].raw_status, box[0].raw_status
 
 
 def test_line_cursor_resumes_inside_equal_timestamps_and_partial_lines(tmp_path: Path) -> None:

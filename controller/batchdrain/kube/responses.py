@@ -74,6 +74,12 @@ class ResponseStream:
     def chunks(self) -> Iterator[bytes]:
         try:
             for chunk in self._response.stream(CHUNK, decode_content=True):
+                if self._closed:
+                    # Closed meanwhile: this read may not be the server's bytes. A TLS
+                    # socket's shutdown() drops its TLS layer (ssl.SSLSocket sets
+                    # _sslobj = None), so a read after it returns the raw records still
+                    # in the kernel's buffer, ciphertext, as if they were the body.
+                    return
                 if chunk:
                     yield chunk
         except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as err:

@@ -1,13 +1,16 @@
 """Following pod logs into the log store: stored-log handles, pumps and their threads.
 
 Each stream of a pod (stdout and stderr apart when the server splits them, one combined
-log otherwise) is followed by a ``LogPump`` on a pooled thread, through a
-``LineCursor`` that strips timestamps and resumes after a drop without a gap or a
-repeat. Which logs an attempt has, and how they open and close, is ``logbook``'s.
+log otherwise) is followed by a ``LogPump`` on a pooled thread, through a cursor that
+stores exactly what the phase wrote and resumes after a drop without a gap or a repeat
+(``cursor``: which framing the kubelet serves decides which cursor). Which logs an
+attempt has, and how they open and close, is ``logbook``'s.
 
 Retries: opening a stream goes through the seam's one retry policy; a pump never
 retries a call itself. It only *resumes* (a new request from the cursor) after a stream
-that was open dropped, at most ``LOG_MAX_FAILURES`` times in a row without progress.
+that was open dropped, at most ``LOG_MAX_FAILURES`` times in a row without progress
+(new bytes stored: bytes re-sent and skipped are none). A cursor that cannot store
+more exactly (``problem``) stops its pump; the attempt's notes say why.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 from collections.abc import Callable
 
 from batchdrain.domain import LogPointer
-from batchdrain.executors.kubernetes.cursor import LineCursor
+from batchdrain.executors.kubernetes.cursor import LogCursor
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeError, LogStreamName, Stream
@@ -100,7 +103,7 @@ class PumpThreads:
 class LogPump:
     """Follows one log stream of one pod until the container is done and all is read."""
 
-    def __init__(self, api: KubeApi, *, pod: str, stream: LogStreamName | None, cursor: LineCursor,
+    def __init__(self, api: KubeApi, *, pod: str, stream: LogStreamName | None, cursor: LogCursor,
                  out: StoredLog, tracker: Tracker, abort: threading.Event) -> None:
         self._api = api
         self._pod = pod
@@ -115,6 +118,11 @@ class LogPump:
         self.error: KubeError | None = None
         self.reconnects = 0
         self._done: threading.Event | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the stored log ends before the served one (the cursor could not go on)."""
+        return self.cursor.problem
 
     def start(self, threads: PumpThreads) -> None:
         done = self._done = threading.Event()
@@ -145,7 +153,8 @@ class LogPump:
         The kubelet notices that a followed container exited only on its periodic state
         check (every 5 s), so a follow outlives its container by up to that long, per
         attempt. The pump's next read is the final one (no follow, from the cursor), so
-        cutting loses and repeats nothing.
+        cutting loses and repeats nothing (a split log's final read re-sends the whole
+        stream, see ``ByteCursor``).
         """
         with self._lock:
             opened = self._open if self._following else None
@@ -158,7 +167,7 @@ class LogPump:
             final = self._tracker.container_done()
             try:
                 opened = self._api.stream_pod_log(
-                    self._pod, container=CONTAINER, follow=not final, timestamps=True,
+                    self._pod, container=CONTAINER, follow=not final, timestamps=self.cursor.timestamps,
                     since_time=self.cursor.since_time(), stream=self._stream,
                 )
             except KubeError as err:
@@ -167,7 +176,7 @@ class LogPump:
                 self.error = err
                 return
             ended, dropped, progressed = self._read(opened, final=final)
-            if ended:
+            if ended or self.cursor.problem is not None:
                 return
             if dropped:
                 drops = 1 if progressed else drops + 1
@@ -181,27 +190,30 @@ class LogPump:
             self._tracker.wait_for(lambda: self._abort.is_set() or self._tracker.container_done(), 2.0)
 
     def _read(self, opened: Stream[bytes], *, final: bool) -> tuple[bool, bool, bool]:
-        """Read one response into the cursor: (nothing more can come, it dropped, bytes came)."""
+        """Read one response into the cursor: (nothing more can come, it dropped, bytes stored)."""
         with self._lock:
             self._open = opened
             self._following = not final
         if self._abort.is_set() or (not final and self._tracker.container_done()):
             opened.close()
-        self.cursor.new_connection()
-        progressed = False
+        cursor = self.cursor
+        cursor.new_connection()
+        before = cursor.stored
         try:
             for chunk in opened:
-                self.cursor.feed(chunk)
-                progressed = True
+                cursor.feed(chunk)
+                if cursor.problem is not None:
+                    break
             self.error = None
         except KubeError as err:
             self.error = err  # dropped mid-stream: resume from the cursor
-            return False, True, progressed
+            return False, True, cursor.stored > before
         finally:
             with self._lock:
                 self._open = None
             opened.close()
-        return final, False, progressed
+        cursor.end_connection(complete=final and not self._abort.is_set())
+        return final, False, cursor.stored > before
 
 
 __all__ = ["LogPump", "PumpThreads", "StoredLog"]

@@ -195,6 +195,7 @@ class Outcomes:
         raw = outcome.raw_status
         notes = list(attempt.notes)
         notes += [f"log {p.out.stream}: {p.error.message}" for p in attempt.pumps if p.error]
+        notes += [f"log {p.out.stream}: {p.problem}" for p in attempt.pumps if p.problem]
         if notes:
             raw = {**(raw or {}), "notes": notes}
         meta = (pod or {}).get("metadata") or {}
