@@ -314,7 +314,8 @@ def _run_executor(args: argparse.Namespace, executor: KubernetesExecutor, settin
                 futures = []
         for future in futures:
             classes[future.result()] += 1
-    relists = sum(w.jobs.relists + w.pods.relists for w in executor._watches.values())
+    jobs, pods = executor._watches.reflectors(executor._watches.own or "")
+    relists = jobs.relists + pods.relists
     leaks = executor.end()
     return {"outcomes": dict(classes), "leaks": leaks, "relists": relists}
 
