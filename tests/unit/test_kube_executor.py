@@ -21,7 +21,7 @@ from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogM
 from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
 from batchdrain.executors.kubernetes import KubernetesExecutor, pacing
 from batchdrain.executors.kubernetes.cursor import LineCursor
-from batchdrain.executors.kubernetes.logs import StoredLog
+from batchdrain.executors.kubernetes.logs import KubeletErrorBody, StoredLog
 from batchdrain.executors.kubernetes.pacing import Backoff, RateLimiter
 from batchdrain.identity import Identity
 from batchdrain.jobspec import JobSpecBuilder
@@ -870,3 +870,26 @@ def test_the_job_tells_its_story_in_events(harness: Callable[..., Harness]) -> N
     classified = next(e for e in events if e["reason"] == "Classified")
     assert classified["type"] == "Warning" and "exit_code" in classified["message"]
     assert result.logs[0].url in classified["message"]
+
+
+@pytest.mark.parametrize(("chunks", "passed", "error"), [
+    # the kubelet's message as the whole body, in one piece or many: no output, an error
+    ([b"unable to retrieve container logs for containerd://4e0f"], b"", "unable to retrieve container logs for "
+                                                                         "containerd://4e0f"),
+    ([b"unable to retr", b"ieve container logs for containerd://4e0f\n"], b"", "unable to retrieve container logs"
+                                                                                " for containerd://4e0f"),
+    ([b'failed to try resolving symlinks in path "/var/log/pods/x/0.log": lstat: no such file'], b"",
+     'failed to try resolving symlinks in path "/var/log/pods/x/0.log": lstat: no such file'),
+    # output that only begins like it, or goes on after it, is the phase's own
+    ([b"unable to", b" reach the db\nretrying\n"], b"unable to reach the db\nretrying\n", None),
+    ([b"unable to retrieve container logs for x\n", b"and more output\n"],
+     b"unable to retrieve container logs for x\nand more output\n", None),
+    ([b"2026-01-01T00:00:00.000000001Z hello\n"], b"2026-01-01T00:00:00.000000001Z hello\n", None),
+    ([], b"", None),
+])
+def test_a_kubelet_error_sent_as_the_log_body_is_not_stored(chunks: list[bytes], passed: bytes,
+                                                             error: str | None) -> None:
+    """Bug: "unable to retrieve container logs for containerd://..." was appended to stdout."""
+    guard = KubeletErrorBody()
+    assert b"".join(guard.screen(chunks)) == passed
+    assert guard.error == error

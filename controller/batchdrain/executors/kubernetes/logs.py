@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from batchdrain.domain import LogPointer
 from batchdrain.executors.kubernetes.cursor import LogCursor
@@ -100,6 +100,44 @@ class PumpThreads:
                         return
 
 
+# What the kubelet writes as the *body* of a 200 log response when it cannot read the
+# log after all (kubelet_pods.go sends 200 before asking the runtime): the container is
+# gone, or its log file is. A response that is exactly one such line is no phase output.
+KUBELET_LOG_ERRORS = (b"unable to retrieve container logs for ", b"failed to try resolving symlinks in path ")
+_MAX_ERROR_BODY = 2048
+
+
+class KubeletErrorBody:
+    """Holds back the head of a response until it is known not to be the kubelet's error."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def screen(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        held = b""
+        deciding = True
+        for chunk in chunks:
+            if not deciding:
+                yield chunk
+                continue
+            held += chunk
+            if not self._may_be_error(held):
+                deciding = False
+                yield held
+                held = b""
+        if held and deciding:
+            if b"\n" not in held.rstrip(b"\n") and held.startswith(KUBELET_LOG_ERRORS):
+                self.error = held.decode("utf-8", "replace").strip()
+            else:
+                yield held
+
+    @staticmethod
+    def _may_be_error(held: bytes) -> bool:
+        if len(held) > _MAX_ERROR_BODY or b"\n" in held.rstrip(b"\n"):
+            return False
+        return any(held.startswith(p) or p.startswith(held) for p in KUBELET_LOG_ERRORS)
+
+
 class LogPump:
     """Follows one log stream of one pod until the container is done and all is read."""
 
@@ -116,6 +154,8 @@ class LogPump:
         self._open: Stream[bytes] | None = None
         self._following = False
         self.error: KubeError | None = None
+        # Error messages the kubelet sent as a response body instead of log bytes.
+        self.kubelet_errors: list[str] = []
         self.reconnects = 0
         self._done: threading.Event | None = None
 
@@ -199,12 +239,17 @@ class LogPump:
         cursor = self.cursor
         cursor.new_connection()
         before = cursor.stored
+        guard = KubeletErrorBody()
         try:
-            for chunk in opened:
+            for chunk in guard.screen(opened):
                 cursor.feed(chunk)
                 if cursor.problem is not None:
                     break
             self.error = None
+            if guard.error is not None:
+                # The kubelet could no longer read the container's log (removed, rotated
+                # away): its message came as the body. It is no output of the phase.
+                self.kubelet_errors.append(guard.error)
         except KubeError as err:
             self.error = err  # dropped mid-stream: resume from the cursor
             return False, True, cursor.stored > before

@@ -196,6 +196,8 @@ class Outcomes:
         notes = list(attempt.notes)
         notes += [f"log {p.out.stream}: {p.error.message}" for p in attempt.pumps if p.error]
         notes += [f"log {p.out.stream}: {p.problem}" for p in attempt.pumps if p.problem]
+        notes += [f"log {p.out.stream}: the kubelet answered instead of the log: {e}" for p in attempt.pumps
+                  for e in p.kubelet_errors]
         if notes:
             raw = {**(raw or {}), "notes": notes}
         meta = (pod or {}).get("metadata") or {}
