@@ -257,13 +257,46 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         for cluster in report["failure_clusters"]:
             lines.append(f"| {cluster['failure_class']} | {cluster['count']} | {_cell(cluster['example'])} | "
                          f"{_cell(', '.join(cluster['phases']))} |")
-    for title, key, fmt in (
-        ("Instant completes", "instant_completes", "- {run_id}/{phase_id} #{attempt}: {why}"),
-        ("Identity mismatches", "identity_mismatches", "- {run_id}/{phase_id} #{attempt}: {problem}"),
-        ("Skipped phases", "skipped", "- {run_id}/{phase_id}: {reason}"),
-    ):
-        if report[key]:
-            lines += ["", f"## {title}", ""] + [fmt.format(**item) for item in report[key]]
-    if report.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _markdown_lists(report)) + "\n"
+
+
+# (title, report key, how one item reads): the report's lists, each a section when not empty.
+_LISTS = (
+    ("Instant completes", "instant_completes", "- {run_id}/{phase_id} #{attempt}: {why}"),
+    ("Identity mismatches", "identity_mismatches", "- {run_id}/{phase_id} #{attempt}: {problem}"),
+    ("Skipped phases", "skipped", "- {run_id}/{phase_id}: {reason}"),
+    ("Left running for the next session", "left_for_adoption", "- {item}"),
+    ("Waiting for another session", "waiting", "- {item}"),
+    ("Where the attempts left running went", "where_they_went",
+     "- {run_id}/{phase_id} #{attempt}: adopted by {adopted_by}, {outcome}"),
+    ("Notes", "notes", "- {item}"),
+)
+
+
+def _markdown_lists(report: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for title, key, fmt in _LISTS:
+        items = report.get(key) or []
+        if items:
+            lines += ["", f"## {title}", ""]
+            lines += [fmt.format(**item) if isinstance(item, Mapping) else fmt.format(item=item) for item in items]
+    return lines
+
+
+def where_they_went(report: Mapping[str, Any], attempts: Sequence[AttemptRecord]) -> dict[str, Any]:
+    """The stored report of a session, with what became of the attempts it left running.
+
+    A session stopped by SIGTERM (or that lost the API) leaves attempts open for the next
+    session; when its report is read later, each such attempt says who adopted it and
+    how it ended, read from the attempt rows as they are now.
+    """
+    left = {(r["run_id"], r["phase_id"], r["attempt"]) for r in report.get("attempts", []) if r["status"] == "running"}
+    went = []
+    for attempt in attempts:
+        if (attempt.run_id, attempt.phase_id, attempt.attempt) not in left or attempt.adopted_by is None:
+            continue
+        outcome = (f"{attempt.failure_class.value if attempt.failure_class else 'unclassified'}: {attempt.message}"
+                   if attempt.status == "finished" else "still running")
+        went.append({"run_id": attempt.run_id, "phase_id": attempt.phase_id, "attempt": attempt.attempt,
+                     "adopted_by": attempt.adopted_by, "outcome": outcome})
+    return {**report, "where_they_went": went} if went else dict(report)

@@ -103,16 +103,16 @@ def test_split_streams_interleaved_long_partial_and_binary_lines_byte_exact(drai
     done = drainer.drain()
     assert done.returncode == 0, done.stderr
     (attempt,) = all_attempts(drainer)
-    assert attempt["failure_class"] == "succeeded", attempt
-    assert attempt["log_mode"] == "split", attempt
-    logs = {p["stream"]: p for p in attempt["logs"]}
+    assert attempt.failure_class == "succeeded", attempt
+    assert attempt.log_mode == "split", attempt
+    logs = {p.stream: p for p in attempt.logs}
     want_out, want_err = expected()
     out, err = payload(logs["stdout"]), payload(logs["stderr"])
     problems = [f"{name}: {difference(got, want)}"
                 for name, got, want in (("stdout", out, want_out), ("stderr", err, want_err)) if got != want]
     assert not problems, "\n".join(problems)
     for pointer in logs.values():  # the record describes the stored file
-        stored = Path(pointer["url"]).read_bytes()
-        assert pointer["size_bytes"] == len(stored)
-        assert pointer["sha256"] == hashlib.sha256(stored).hexdigest()
-        assert pointer["incomplete"] is None
+        stored = Path(pointer.url).read_bytes()
+        assert pointer.size_bytes == len(stored)
+        assert pointer.sha256 == hashlib.sha256(stored).hexdigest()
+        assert pointer.incomplete is None

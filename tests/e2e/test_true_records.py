@@ -6,9 +6,12 @@ cluster: the attempt's class, exit code, logs and the objects left must be what 
 
 from __future__ import annotations
 
+import signal
+
 from kubernetes import client
 
-from tests.e2e.conftest import Drainer, wait_for
+from batchdrain.db import Database
+from tests.e2e.conftest import Drainer, make_namespace, wait_for
 from tests.e2e.test_kubernetes_drain import all_attempts, payload, py
 
 MANAGED = "app.kubernetes.io/managed-by=batchdrain"
@@ -71,3 +74,95 @@ def test_durations_come_from_a_real_clock_and_are_never_negative_or_epoch(draine
     sleeps, instant = by_phase["sleeps"].container_seconds, by_phase["instant"].container_seconds
     assert sleeps is not None and 1.5 <= sleeps < 60.0
     assert instant is not None and instant < 60.0
+
+
+def _jobs(drainer: Drainer) -> list[client.V1Job]:
+    items: list[client.V1Job] = drainer.cluster.batch.list_namespaced_job(
+        drainer.namespace, label_selector=MANAGED).items
+    return items
+
+
+def test_a_controller_restarted_at_once_after_a_crash_adopts_without_waiting_for_the_lease(drainer: Drainer):
+    """Before: restarted within the dead session's lease, drain exited 0 in under a second
+    with "0 attempt(s)" and no word of the held phases, while their Jobs ran unwatched."""
+    drainer.import_rows([{"run_id": "restart", "phase_id": f"p{i}", "command": py(
+        "import time; print('start', flush=True); time.sleep(8); print('end')")} for i in range(2)])
+    proc = drainer.start_drain("--parallelism", "2", "--lease-seconds", "900")
+    try:
+        wait_for(lambda: len(_jobs(drainer)) == 2, "both Jobs of the first controller")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    killed = all_attempts(drainer)[0].session_id
+    # at once, well within the 900 s lease: its holder (this host, that pid) is gone
+    done = drainer.drain("--parallelism", "2", "--lease-seconds", "900", timeout=400)
+    assert done.returncode == 0, done.stderr
+    attempts = all_attempts(drainer)
+    assert len(attempts) == 2, attempts
+    adopter = next(a.adopted_by for a in attempts)
+    assert all(a.status == "finished" and a.failure_class == "succeeded" for a in attempts), attempts
+    assert all(a.session_id == killed and a.adopted_by == adopter for a in attempts), attempts
+    assert "2 attempt(s)" in done.stdout, done.stdout  # the adopting session counts what it finished
+    for attempt in attempts:
+        out = next(p for p in attempt.logs if p.stream in ("stdout", "combined"))
+        assert payload(out) == b"start\nend\n"
+
+
+def test_sigterm_leaves_jobs_that_are_no_leaks_and_the_report_says_where_they_went(drainer: Drainer):
+    """Before: exit 1 with "leak audit: N object(s)" for the Jobs left on purpose; the
+    adopting session's report said "0 attempt(s)"; the interrupted one's still "running"."""
+    drainer.import_rows([{"run_id": "term", "phase_id": "long", "command": py(
+        "import time; print('start', flush=True); time.sleep(12); print('end')")}])
+    proc = drainer.start_drain("--term-grace-seconds", "1", "--lease-seconds", "900")
+    try:
+        _running_pod(drainer)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err  # asked to stop, nothing leaked
+    assert "interrupted: 1 attempt(s) left running for the next session to adopt" in err, err
+    assert "leak audit" not in err, err
+    (interrupted,) = all_attempts(drainer)
+    done = drainer.drain("--lease-seconds", "900", timeout=300)  # at once: the holder exited
+    assert done.returncode == 0, done.stderr
+    assert "1 attempt(s)" in done.stdout and "1 succeeded" in done.stdout, done.stdout
+    (adopted,) = all_attempts(drainer)
+    assert adopted.failure_class == "succeeded" and adopted.adopted_by, adopted
+    shown = drainer.run("report", interrupted.session_id, "--database-url", drainer.db_url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"term/long #1: adopted by {adopted.adopted_by}, succeeded" in shown.stdout, shown.stdout
+
+
+def test_a_namespace_deleted_mid_drain_halts_the_session_and_charges_nothing(cluster, tmp_path):
+    """Before: finished phases were recorded pod_deleted, the namespace never mentioned,
+    every remaining phase claimed and charged launch_error within a second, exit 0."""
+    namespace = make_namespace(cluster, "gone")
+    drainer = Drainer(cluster, namespace, tmp_path)
+    drainer.import_rows(
+        [{"run_id": "ns", "phase_id": "quick", "command": ["true"]}]
+        + [{"run_id": "ns", "phase_id": f"slow-{i}", "command": py(
+            "import time; print('working', flush=True); time.sleep(60)")} for i in range(2)]
+        + [{"run_id": "ns", "phase_id": f"later-{i}", "command": ["true"]} for i in range(6)])
+    proc = drainer.start_drain("--parallelism", "3")
+    try:
+        wait_for(lambda: len([p for p in drainer.cluster.core.list_namespaced_pod(namespace, label_selector=MANAGED)
+                              .items if p.status.phase == "Running"]) >= 2, "two slow phases running", timeout=180)
+        cluster.core.delete_namespace(namespace)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert f"namespace {namespace}" in err and "deleted mid-drain" in err, err
+    attempts = {a.phase_id: a for a in all_attempts(drainer)}
+    assert attempts["quick"].failure_class == "succeeded", attempts["quick"]
+    for attempt in attempts.values():
+        assert attempt.failure_class != "launch_error", attempt
+    phases = {p.phase_id: p for p in Database(drainer.db_url).phases()}
+    # nothing the namespace's deletion did is charged: every unfinished phase may run again in full
+    unfinished = [p for p in phases.values() if p.state.value != "COMPLETE"]
+    assert {"slow-0", "slow-1"} <= {p.phase_id for p in unfinished}, phases
+    for phase in unfinished:
+        assert phase.attempts - phase.retry_base == 0, phase
+        assert phase.state.value == "QUEUED", phase

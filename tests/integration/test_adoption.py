@@ -47,6 +47,12 @@ class RecordingExecutor:
     def unavailable(self) -> str | None:
         return None
 
+    def left_for_adoption(self) -> list[str]:
+        return []
+
+    def holder_pod_gone(self, namespace: str, name: str) -> bool | None:
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {}
 

@@ -176,3 +176,27 @@ def test_sqlite_threads_queue_for_the_writer_instead_of_timing_out_on_the_pool(t
         t.join(timeout=DEADLINE)
     assert [repr(e) for e in errors] == []
     assert Counter(p.state for p in db.phases(["r"])) == {PhaseState.EXECUTING: 40}
+
+
+def test_a_second_controller_says_which_phases_wait_for_a_live_session_and_until_when(database_url, workdir,
+                                                                                      capsys):
+    """Before: started while another controller held the phases, drain exited 0 at once with
+    "0 attempt(s)" and no word of them."""
+    common = ["--database-url", database_url]
+    marker = workdir / "started"
+    slow = ["python3", "-c", f"import time, pathlib; pathlib.Path('{marker}').touch(); time.sleep(30)"]
+    assert cli(capsys, "enqueue", "--run-id", "held", "--phase-id", "slow", *common, "--", *slow)[0] == 0
+    holder = controller_process("drain", *common, "--executor", "local", "--quiet", "--lease-seconds", "120",
+                                cwd=workdir)
+    try:
+        wait_for(marker.exists, "the holder's phase to start")
+        code, _out, err = cli(capsys, "drain", *common, "--executor", "local", "--quiet", "--lease-seconds", "120")
+        assert code == 0, err
+        (row,) = attempts(database_url)
+        assert row.status == "running" and row.adopted_by is None  # the live holder keeps it
+        flat = " ".join(err.split())
+        assert f"waiting: held/slow waits for session {row.session_id}" in flat, err
+        assert f"pid {holder.pid}, heart-beating) until its lease ends at " in flat, err
+    finally:
+        holder.kill()
+        holder.communicate(timeout=DEADLINE)

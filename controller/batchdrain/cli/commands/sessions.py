@@ -18,7 +18,7 @@ from batchdrain.cli.render import attempts_table, err, out, sessions_table, watc
 from batchdrain.cli.wiring import open_db
 from batchdrain.domain import BadInput
 from batchdrain.logstore import open_log_sink
-from batchdrain.report import render_markdown
+from batchdrain.report import render_markdown, where_they_went
 from batchdrain.report_html import render_html
 from batchdrain.settings import Settings
 
@@ -94,15 +94,19 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
 ) -> None:
     """Print a session's report (json, md or a self-contained html file)."""
-    session = open_db(settings).session(session_id)
+    db = open_db(settings)
+    session = db.session(session_id)
     if session.report is None:
         raise BadInput(f"session {session_id} has no report (status {session.status})")
+    stored = session.report
+    if any(r.get("status") == "running" for r in stored.get("attempts", [])):
+        stored = where_they_went(stored, db.attempts(session_id=session_id))
     if format is ReportFormat.JSON:
-        text = json.dumps(session.report, indent=2, default=str) + "\n"
+        text = json.dumps(stored, indent=2, default=str) + "\n"
     elif format is ReportFormat.HTML:
-        text = render_html(session.report)
+        text = render_html(stored)
     else:
-        text = render_markdown(session.report)
+        text = render_markdown(stored)
     if output is None:
         sys.stdout.write(text)
     else:

@@ -113,9 +113,12 @@ class Supervisor:
         """When we first saw the pod scheduled, the container running, the container ended."""
         if attempt.scheduled_at is None and condition(pod, "PodScheduled"):
             attempt.scheduled_at = utcnow()
-        if attempt.seen_started is None and container_started(pod, CONTAINER):
+        state = container_state(pod)
+        # A start first seen as an end (the running state fell between two looks) is no
+        # sighting of the start: the kubelet's seconds then stand alone.
+        if attempt.seen_started is None and state.get("running"):
             attempt.seen_started = utcnow()
-        if attempt.seen_finished is None and container_state(pod).get("terminated"):
+        if attempt.seen_finished is None and state.get("terminated"):
             attempt.seen_finished = utcnow()
 
     def _early_verdict(self, attempt: LiveAttempt, pod: KubeObject | None) -> KubeOutcome | None:
