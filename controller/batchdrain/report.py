@@ -47,9 +47,18 @@ def attempt_duration(attempt: AttemptRecord) -> float | None:
 
 def instant_reason(attempt: AttemptRecord, threshold: float) -> str | None:
     """Why an attempt is suspiciously fast, or None. A fast failure with a class that
-    explains it (image pull, config error...) is not suspicious."""
+    explains it (image pull, config error...) is not suspicious.
+
+    Only a duration *known* to be under the threshold counts. A Kubernetes container's
+    whole number of seconds is the kubelet's truncated clock: the true value may be up
+    to a second more, so 0 s says "under a second", not "instant" (flagging it marked
+    nearly every sub-second phase). Its sub-second values are real measurements.
+    """
     duration = attempt_duration(attempt)
-    if duration is None or duration >= threshold:
+    if duration is None:
+        return None
+    known_below = duration + 1.0 if attempt.executor == "kubernetes" and float(duration).is_integer() else duration
+    if known_below >= threshold:
         return None
     if attempt.failure_class in FAST_FAILURE_CLASSES:
         return None

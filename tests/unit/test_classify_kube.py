@@ -279,17 +279,18 @@ def _t(stamp: str) -> dt.datetime:
 @pytest.mark.parametrize(("started", "finished", "seen", "expected"), [
     # never started (StartError reports startedAt 1970-01-01, dropped by container_times): none
     (None, "2026-01-01T00:00:05+00:00", 0.4, None),
-    # whole seconds of the kubelet, our sighting inside its window: the sub-second sighting
+    # within one kubelet second (which says 0): our sub-second sighting
     ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:05+00:00", 0.31, 0.31),
-    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:09+00:00", 4.6, 4.6),
-    # a sighting far off (the watch was cut for a while): held within one second of the kubelet's
-    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:09+00:00", 30.0, 5.0),
-    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:09+00:00", 0.0, 3.0),
+    # ... held below a second, where the kubelet's seconds put it
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:05+00:00", 1.7, 0.999),
+    # from a second up: the kubelet's difference (error under a second), not the sighting
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:06+00:00", 0.4, 1.0),
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:09+00:00", 30.0, 4.0),
     # the kubelet's seconds running backwards: never negative
     ("2026-01-01T00:00:06+00:00", "2026-01-01T00:00:05+00:00", None, 0.0),
-    ("2026-01-01T00:00:06+00:00", "2026-01-01T00:00:05+00:00", 0.2, 0.0),
+    ("2026-01-01T00:00:06+00:00", "2026-01-01T00:00:05+00:00", 0.2, 0.2),
     # no sighting: the kubelet's difference
-    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:07+00:00", None, 2.0),
+    ("2026-01-01T00:00:05+00:00", "2026-01-01T00:00:05+00:00", None, 0.0),
 ])
 def test_container_seconds_from_the_best_clock(started, finished, seen, expected) -> None:
     base = _t("2026-01-01T00:00:05.100+00:00")

@@ -43,6 +43,19 @@ def test_instant_complete_needs_no_explaining_class():
     assert instant_reason(slow, 0.5) is None
 
 
+def test_a_kubelet_whole_second_is_no_instant_complete_but_a_measured_fraction_is():
+    """Before: the kubelet's 0 s (anything under a second) flagged nearly every short phase."""
+    def kube(seconds: float) -> AttemptRecord:
+        return replace(attempt(1, "succeeded", None), executor="kubernetes", container_seconds=seconds)
+
+    assert instant_reason(kube(0.0), 0.5) is None  # "under a second": not known to be under 0.5 s
+    assert instant_reason(kube(1.0), 1.5) is None
+    assert instant_reason(kube(0.0), 2.5) is not None  # under 1 s is surely under 2.5 s
+    assert "succeeded in 0.120s" in (instant_reason(kube(0.12), 0.5) or "")  # a sub-second sighting
+    local = replace(attempt(1, "succeeded", None), container_seconds=0.0)
+    assert instant_reason(local, 0.5) is not None  # the local clock is not in whole seconds
+
+
 def test_failure_clusters_group_same_error():
     attempts = [attempt(1, "exit_code", "ValueError: row 17"), attempt(2, "exit_code", "ValueError: row 99"),
                 attempt(3, "oom_killed", None), attempt(4, "succeeded", None)]

@@ -121,10 +121,12 @@ def container_seconds(*, started: dt.datetime | None, finished: dt.datetime | No
                       seen_started: dt.datetime | None, seen_finished: dt.datetime | None) -> float | None:
     """How long the container ran, from the best clock there is; never negative.
 
-    The kubelet's times have whole seconds, so the true duration lies within one second
-    of their difference; the controller's own sightings (first seen running, first seen
-    ended) are sub-second but late by the status lag on both ends, which mostly cancels.
-    The sighting is used, held within the kubelet's window. No start: no duration.
+    The kubelet's times are truncated to whole seconds, so the true duration lies within
+    one second of their difference. That is the record from one second up: a whole
+    number, whose error is under a second. Below it the kubelet says 0, which tells
+    nothing, and the controller's own sightings (first seen running, first seen ended;
+    sub-second, both late by the status lag) give the value, held within [0, 1).
+    No start: no duration.
     """
     if started is None:
         return None
@@ -132,9 +134,9 @@ def container_seconds(*, started: dt.datetime | None, finished: dt.datetime | No
     if finished is None:
         return max(seen, 0.0) if seen is not None else None
     whole = (finished - started).total_seconds()
-    if seen is None:
+    if whole >= 1.0 or seen is None:
         return max(whole, 0.0)
-    return max(min(max(seen, whole - 1.0), whole + 1.0), 0.0)
+    return min(max(seen, 0.0), 0.999)
 
 
 def image_of(pod: Obj | None, container: str) -> tuple[str | None, str | None]:
