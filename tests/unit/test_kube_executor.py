@@ -893,3 +893,26 @@ def test_a_kubelet_error_sent_as_the_log_body_is_not_stored(chunks: list[bytes],
     guard = KubeletErrorBody()
     assert b"".join(guard.screen(chunks)) == passed
     assert guard.error == error
+
+
+def test_adopting_a_deleted_job_releases_the_pod_its_finalizer_holds(harness: Callable[..., Harness]) -> None:
+    """A controller killed between deleting the Job and removing the pod's logs finalizer
+    leaves a terminating pod that nothing else will ever release: the adopter must."""
+    h = harness(script(Schedule(), Start(), Out(b"done\n"), Exit(0)))
+    what = launch()
+    builder = JobSpecBuilder(h.settings, namespace=h.fake.namespace)
+    h.fake.create_job(
+        builder.build(what)
+    )
+    assert wait_for(lambda: (h.fake.pod_of(launch_name()) or {}).get("status", {}).get("phase") == "Succeeded")
+    pod = h.fake.pod_of(launch_name())
+    assert pod is not None
+    h.fake.delete_job(launch_name())  # ... and the controller is SIGKILLed here
+    assert pod["metadata"]["name"] in h.fake.pods  # held by batchdrain.io/logs
+    ex = h.executor("batch-drain-20250101-130000")
+    orphan = OrphanAttempt(launch=what, session_id=SESSION, job_name=launch_name(),
+                           pod_uid=pod["metadata"]["uid"], started_at_iso=None)
+    result = ex.adopt(orphan, stop=StopSignal(), on_update=h.updates.append)
+    assert result.failure_class is FailureClass.POD_DELETED and result.exit_code_reason
+    assert not h.fake.pods, "the adopter left the pod behind"
+    assert ex.end() == []

@@ -24,9 +24,9 @@ from typing import Any
 
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, utcnow
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
-from batchdrain.executors.kubernetes.adoption import deadline_for, take_over
+from batchdrain.executors.kubernetes.adoption import attempt_selector, deadline_for, take_over
 from batchdrain.executors.kubernetes.capabilities import detect_log_mode
-from batchdrain.executors.kubernetes.cleanup import LEAK_GRACE_SECONDS, audit_leaks
+from batchdrain.executors.kubernetes.cleanup import LEAK_GRACE_SECONDS, audit_leaks, remove_attempt_objects
 from batchdrain.executors.kubernetes.events import tell
 from batchdrain.executors.kubernetes.live import LiveAttempt
 from batchdrain.executors.kubernetes.logbook import LogBook, LogStoreUnreadable
@@ -220,6 +220,7 @@ class KubernetesExecutor:
             try:
                 job = self._api.get_job(name)
             except NotFound:
+                self._release_leftovers(launch, tracker)
                 return self._gone_before_adoption(orphan, name)
             except KubeError as err:
                 return self._launch_failure(launch, name, err, adopting=True)
@@ -231,6 +232,20 @@ class KubernetesExecutor:
         finally:
             self._hub.unregister(name)
             self._watches.release(session)
+
+    def _release_leftovers(self, launch: AttemptLaunch, tracker: Tracker) -> None:
+        """Let go of pods a controller killed between deleting the Job and releasing them.
+
+        Such a pod is still held by the logs finalizer, and nothing else would ever
+        remove it: the leak the cluster chaos test found under load.
+        """
+        try:
+            pods, _ = self._api.list_pods(attempt_selector(launch))
+        except KubeError:
+            return  # the leak audit will name them
+        for pod in pods:
+            tracker.on_pod("ADDED", pod)
+        remove_attempt_objects(self._api, LiveAttempt(launch, tracker.job_name, tracker, utcnow(), 0.0))
 
     def _gone_before_adoption(self, orphan: OrphanAttempt, name: str) -> AttemptResult:
         if orphan.pod_uid is None:
