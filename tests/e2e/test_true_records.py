@@ -11,16 +11,20 @@ import signal
 from kubernetes import client
 
 from batchdrain.db import Database
+from batchdrain.jobspec import LABEL_RUN, label_value
 from tests.e2e.conftest import Drainer, make_namespace, wait_for
 from tests.e2e.test_kubernetes_drain import all_attempts, payload, py
 
 MANAGED = "app.kubernetes.io/managed-by=batchdrain"
 
 
-def _running_pod(drainer: Drainer) -> client.V1Pod:
+def _running_pod(drainer: Drainer, run: str) -> client.V1Pod:
+    """The running pod of ``run`` (the module's namespace holds the other tests' pods too)."""
+    selector = f"{MANAGED},{LABEL_RUN}={label_value(run)}"
+
     def running() -> client.V1Pod | None:
-        pods = drainer.cluster.core.list_namespaced_pod(drainer.namespace, label_selector=MANAGED).items
-        return next((p for p in pods if p.status.phase == "Running"), None)
+        pods = drainer.cluster.core.list_namespaced_pod(drainer.namespace, label_selector=selector).items
+        return next((p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp), None)
 
     pod: client.V1Pod = wait_for(running, "the phase's pod running")
     return pod
@@ -35,7 +39,7 @@ def test_a_job_deleted_with_cascade_orphan_keeps_its_pod_followed_to_the_end(dra
         "    print('line', i, flush=True); time.sleep(0.5)\n")}])
     proc = drainer.start_drain("--lease-seconds", "10")
     try:
-        pod = _running_pod(drainer)
+        pod = _running_pod(drainer, "orphan")
         job = pod.metadata.owner_references[0].name
         wait_for(lambda: b"line 2" in drainer.cluster.core.read_namespaced_pod_log(
             pod.metadata.name, drainer.namespace, _preload_content=False).data, "output under way")
@@ -116,7 +120,7 @@ def test_sigterm_leaves_jobs_that_are_no_leaks_and_the_report_says_where_they_we
         "import time; print('start', flush=True); time.sleep(12); print('end')")}])
     proc = drainer.start_drain("--term-grace-seconds", "1", "--lease-seconds", "900")
     try:
-        _running_pod(drainer)
+        _running_pod(drainer, "term")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
