@@ -18,6 +18,7 @@ from typing import Any
 from batchdrain.classify import normalise_error_line
 from batchdrain.db import AttemptRecord, SessionRecord
 from batchdrain.domain import FAST_FAILURE_CLASSES, FailureClass, LogPointer, RunCounts
+from batchdrain.identity import header_value
 
 REPORT_SCHEMA = "batchdrain.report/v1"
 
@@ -103,7 +104,8 @@ def identity_matches(header: str, attempt: AttemptRecord, expected: dict[str, st
         "DATABASE_URL": expected["database_url"] or "(none)",
         "API_URL": expected["api_url"] or "(none)",
     }
-    wrong = [f"{k}={found.get(k)!r} expected {v!r}" for k, v in wanted.items() if found.get(k) != v]
+    # The header writes control characters as escapes: compare with the escaped ids.
+    wrong = [f"{k}={found.get(k)!r} expected {v!r}" for k, v in wanted.items() if found.get(k) != header_value(v)]
     return "identity header mismatch: " + ", ".join(wrong) if wrong else None
 
 

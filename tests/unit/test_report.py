@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from batchdrain.db import AttemptRecord, SessionRecord
 from batchdrain.domain import FailureClass, LogMode, LogPointer, RunCounts
+from batchdrain.identity import Identity, identity_header
 from batchdrain.report import (
     REPORT_SCHEMA,
     attempt_row,
@@ -128,3 +129,14 @@ def test_attempt_row_is_the_report_schema_row():
         "identity": {"session_id": "s"}, "raw_status": {"pid": None}, "duration_seconds": 0.25,
         "instant": "succeeded in 0.250s (< 0.5s) without an explaining class", "identity_check": "ok",
     })
+
+
+def test_the_identity_check_reads_escaped_ids_back():
+    ident = Identity("s", "run\nwith newline", "ph\t1", 1, "sqlite:///x", None)
+    header = identity_header(ident, {})
+    record = replace(attempt(1, "succeeded", None), run_id="run\nwith newline", phase_id="ph\t1",
+                     identity={"session_id": "s"})
+    expected = {"database_url": "sqlite:///x", "api_url": None}
+    assert identity_matches(header, record, expected) is None
+    forged = header.replace("run\\nwith newline", "other")
+    assert "run='other'" in (identity_matches(forged, record, expected) or "")
