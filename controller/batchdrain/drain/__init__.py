@@ -1,11 +1,14 @@
 """The drain loop: one session from selection to its final report.
 
 ``session`` is the loop itself, ``planning`` what a session would run now (also
-``--dry-run``), ``reporting`` the end of a session (report, identity checks, files).
+``--dry-run``), ``adoption`` what other sessions left open (adopt now, or wait),
+``recording`` each attempt's end (released, parked, or not charged), ``reporting`` the
+end of a session (report, identity checks, files), ``observer`` what a front end hears.
 """
 
+from batchdrain.drain.observer import DrainObserver, SilentObserver
 from batchdrain.drain.planning import PAGE, make_plan, selection_options
-from batchdrain.drain.session import DrainObserver, DrainSession, SessionOutcome, SilentObserver, masked_settings
+from batchdrain.drain.session import DrainSession, SessionOutcome, masked_settings
 from batchdrain.report import REPORT_SCHEMA
 
 __all__ = [

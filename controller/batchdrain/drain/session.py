@@ -19,27 +19,23 @@ import concurrent.futures as cf
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from batchdrain import __version__
-from batchdrain.classify import park_reason
 from batchdrain.db import Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
-    TRANSIENT_CLASSES,
-    AttemptHistoryItem,
     AttemptProgress,
-    AttemptResult,
-    FailureClass,
     Phase,
-    PhaseState,
     RunCounts,
     utcnow,
 )
 from batchdrain.drain.adoption import controller_identity, decide, holder_gone, process_gone
+from batchdrain.drain.observer import DrainObserver, SilentObserver
 from batchdrain.drain.planning import PAGE, make_plan
+from batchdrain.drain.recording import AttemptRecorder
 from batchdrain.drain.reporting import identity_checks, skipped_rows, store_report
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
 from batchdrain.identity import Identity, mask_url
@@ -48,27 +44,6 @@ from batchdrain.metrics import Metrics
 from batchdrain.report import build_report
 from batchdrain.selection import Plan
 from batchdrain.settings import Settings
-
-
-class DrainObserver(Protocol):
-    """What a front end (the CLI's progress bar) hears about; default does nothing."""
-
-    def planned(self, plan: Plan) -> None: ...
-
-    def attempt_started(self, phase: Phase, attempt: int) -> None: ...
-
-    def attempt_finished(self, phase: Phase, attempt: int, result: AttemptResult) -> None: ...
-
-
-class SilentObserver:
-    def planned(self, plan: Plan) -> None:
-        return None
-
-    def attempt_started(self, phase: Phase, attempt: int) -> None:
-        return None
-
-    def attempt_finished(self, phase: Phase, attempt: int, result: AttemptResult) -> None:
-        return None
 
 
 @dataclass
@@ -123,8 +98,9 @@ class DrainSession:
         self._lock = threading.Lock()
         self._adopted: list[tuple[str, str]] = []
         self._notes: list[str] = []
-        self._log_store_error: str | None = None
         self._waiting: list[str] = []
+        self._recorder = AttemptRecorder(db=db, sink=sink, settings=settings, metrics=self.metrics,
+                                         observer=self.observer)
 
     # -- identity ------------------------------------------------------------------
     def _phase_database_url(self) -> str:
@@ -257,7 +233,7 @@ class DrainSession:
         report["waiting"] = list(self._waiting)
         left = self.executor.left_for_adoption()
         report["left_for_adoption"] = left
-        error = self._log_store_error or halted
+        error = self._recorder.halt or halted
         report["halted"] = error
         stored = store_report(self.sink, self.session_id, report)
         if stored is not None:
@@ -271,7 +247,7 @@ class DrainSession:
                               waiting=list(self._waiting), left_for_adoption=left)
 
     def _halt_reason(self) -> str | None:
-        return self._log_store_error or self.executor.unavailable()
+        return self._recorder.halt or self.executor.unavailable()
 
     def _end_executor(self) -> list[str]:
         leaks = self.executor.end()
@@ -338,12 +314,12 @@ class DrainSession:
         def update(progress: AttemptProgress) -> None:
             self.db.update_attempt(orphan.attempt_pk, progress)
 
-        result = self._guarded(lambda: self.executor.adopt(orphan, stop=self.stop, on_update=update),
+        result = self._recorder.guarded(lambda: self.executor.adopt(orphan, stop=self.stop, on_update=update),
                                what="adopting the attempt")
         if result.raw_status is None:
             result.raw_status = {}
         result.raw_status["adopted_by_session"] = self.session_id
-        self._finish(phase, orphan.attempt_pk, orphan.launch.identity.attempt, result)
+        self._recorder.finish(phase, orphan.attempt_pk, orphan.launch.identity.attempt, result)
 
     def _run_phase(self, phase: Phase) -> None:
         # A lost cluster API or a full log store stops new claims: the phases stay QUEUED
@@ -369,62 +345,8 @@ class DrainSession:
             self.db.update_attempt(claim.attempt_pk, progress)
 
         try:
-            result = self._guarded(lambda: self.executor.execute(launch, stop=self.stop, on_update=update),
+            result = self._recorder.guarded(lambda: self.executor.execute(launch, stop=self.stop, on_update=update),
                                    what="running the attempt")
         finally:
             self.metrics.running.dec()
-        self._finish(phase, claim.attempt_pk, claim.attempt, result)
-
-    def _guarded(self, call: Callable[[], AttemptResult], *, what: str) -> AttemptResult:
-        """Run an executor call; an exception becomes a recorded ``api_error``, not a crash."""
-        started = utcnow()
-        try:
-            return call()
-        except Exception as err:
-            return AttemptResult(
-                failure_class=FailureClass.API_ERROR,
-                message=f"controller error while {what}: {type(err).__name__}: {err}",
-                exit_code=None, exit_code_reason="the controller failed before the exit status was read",
-                created_at=started, finished_at=utcnow(),
-                raw_status={"exception": type(err).__name__, "detail": str(err)[:2000]}, charged=False,
-            )
-
-    def _finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult) -> None:
-        incomplete = [f"{p.stream} {p.incomplete}" for p in result.logs if p.incomplete]
-        if incomplete:
-            result.message = f"{result.message} [{'; '.join(incomplete)}]"
-            with self._lock:
-                self._log_store_error = self._log_store_error or (
-                    f"log store {self.sink.location()} full, stopped selecting phases: "
-                    f"{phase.run_id}/{phase.phase_id} attempt {attempt}: {incomplete[0]}")
-        if result.halt:
-            with self._lock:
-                self._log_store_error = self._log_store_error or (
-                    f"{result.halt}; stopped selecting phases ({phase.run_id}/{phase.phase_id} attempt {attempt})")
-        if result.left_running:
-            self.db.interrupt_attempt(attempt_pk, result)
-            self.metrics.record_attempt(result)
-            self.observer.attempt_finished(phase, attempt, result)
-            return
-        if not result.charged:
-            # The controller's failure, not the phase's: back to where it was, not counted.
-            was = phase.state if phase.state in (PhaseState.QUEUED, PhaseState.FAILED) else (
-                PhaseState.FAILED if phase.last_failure_class else PhaseState.QUEUED)
-            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None)
-            self.metrics.record_attempt(result)
-            self.observer.attempt_finished(phase, attempt, result)
-            return
-        parked: str | None = None
-        state = PhaseState.COMPLETE if result.succeeded else PhaseState.FAILED
-        if not result.succeeded and result.failure_class not in TRANSIENT_CLASSES:
-            history = [AttemptHistoryItem(result.failure_class, result.exit_code, result.first_error_line)]
-            history += self.db.attempt_history(phase.run_id, phase.phase_id,
-                                               self.settings.park_after - 1)
-            # Only attempts since the last `batchdrain retry` count.
-            parked = park_reason(history[: attempt - phase.retry_base],
-                                 park_after=self.settings.park_after)
-            if parked:
-                state = PhaseState.SKIPPED
-        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked)
-        self.metrics.record_attempt(result)
-        self.observer.attempt_finished(phase, attempt, result)
+        self._recorder.finish(phase, claim.attempt_pk, claim.attempt, result)

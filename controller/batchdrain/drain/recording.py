@@ -1,0 +1,99 @@
+"""Recording what an attempt did: its end written, its phase released, parked or not charged.
+
+The drain loop's workers hand every executor result here. An executor call that raises
+becomes a recorded ``api_error`` (not charged: the controller's bug), a log that could
+not be stored whole or a log store that failed sets ``halt`` (the session stops
+starting attempts), an attempt left running stays open for adoption, an attempt the
+controller's own failure ended puts its phase back uncounted, and a repeated identical
+failure parks the phase (smart retry).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from batchdrain.classify import park_reason
+from batchdrain.db import Database
+from batchdrain.domain import (
+    TRANSIENT_CLASSES,
+    AttemptHistoryItem,
+    AttemptResult,
+    FailureClass,
+    Phase,
+    PhaseState,
+    utcnow,
+)
+from batchdrain.drain.observer import DrainObserver
+from batchdrain.logstore import LogSink
+from batchdrain.metrics import Metrics
+from batchdrain.settings import Settings
+
+
+class AttemptRecorder:
+    """Writes each attempt's end; remembers why the session must stop, if it must."""
+
+    def __init__(self, *, db: Database, sink: LogSink, settings: Settings, metrics: Metrics,
+                 observer: DrainObserver) -> None:
+        self.db = db
+        self.sink = sink
+        self.settings = settings
+        self.metrics = metrics
+        self.observer = observer
+        self._lock = threading.Lock()
+        # Why the session stops starting attempts (a full or failing log store), else None.
+        self.halt: str | None = None
+
+    def guarded(self, call: Callable[[], AttemptResult], *, what: str) -> AttemptResult:
+        """Run an executor call; an exception becomes a recorded ``api_error``, not a crash."""
+        started = utcnow()
+        try:
+            return call()
+        except Exception as err:
+            return AttemptResult(
+                failure_class=FailureClass.API_ERROR,
+                message=f"controller error while {what}: {type(err).__name__}: {err}",
+                exit_code=None, exit_code_reason="the controller failed before the exit status was read",
+                created_at=started, finished_at=utcnow(),
+                raw_status={"exception": type(err).__name__, "detail": str(err)[:2000]}, charged=False,
+            )
+
+    def finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult) -> None:
+        incomplete = [f"{p.stream} {p.incomplete}" for p in result.logs if p.incomplete]
+        if incomplete:
+            result.message = f"{result.message} [{'; '.join(incomplete)}]"
+            with self._lock:
+                self.halt = self.halt or (
+                    f"log store {self.sink.location()} full, stopped selecting phases: "
+                    f"{phase.run_id}/{phase.phase_id} attempt {attempt}: {incomplete[0]}")
+        if result.halt:
+            with self._lock:
+                self.halt = self.halt or (
+                    f"{result.halt}; stopped selecting phases ({phase.run_id}/{phase.phase_id} attempt {attempt})")
+        if result.left_running:
+            self.db.interrupt_attempt(attempt_pk, result)
+            self.metrics.record_attempt(result)
+            self.observer.attempt_finished(phase, attempt, result)
+            return
+        if not result.charged:
+            # The controller's failure, not the phase's: back to where it was, not counted.
+            was = phase.state if phase.state in (PhaseState.QUEUED, PhaseState.FAILED) else (
+                PhaseState.FAILED if phase.last_failure_class else PhaseState.QUEUED)
+            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None)
+            self.metrics.record_attempt(result)
+            self.observer.attempt_finished(phase, attempt, result)
+            return
+        parked: str | None = None
+        state = PhaseState.COMPLETE if result.succeeded else PhaseState.FAILED
+        if not result.succeeded and result.failure_class not in TRANSIENT_CLASSES:
+            history = [AttemptHistoryItem(result.failure_class, result.exit_code, result.first_error_line)]
+            history += self.db.attempt_history(phase.run_id, phase.phase_id,
+                                               self.settings.park_after - 1)
+            # Only attempts since the last `batchdrain retry` count.
+            parked = park_reason(history[: attempt - phase.retry_base],
+                                 park_after=self.settings.park_after)
+            if parked:
+                state = PhaseState.SKIPPED
+        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked)
+        self.metrics.record_attempt(result)
+        self.observer.attempt_finished(phase, attempt, result)
