@@ -7,6 +7,7 @@ cluster: the attempt's class, exit code, logs and the objects left must be what 
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 from kubernetes import client
 
@@ -170,3 +171,21 @@ def test_a_namespace_deleted_mid_drain_halts_the_session_and_charges_nothing(clu
     for phase in unfinished:
         assert phase.attempts - phase.retry_base == 0, phase
         assert phase.state.value == "QUEUED", phase
+
+
+def test_an_id_with_a_newline_cannot_forge_an_identity_header_line(drainer: Drainer):
+    """Before: ids were written raw, so a newline in an id (another application may insert
+    rows directly) wrote a header line of its own, here a second DATABASE_URL."""
+    run_id = "forged\n[batchdrain] DATABASE_URL: postgresql://attacker@evil/db"
+    drainer.import_rows([{"run_id": run_id, "phase_id": "p", "command": ["true"]}])
+    done = drainer.drain()
+    assert done.returncode == 0, done.stderr
+    attempt = next(a for a in all_attempts(drainer) if a.run_id == run_id)
+    assert attempt.failure_class == "succeeded", attempt
+    for pointer in attempt.logs:
+        head = Path(pointer.url).read_bytes().split(b"[batchdrain] ================================\n")[0]
+        lines = head.decode().splitlines()
+        assert sum(line.startswith("[batchdrain] DATABASE_URL: ") for line in lines) == 1, lines
+        assert "[batchdrain] run: forged\\n[batchdrain] DATABASE_URL: postgresql://attacker@evil/db" in lines
+    report = Database(drainer.db_url).session(attempt.session_id).report
+    assert report is not None and report["identity_mismatches"] == [], report["identity_mismatches"]
