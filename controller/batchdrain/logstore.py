@@ -127,7 +127,7 @@ def _legacy_safe_name(value: str) -> str:
 
 
 def legacy_log_key(session_id: str, run_id: str, phase_id: str, attempt: int, stream: str) -> str:
-    """The key versions before 0.2 used (``<run>__<phase>``, not injective): still read on adoption."""
+    """The key earlier versions used (``<run>__<phase>``, not injective): still read on adoption."""
     suffix = "log" if stream == "combined" else f"{stream}.log"
     return (f"{_legacy_safe_name(session_id)}/{_legacy_safe_name(run_id)}__{_legacy_safe_name(phase_id)}"
             f".attempt-{attempt}.{suffix}")
