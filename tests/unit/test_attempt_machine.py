@@ -11,7 +11,6 @@ from batchdrain.executors.kubernetes.attempt import (
     AttemptState,
     Observation,
     events_of,
-    run,
     transition,
 )
 
@@ -60,6 +59,13 @@ def test_terminal_and_left_for_adoption() -> None:
 ])
 def test_events_of_one_look_in_order(seen: Observation, events: list[AttemptEvent]) -> None:
     assert events_of(seen) == events
+
+
+def run(state: AttemptState, seen: Observation) -> AttemptState:
+    """One look's events applied in order, as the supervisor applies them."""
+    for event in events_of(seen):
+        state = transition(state, event)
+    return state
 
 
 def test_a_fast_container_runs_then_ends_in_one_look() -> None:

@@ -106,6 +106,14 @@ class Harness:
     def run(self, ex: KubernetesExecutor, what: AttemptLaunch, stop: StopSignal | None = None) -> AttemptResult:
         return ex.execute(what, stop=stop or StopSignal(), on_update=self.updates.append)
 
+    def start(self, ex: KubernetesExecutor, what: AttemptLaunch,
+              stop: StopSignal | None = None) -> tuple[threading.Thread, list[AttemptResult]]:
+        """Run an attempt on a thread of its own; its result lands in the returned list."""
+        box: list[AttemptResult] = []
+        worker = threading.Thread(target=lambda: box.append(self.run(ex, what, stop)))
+        worker.start()
+        return worker, box
+
     def close(self) -> None:
         for ex in self.executors:
             ex.end()
@@ -417,9 +425,7 @@ def test_watches_lost_past_the_budget_leave_the_job_for_adoption(harness: Callab
     h = harness(script(Schedule(), Start(), Out(b"working\n"), Gate(gate), Exit(0)),
                 retry_max_seconds=0.3, retry_attempts=2)
     ex = h.executor()
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
-    worker.start()
+    worker, box = h.start(ex, launch())
     assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 3)
     for operation in ("watch_pods", "watch_jobs", "list_pods", "list_jobs"):
         h.fake.inject(operation, server_error(), times=10_000)
@@ -456,9 +462,7 @@ def test_410_gone_during_a_watch_relists_and_the_attempt_finishes(harness: Calla
     gate = threading.Event()
     h = harness(script(Schedule(), Start(), Out(b"before\n"), Gate(gate), Out(b"after\n"), Exit(0)))
     ex = h.executor()
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
-    worker.start()
+    worker, box = h.start(ex, launch())
     assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 3)  # 2 probes + the follow
     relists = h.fake.calls["list_jobs"]
     h.fake.expire_watches()
@@ -473,9 +477,7 @@ def test_dropped_watch_connections_reconnect_from_the_last_version(harness: Call
     gate = threading.Event()
     h = harness(script(Schedule(), Start(), Gate(gate), Exit(4)))
     ex = h.executor()
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
-    worker.start()
+    worker, box = h.start(ex, launch())
     assert wait_for(lambda: h.fake.pod_of(launch_name()) is not None)
     watches = h.fake.calls["watch_pods"]
     h.fake.bookmark()
@@ -509,9 +511,7 @@ def test_log_stream_dropped_mid_line_resumes_without_gaps_or_repeats(harness: Ca
     ex = h.executor()
     name = launch_name()
     h.fake.drop_log(name, after_bytes=150)  # mid-line, inside the 4th line
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
-    worker.start()
+    worker, box = h.start(ex, launch())
     assert wait_for(lambda: sum(r["since"] is not None for r in h.fake.log_requests) >= 1)
     gate.set()
     worker.join(10)
@@ -538,9 +538,7 @@ def test_split_log_dropped_mid_line_is_read_again_and_goes_on_after_the_stored_b
     h.fake.log_chunk = 7  # every line arrives split across chunks
     ex = h.executor()
     h.fake.drop_log(launch_name(), after_bytes=60)  # whichever stream asks first, mid-line
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
-    worker.start()
+    worker, box = h.start(ex, launch())
     assert wait_for(lambda: len(h.fake.log_requests) >= 3)  # both streams, then the dropped one again
     gate.set()
     worker.join(10)
@@ -586,9 +584,7 @@ def test_already_exists_adopts_the_job_instead_of_running_twice(harness: Callabl
     h.fake.create_job(
         builder.build(what)
     )  # a controller that crashed
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, what)))
-    worker.start()
+    worker, box = h.start(ex, what)
     assert wait_for(lambda: h.fake.calls["create_job"] == 2 and h.fake.calls["get_job"] == 1)
     gate.set()
     worker.join(10)
@@ -615,9 +611,7 @@ def test_sigterm_collects_until_grace_then_leaves_the_job_for_adoption(harness: 
     ex = h.executor()
     what = launch()
     stop = StopSignal()
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, what, stop)))
-    worker.start()
+    worker, box = h.start(ex, what, stop)
     assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 4)
     started = time.monotonic()
     stop.request(0.3)
@@ -659,9 +653,7 @@ def test_a_job_deleted_with_cascade_orphan_is_followed_to_its_pods_end(harness: 
     gate = threading.Event()
     h = harness(script(Schedule(), Start(), Out(b"part one\n"), Gate(gate), Out(b"part two\n"), Exit(0)))
     ex = h.executor()
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch())))
-    worker.start()
+    worker, box = h.start(ex, launch())
     # two calls are the split-stream probe of begin(): wait for both of the pod's follows
     assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 4)
     h.fake.delete_job(launch_name(), propagation="Orphan")  # kubectl delete job --cascade=orphan
@@ -702,9 +694,7 @@ class _UnreadableSink:
 def _left_by_sigterm(h: Harness, gate: threading.Event) -> AttemptResult:
     ex = h.executor()
     stop = StopSignal()
-    box: list[AttemptResult] = []
-    worker = threading.Thread(target=lambda: box.append(h.run(ex, launch(), stop)))
-    worker.start()
+    worker, box = h.start(ex, launch(), stop)
     assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 4)
     stop.request(0.2)
     worker.join(10)

@@ -52,5 +52,5 @@ def take_over(api: KubeApi, *, launch: AttemptLaunch, job: KubeObject, tracker: 
         tracker.on_pod("ADDED", pod)
     return LiveAttempt(
         launch=launch, job_name=tracker.job_name, tracker=tracker, created_at=created_at,
-        deadline=deadline_for(launch, created_at), adopted=True, resume_logs=True, notes=[note],
+        deadline=deadline_for(launch, created_at), resume_logs=True, notes=[note],
     )

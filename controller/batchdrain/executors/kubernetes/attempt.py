@@ -99,10 +99,3 @@ def events_of(seen: Observation) -> list[AttemptEvent]:
             events.append(event)
             break
     return events
-
-
-def run(state: AttemptState, seen: Observation) -> AttemptState:
-    """Apply one look's events to ``state``."""
-    for event in events_of(seen):
-        state = transition(state, event)
-    return state

@@ -24,7 +24,6 @@ class LiveAttempt:
     tracker: Tracker
     created_at: dt.datetime
     deadline: float
-    adopted: bool = False
     resume_logs: bool = False
     state: AttemptState = AttemptState.WAITING
     outs: dict[str, StoredLog] = field(default_factory=dict)

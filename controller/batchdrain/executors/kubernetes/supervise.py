@@ -36,7 +36,7 @@ from batchdrain.executors.kubernetes.outcome import (
     lost_outcome,
     namespace_gone,
 )
-from batchdrain.executors.kubernetes.watches import container_state, object_name
+from batchdrain.executors.kubernetes.watches import container_state
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeObject
 from batchdrain.settings import Settings
@@ -262,4 +262,4 @@ class Supervisor:
         return self._outcomes.classify(attempt, tracker.current_pod())
 
 
-__all__ = ["Supervisor", "object_name"]
+__all__ = ["Supervisor"]
