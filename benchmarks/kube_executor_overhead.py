@@ -52,12 +52,13 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.unit.fake_kube import Err, Exit, FakeKube, Out, Schedule, Start
+from benchmarks.fake_seam_load import FakeMeter, MeteredKube, PodClock, ThreadSampler
+from tests.unit.fake_kube import Err, Exit, FakeKube, Hang, Out, Schedule, Start
 
 from batchdrain.domain import LogPointer, PhaseSpec, PhaseState, utcnow
 from batchdrain.executors.base import AttemptLaunch, StopSignal
@@ -102,91 +103,6 @@ class NullSink:
 
     def location(self) -> str:
         return "null://"
-
-
-# -- CPU spent inside the fake -----------------------------------------------------------
-
-
-class _FakeMeter:
-    """Per-thread sums of CPU seconds spent in the fake.
-
-    Each thread only ever adds to its own slot, so no lock (which would itself add
-    contention to what is being measured) is needed.
-    """
-
-    def __init__(self) -> None:
-        self._slots: dict[int, list[float]] = {}
-
-    def slot(self) -> list[float]:
-        ident = threading.get_ident()
-        slot = self._slots.get(ident)
-        if slot is None:
-            slot = self._slots[ident] = [0.0]
-        return slot
-
-    @property
-    def seconds(self) -> float:
-        return sum(s[0] for s in list(self._slots.values()))
-
-
-class _MeteredStream:
-    def __init__(self, inner: Any, meter: _FakeMeter) -> None:
-        self._inner = inner
-        self._meter = meter
-
-    def close(self) -> None:
-        slot = self._meter.slot()
-        t0 = time.thread_time()
-        try:
-            self._inner.close()
-        finally:
-            slot[0] += time.thread_time() - t0
-
-    def __iter__(self) -> Iterator[Any]:
-        slot = self._meter.slot()
-        t0 = time.thread_time()
-        try:
-            iterator = iter(self._inner)
-        finally:
-            slot[0] += time.thread_time() - t0
-        while True:
-            t0 = time.thread_time()
-            try:
-                item = next(iterator)
-            except StopIteration:
-                return
-            finally:
-                slot[0] += time.thread_time() - t0
-            yield item
-
-
-class MeteredKube:
-    """The fake behind a wrapper that charges the CPU of every call to ``meter``."""
-
-    def __init__(self, fake: FakeKube, meter: _FakeMeter) -> None:
-        self._fake = fake
-        self._meter = meter
-
-    @property
-    def namespace(self) -> str:
-        return self._fake.namespace
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._fake, name)
-        meter = self._meter
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            slot = meter.slot()
-            t0 = time.thread_time()
-            try:
-                result = method(*args, **kwargs)
-            finally:
-                slot[0] += time.thread_time() - t0
-            if name.startswith(("watch_", "stream_")):
-                return _MeteredStream(result, meter)
-            return result
-
-        return call
 
 
 class _GcTimer:
@@ -380,7 +296,7 @@ def _print_figures(figures: dict[str, Any], *, no_split: bool) -> None:
     """The figures of one run as the lines RESULTS.md quotes."""
     n, wall = figures["phases"], figures["wall_s"]
     print(f"mode:              {figures['mode']}: {n} phases at parallelism {figures['parallelism']}"
-          f" ({figures['log_mode']} logs, {figures['sink']} sink)")
+          f" ({figures['log_mode']} logs, {figures['sink']} sink, pods run {figures['run_seconds']:g} s)")
     print(f"outcomes:          {figures['outcomes']}; succeeded {figures['succeeded']}")
     print(f"leaks:             {len(figures['leaks'])}")
     print(f"wall:              {wall:.2f} s ({figures['phases_per_s']:.0f} phases/s)")
@@ -390,7 +306,9 @@ def _print_figures(figures: dict[str, Any], *, no_split: bool) -> None:
     else:
         print(f"CPU per phase:     {total:.3f} ms total = {controller:.3f} ms controller"
               f" + {fake:.3f} ms fake (target: controller <= 2 ms)")
-    print(f"peak RSS:          {figures['peak_rss_mb']:.1f} MB (target < 150 MB)")
+    print(f"peak RSS:          {figures['peak_rss_mb']:.1f} MB (target < 150 MB; P = 1,000: <= 300 MB)")
+    print(f"peak threads:      {figures['peak_threads_active']} (threading), {figures['peak_threads_kernel']}"
+          f" (kernel); at the peak {figures['peak_threads_by_kind']}")
     print("GC per phase:      " + ", ".join(f"gen{g} {ms:.3f} ms" for g, ms in enumerate(figures["gc_ms_per_phase"])))
     print(f"API retries:       {figures['api_retries']}")
     if figures["mode"] == "drain":
@@ -402,6 +320,24 @@ def _print_figures(figures: dict[str, Any], *, no_split: bool) -> None:
         print(f"rows in tables:    {figures['table_rows']}")
 
 
+def _fake(args: argparse.Namespace, meter: FakeMeter) -> tuple[FakeKube, PodClock | None]:
+    """The fake API server; with ``--run-seconds``, the clock that ends its pods."""
+    fake = FakeKube(split_streams=not args.combined, max_history=max(2000, 4 * args.parallelism))
+    if args.run_seconds <= 0:
+        script = (Schedule(), Start(), Out(b"hello from the phase\n"), Err(b"a warning\n"), Exit(0))
+        fake.script_for = lambda _job: script
+        return fake, None
+    clock = PodClock(fake, args.run_seconds, None if args.no_split else meter)
+    running = (Schedule(), Start(), Out(b"hello from the phase\n"), Hang())
+
+    def script_for(job: Any) -> Any:
+        clock.schedule(job["metadata"]["name"])
+        return running
+
+    fake.script_for = script_for
+    return fake, clock
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phases", type=int, default=10_000)
@@ -409,15 +345,17 @@ def main() -> int:
     parser.add_argument("--mode", choices=("executor", "drain"), default="executor")
     parser.add_argument("--sink", choices=("null", "file"), default="null")
     parser.add_argument("--combined", action="store_true", help="cluster without split log streams")
+    parser.add_argument("--run-seconds", type=float, default=0.0,
+                        help="each pod runs this long (log follows open) before its last line and exit;"
+                             " 0: the whole script at once, inside create_job")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--no-split", action="store_true",
                         help="do not time the fake's calls (total CPU only, without the meter's own cost)")
     args = parser.parse_args()
 
     settings = Settings(job_create_rate=1e9, parallelism=args.parallelism)
-    script = (Schedule(), Start(), Out(b"hello from the phase\n"), Err(b"a warning\n"), Exit(0))
-    fake = FakeKube(split_streams=not args.combined, script_for=lambda _job: script, max_history=2000)
-    meter = _FakeMeter()
+    meter = FakeMeter()
+    fake, clock = _fake(args, meter)
     seam = fake if args.no_split else MeteredKube(fake, meter)
     api = RetryingKubeApi(seam, settings)  # type: ignore[arg-type]
     executor = KubernetesExecutor(api, settings)
@@ -428,14 +366,18 @@ def main() -> int:
     gc_timer = _GcTimer()
     gc.callbacks.append(gc_timer)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    if args.mode == "executor":
-        figures = _run_executor(args, executor, settings, sink)
-        succeeded = figures["outcomes"].get("succeeded", 0)
-    else:
-        figures = _run_drain(args, executor, settings, sink, workdir)
-        succeeded = figures["succeeded_phases"]
+    with ThreadSampler() as threads:
+        if args.mode == "executor":
+            figures = _run_executor(args, executor, settings, sink)
+            succeeded = figures["outcomes"].get("succeeded", 0)
+        else:
+            figures = _run_drain(args, executor, settings, sink, workdir)
+            succeeded = figures["succeeded_phases"]
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     gc.callbacks.remove(gc_timer)
+    if clock is not None:
+        clock.stop()
+    figures.update(threads.figures())
     fake_cpu = 0.0 if args.no_split else meter.seconds
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     n = args.phases
@@ -444,12 +386,13 @@ def main() -> int:
         "sink": args.sink, "wall_s": wall, "phases_per_s": n / wall, "cpu_total_ms_per_phase": cpu / n * 1000,
         "cpu_fake_ms_per_phase": fake_cpu / n * 1000, "cpu_controller_ms_per_phase": (cpu - fake_cpu) / n * 1000,
         "peak_rss_mb": peak_mb, "api_retries": api.retries, "succeeded": succeeded,
-        "gc_ms_per_phase": [s / n * 1000 for s in gc_timer.seconds],
+        "gc_ms_per_phase": [s / n * 1000 for s in gc_timer.seconds], "run_seconds": args.run_seconds,
     })
     _print_figures(figures, no_split=args.no_split)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
-    ok = (cpu - fake_cpu) / n <= 0.002 and peak_mb < 150 and succeeded == n
+    rss_target = 300 if args.parallelism >= 1000 else 150
+    ok = (cpu - fake_cpu) / n <= 0.002 and peak_mb < rss_target and succeeded == n
     return 0 if ok and not figures["leaks"] else 1
 
 

@@ -29,11 +29,26 @@ class StopSignal:
 
     event: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
+    _listeners: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
 
     def request(self, grace_seconds: float) -> None:
         if not self.event.is_set():
             self.deadline = time.monotonic() + grace_seconds
             self.event.set()
+            for listener in list(self._listeners):
+                listener()
+
+    def on_request(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` when the stop is requested (at once if it already was).
+
+        So that waiters sleeping on something else (an executor's watch events) wake
+        for the stop without polling for it. It runs in the requesting thread, which
+        may be a signal handler: it must be quick and take no lock that the
+        interrupted thread may hold. It may run twice when the two race.
+        """
+        self._listeners.append(listener)
+        if self.event.is_set():
+            listener()
 
     @property
     def stopping(self) -> bool:

@@ -39,9 +39,13 @@ from batchdrain.kube import AlreadyExists, KubeApi, KubeError, NotFound
 from batchdrain.logstore import LogSink
 from batchdrain.settings import Settings
 
-# How often a waiting attempt wakes to look at its stop signal and deadlines. It reads
-# only in-memory state fed by the watches; it never calls the API server.
+# How often an attempt looks again while the clock decides what happens next (no pod
+# yet, a verdict before the start, a grace running). It reads only in-memory state
+# fed by the watches; it never calls the API server.
 TICK_SECONDS = 0.25
+# The longest an attempt sleeps when nothing happens, as a safety net: every change it
+# waits for (watch events, failures, a stop request) wakes it anyway.
+IDLE_LOOK_SECONDS = 10.0
 # A terminated pod's Job condition (e.g. DeadlineExceeded) follows within moments.
 JOB_CONDITION_GRACE_SECONDS = 5.0
 
@@ -53,6 +57,7 @@ class KubernetesExecutor:
 
     def __init__(self, api: KubeApi, settings: Settings, *, log_mode: LogMode | None = None,
                  watch_timeout_seconds: int = 300, tick_seconds: float = TICK_SECONDS,
+                 idle_seconds: float = IDLE_LOOK_SECONDS,
                  job_condition_grace_seconds: float = JOB_CONDITION_GRACE_SECONDS) -> None:
         self._api = api
         self._settings = settings
@@ -64,7 +69,7 @@ class KubernetesExecutor:
         self._logs = LogBook(api)
         self._outcomes = Outcomes(api, settings, self._logs)
         self._supervisor = Supervisor(api, settings, logs=self._logs, outcomes=self._outcomes,
-                                      tick_seconds=tick_seconds,
+                                      tick_seconds=tick_seconds, idle_seconds=idle_seconds,
                                       job_condition_grace_seconds=job_condition_grace_seconds)
         self._forced_mode = log_mode
         self._adopted_jobs: set[str] = set()
@@ -75,6 +80,9 @@ class KubernetesExecutor:
         # Set once the API server is out of reach past the retry budget: from then on the
         # session starts nothing new (see ``unavailable``).
         self._lost: str | None = None
+        # The stop signals whose request wakes every attempt (one per session, usually).
+        self._heard: list[StopSignal] = []
+        self._heard_lock = threading.Lock()
 
     @property
     def log_mode(self) -> LogMode:
@@ -146,6 +154,7 @@ class KubernetesExecutor:
 
     def execute(self, launch: AttemptLaunch, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         try:
+            self._hear(stop)
             return self._noted(self._execute(launch, stop, on_update))
         except Exception as err:
             # Never raise to the drain loop: an executor bug is still a recorded attempt.
@@ -153,9 +162,18 @@ class KubernetesExecutor:
 
     def adopt(self, orphan: OrphanAttempt, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         try:
+            self._hear(stop)
             return self._noted(self._adopt(orphan, stop, on_update))
         except Exception as err:
             return crash_result(err)
+
+    def _hear(self, stop: StopSignal) -> None:
+        """Have a stop request wake every attempt: they sleep on their watch events."""
+        with self._heard_lock:
+            if any(heard is stop for heard in self._heard):
+                return
+            self._heard.append(stop)
+        stop.on_request(self._hub.poke_all)
 
     def _noted(self, result: AttemptResult) -> AttemptResult:
         if result.left_running and result.job_name:

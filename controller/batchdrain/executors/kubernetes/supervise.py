@@ -46,12 +46,13 @@ class Supervisor:
     """Runs attempts of one executor to their end; stateless between attempts."""
 
     def __init__(self, api: KubeApi, settings: Settings, *, logs: LogBook, outcomes: Outcomes,
-                 tick_seconds: float, job_condition_grace_seconds: float) -> None:
+                 tick_seconds: float, idle_seconds: float, job_condition_grace_seconds: float) -> None:
         self._api = api
         self._settings = settings
         self._logs = logs
         self._outcomes = outcomes
         self._tick = tick_seconds
+        self._idle = idle_seconds
         self._grace = job_condition_grace_seconds
         # Jobs this executor deleted: the leak audit knows their pods are on their way out.
         self.deleted_jobs: set[str] = set()
@@ -80,8 +81,29 @@ class Supervisor:
             for event in machine.events_of(look):
                 self._enter(attempt, machine.transition(attempt.state, event), pod)
             if attempt.state not in machine.TERMINAL:
-                seen = tracker.wait(seen, max(min(self._tick, self._wait_limit(attempt, stop)), 0.0))
+                seen = tracker.wait(seen, max(self._next_look(attempt, stop, pod), 0.0))
         return self._conclude(attempt, stop, early)
+
+    def _next_look(self, attempt: LiveAttempt, stop: StopSignal, pod: KubeObject | None) -> float:
+        """How long the attempt may sleep, if nothing wakes it, before it must look again.
+
+        Watch events, a watch failure, an abort and a stop request (``on_request``, set
+        up by the executor) all wake the tracker; only what the clock alone brings is
+        bounded here. A running container with nothing happening sleeps until its
+        deadline (at most ``idle``): at parallelism 1,000 a look every tick per attempt
+        was half the controller's CPU. While the clock decides (no pod yet: Events are
+        listed on a schedule; a verdict before the start; the Job's grace after its
+        end; a stop's grace) the attempt looks every tick.
+        """
+        limit = self._wait_limit(attempt, stop)
+        if pod is None or stop.stopping or attempt.job_done_at is not None:
+            return min(self._tick, limit)
+        if not container_started(pod, CONTAINER):
+            if self._may_give_up(attempt, pod):
+                return min(self._tick, limit)
+            give_up_from = min(self._settings.scheduling_timeout_seconds, self._settings.start_timeout_seconds)
+            limit = min(limit, give_up_from - (utcnow() - attempt.created_at).total_seconds())
+        return min(self._idle, limit)
 
     def _enter(self, attempt: LiveAttempt, state: AttemptState, pod: KubeObject | None) -> None:
         if state is AttemptState.RUNNING and attempt.state is AttemptState.WAITING and pod is not None:

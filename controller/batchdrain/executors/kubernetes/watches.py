@@ -170,6 +170,15 @@ class Hub:
         if tracker is not None:
             tracker.on_pod(kind, obj)
 
+    def poke_all(self) -> None:
+        """Wake every attempt (a stop was requested).
+
+        Without the hub's lock: it runs in a signal handler, and copying the dict's
+        values is a single step under the GIL. A tracker's condition is reentrant.
+        """
+        for tracker in list(self._trackers.values()):
+            tracker.poke()
+
     def fail(self, error: KubeError) -> None:
         with self._lock:
             self.failure = error
