@@ -31,13 +31,23 @@ What is measured:
   grows with everything alive in the process, the fake's records included.
 * ``peak RSS`` from ``getrusage`` (the fake's memory is included). In drain mode this
   includes the SQLAlchemy engine and the end-of-session report for N attempts.
+* ``peak threads``: sampled every 0.1 s, from ``threading.active_count()`` and from the
+  kernel (``Threads:`` in /proc/self/status), with the kinds at the peak (workers,
+  log followers, the rest) by thread name.
+
+``--run-seconds S`` keeps each pod running S seconds (its first line written, its log
+follows open) before its last line and exit 0, so that at parallelism P there are P
+attempts running at once, as on a cluster; without it the fake runs the whole script
+inside ``create_job`` and most attempts find their pod already ended. One harness
+thread (``fake_seam_load.PodClock``) ends the pods; its CPU is the fake's.
 
 Targets (issue 3): <= 2 ms controller CPU per phase and RSS < 150 MB for 10,000 phases
-at parallelism 100, flat as N grows.
+at parallelism 100, flat as N grows; (issue 15.4) at P = 1,000: <= 2 ms controller CPU
+per phase, RSS <= 300 MB.
 
     PYTHONPATH=controller:. python benchmarks/kube_executor_overhead.py [--phases N]
         [--parallelism P] [--mode executor|drain] [--sink null|file] [--combined]
-        [--json PATH]
+        [--run-seconds S] [--json PATH]
 """
 
 from __future__ import annotations

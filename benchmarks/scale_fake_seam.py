@@ -19,6 +19,18 @@ Modes (see ``kube_executor_overhead.py`` for what each figure is):
 ``--render-only`` skips the runs and renders the table and plot from the JSON files
 already in ``--outdir`` (so long runs can be made separately, or in parallel, with
 ``kube_executor_overhead.py --json``).
+
+A parallelism sweep (issue 15.4): ``--parallelism 100 500 1000 --waves 10
+--run-seconds 2`` runs ``waves x P`` phases at each P, pods that run 2 s each (so that
+P attempts really run at once, their log follows open), and the table gains the peak
+thread counts. ``--side-by-side DIR`` runs each configuration a second time *at the
+same time* with ``DIR`` (another checkout's ``controller/``) first on the path, for a
+before/after on a shared machine; those rows are tagged ``before``. The plot is drawn
+for a sweep over N at one P only.
+
+    PYTHONPATH=controller:. python benchmarks/scale_fake_seam.py --modes executor drain \\
+        --parallelism 100 500 1000 --waves 10 --run-seconds 2 --outdir /tmp/sweep \\
+        [--side-by-side /path/to/old/controller]
 """
 
 from __future__ import annotations
@@ -35,20 +47,38 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def _run(mode: str, phases: int, parallelism: int, out: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "controller"), str(ROOT)])}
+def _start(mode: str, phases: int, parallelism: int, out: Path, *, run_seconds: float,
+           controller: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(controller), str(ROOT)])}
     command = [sys.executable, str(HERE / "kube_executor_overhead.py"), "--mode", mode, "--phases", str(phases),
-               "--parallelism", str(parallelism), "--json", str(out)]
-    print(f"running {mode} with {phases:,} phases...", file=sys.stderr, flush=True)
-    # The exit status says whether the targets were met; the figures are wanted either way.
-    subprocess.run(command, env=env, check=False, cwd=ROOT)
-    if not out.exists():
-        raise SystemExit(f"{mode} {phases}: no results written")
+               "--parallelism", str(parallelism), "--run-seconds", str(run_seconds), "--json", str(out)]
+    print(f"running {mode} with {phases:,} phases at P={parallelism} ({controller})...", file=sys.stderr, flush=True)
+    return subprocess.Popen(command, env=env, cwd=ROOT)
+
+
+def _run(mode: str, phases: int, parallelism: int, outdir: Path, *, run_seconds: float,
+         before: Path | None) -> None:
+    name = f"{mode}-{phases}" + (f"-p{parallelism}-s{run_seconds:g}" if run_seconds or parallelism != 100 else "")
+    runs = [(outdir / f"{name}.json", ROOT / "controller")]
+    if before is not None:
+        runs.append((outdir / f"{name}-before.json", before))
+    started = [_start(mode, phases, parallelism, out, run_seconds=run_seconds, controller=c) for out, c in runs]
+    for process in started:
+        # The exit status says whether the targets were met; the figures are wanted either way.
+        process.wait()
+    for out, _ in runs:
+        if not out.exists():
+            raise SystemExit(f"{mode} {phases}: no results written to {out}")
+        if before is not None:
+            figures = json.loads(out.read_text())
+            figures["tag"] = "before" if out.stem.endswith("-before") else "after"
+            out.write_text(json.dumps(figures, indent=2))
 
 
 def _load(outdir: Path) -> list[dict[str, Any]]:
     rows = [json.loads(p.read_text()) for p in sorted(outdir.glob("*.json"))]
-    return sorted(rows, key=lambda r: (r["mode"] != "executor", r["phases"]))
+    return sorted(rows, key=lambda r: (r["mode"] != "executor", r.get("parallelism", 100), r["phases"],
+                                       r.get("tag", "")))
 
 
 def _rows(written: int | dict[str, int]) -> int:
@@ -58,19 +88,22 @@ def _rows(written: int | dict[str, int]) -> int:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| mode | phases | CPU/phase total | controller | fake | peak RSS (before the report) | DB rows written/phase"
-        " | phases/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | P | phases | pods run | CPU/phase total | controller | fake | peak RSS (before the report)"
+        " | peak threads (kernel) | DB rows written/phase | phases/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        threads = f"{r['peak_threads_active']} ({r['peak_threads_kernel']})" if "peak_threads_active" in r else "n/a"
         written = r.get("rows_written")
         per_phase = f"{_rows(written) / r['phases']:.2f}" if written else "n/a (no DB)"
         before = r.get("peak_rss_mb_before_report")
         rss = f"{r['peak_rss_mb']:.0f} MB" + (f" ({before:.0f} MB)" if before is not None else "")
+        tag = f" ({r['tag']})" if r.get("tag") else ""
         lines.append(
-            f"| {r['mode']} | {r['phases']:,} | {r['cpu_total_ms_per_phase']:.2f} ms"
+            f"| {r['mode']}{tag} | {r.get('parallelism', 100):,} | {r['phases']:,} | {r.get('run_seconds', 0):g} s"
+            f" | {r['cpu_total_ms_per_phase']:.2f} ms"
             f" | {r['cpu_controller_ms_per_phase']:.2f} ms | {r['cpu_fake_ms_per_phase']:.2f} ms"
-            f" | {rss} | {per_phase} | {r['phases_per_s']:.0f} |"
+            f" | {rss} | {threads} | {per_phase} | {r['phases_per_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -128,7 +161,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phases", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--modes", nargs="+", choices=("executor", "drain"), default=["executor", "drain"])
-    parser.add_argument("--parallelism", type=int, default=100)
+    parser.add_argument("--parallelism", type=int, nargs="+", default=[100])
+    parser.add_argument("--waves", type=int, help="phases = waves x P at each P (instead of --phases)")
+    parser.add_argument("--run-seconds", type=float, default=0.0, help="how long each pod runs")
+    parser.add_argument("--side-by-side", type=Path, metavar="CONTROLLER_DIR",
+                        help="run each configuration with this controller/ too, at the same time")
     parser.add_argument("--outdir", type=Path, default=HERE / "scale")
     parser.add_argument("--plot", type=Path, default=HERE / "scale_fake_seam.png")
     parser.add_argument("--render-only", action="store_true")
@@ -136,14 +173,17 @@ def main() -> int:
     args.outdir.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         for mode in args.modes:
-            for phases in args.phases:
-                _run(mode, phases, args.parallelism, args.outdir / f"{mode}-{phases}.json")
+            for parallelism in args.parallelism:
+                for phases in [args.waves * parallelism] if args.waves else args.phases:
+                    _run(mode, phases, parallelism, args.outdir, run_seconds=args.run_seconds,
+                         before=args.side_by_side)
     rows = _load(args.outdir)
     if not rows:
         raise SystemExit(f"no results in {args.outdir}")
     print(_table(rows))
-    _plot(rows, args.plot)
-    print(f"\nplot: {args.plot}", file=sys.stderr)
+    if len({r.get("parallelism", 100) for r in rows}) == 1 and not (args.side_by_side or args.waves):
+        _plot(rows, args.plot)
+        print(f"\nplot: {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -269,7 +269,10 @@ class _LogStream:
                     return entries[index:], len(entries)
                 if not self._follow or fake.container_done(self._pod):
                     return None
-                fake.pod_cond(self._pod).wait(0.5)
+                # Notified on every log line and pod change: the timeout is only a safety
+                # net. A short one wakes every follower in the process twice a second,
+                # a herd (and a GIL convoy) no real follow, blocked in recv(), produces.
+                fake.pod_cond(self._pod).wait(5.0)
 
     def _render(self, batch: list[tuple[str, str, bytes]]) -> bytearray:
         """The entries this request asked for (stream, sinceTime), framed as the kubelet does.

@@ -4,8 +4,11 @@ The loop looks at what the watches delivered (never at the API server), turns ea
 into an ``Observation`` and lets the state machine (``attempt.py``) decide; entering a
 state is where the work happens: RUNNING starts the log pumps, ENDED and GAVE_UP
 classify and clean up, INTERRUPTED and LOST leave the Job for the next session.
-Every wait has a deadline: the scheduling and start timeouts, the Job's
-``activeDeadlineSeconds`` plus a margin, the SIGTERM grace, bounded log joins.
+Between looks the loop sleeps on the attempt's tracker, woken by watch events,
+failures, aborts and stop requests; the clock wakes it only for what the clock alone
+decides (``_next_look``), so a thousand running attempts do not poll. Every wait has a
+deadline: the scheduling and start timeouts, the Job's ``activeDeadlineSeconds`` plus a
+margin, the SIGTERM grace, bounded log joins.
 """
 
 from __future__ import annotations
