@@ -10,8 +10,9 @@ session would do.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from batchdrain.domain import BadInput, Phase, PhaseState
 
@@ -88,7 +89,89 @@ def plan(phases: Iterable[Phase], options: SelectionOptions) -> Plan:
     return Plan(tuple(ordered), tuple(skipped))
 
 
-def _skip_reason(phase: Phase, options: SelectionOptions, run_queued: int) -> str | None:
+class Standing(Protocol):
+    """What a skip reason is decided from: a ``Phase``, or a row read without its spec."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def phase_id(self) -> str: ...
+    @property
+    def state(self) -> PhaseState: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def retry_base(self) -> int: ...
+    @property
+    def created_seq(self) -> int: ...
+    @property
+    def parked_reason(self) -> str | None: ...
+    @property
+    def lease_owner(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SkippedStanding:
+    standing: Standing
+    reason: str
+
+
+# Distinct skip reasons counted one by one; the rest are counted together, so that a
+# backlog whose reasons all differ (one parked reason per phase) stays a short summary.
+MAX_REASONS = 20
+OTHER_REASONS = "(other reasons)"
+
+
+@dataclass
+class PlanTally:
+    """``--dry-run`` over a backlog of any size: fed every phase once, in id order.
+
+    It keeps counts and the first ``shown`` skipped phases, never the backlog, so a
+    dry run over a million phases costs what one over a hundred does in memory.
+    ``selected`` is the session's first page (``plan`` over the SQL candidates): an
+    eligible phase not in it is "beyond --batch-size" when a batch size is set.
+    """
+
+    options: SelectionOptions
+    queued_per_run: Mapping[str, int]
+    selected: frozenset[tuple[str, str]]
+    shown: int = 200
+    eligible: int = 0
+    complete: int = 0
+    skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    examples: list[SkippedStanding] = field(default_factory=list)
+
+    def add(self, phase: Standing) -> None:
+        if self.options.run_ids and phase.run_id not in self.options.run_ids:
+            return
+        reason = _skip_reason(phase, self.options, self.queued_per_run.get(phase.run_id, 0))
+        if reason is None:
+            self.eligible += 1
+            if self.options.batch_size is None or (phase.run_id, phase.phase_id) in self.selected:
+                return
+            reason = f"beyond --batch-size {self.options.batch_size}"
+        if reason == "complete":
+            self.complete += 1
+            return
+        self.skipped += 1
+        counted = reason if reason in self.reasons or len(self.reasons) < MAX_REASONS else OTHER_REASONS
+        self.reasons[counted] += 1
+        if len(self.examples) < self.shown:
+            self.examples.append(SkippedStanding(phase, reason))
+
+    @property
+    def would_run(self) -> int:
+        batch = self.options.batch_size
+        return self.eligible if batch is None else min(self.eligible, batch)
+
+    def shown_skipped(self) -> list[SkippedStanding]:
+        """The first skipped phases, in the order ``plan`` lists its skips."""
+        return sorted(self.examples, key=lambda s: (s.standing.run_id, s.standing.created_seq,
+                                                    s.standing.phase_id))
+
+
+def _skip_reason(phase: Standing, options: SelectionOptions, run_queued: int) -> str | None:
     if phase.state is PhaseState.COMPLETE:
         return "complete"
     if phase.state is PhaseState.EXECUTING:

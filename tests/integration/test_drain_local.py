@@ -292,3 +292,27 @@ def test_phases_whose_ids_met_in_the_old_log_names_keep_their_own_logs(database_
         assert data.endswith(f"{row.run_id}|{row.phase_id}\n".encode())
         urls.add(stdout.url)
     assert len(urls) == 4
+
+
+def test_a_dry_run_of_a_large_backlog_prints_the_first_rows_and_counts(database_url, workdir, capsys,
+                                                                       monkeypatch):
+    """--dry-run walks the whole backlog in pages and prints at most 200 rows per table."""
+    import batchdrain.db.backlog as backlog_module
+
+    monkeypatch.setattr(backlog_module, "STANDINGS_PAGE", 37)  # many pages, so that paging is what runs
+    rows = [{"run_id": f"run-{i % 3}", "phase_id": f"p{i:04d}", "command": ["true"]} for i in range(450)]
+    rows += [{"run_id": "other", "phase_id": "not-this-run", "command": ["true"]}]
+    backlog = write_backlog(workdir / "big.yaml", rows)
+    assert cli(capsys, "import", str(backlog), "--database-url", database_url)[0] == 0
+    code, out, err = cli(capsys, "drain", "--database-url", database_url, "--dry-run", "--batch-size", "300",
+                         "--run-id", "run-0", "--run-id", "run-1", "--run-id", "run-2")
+    assert code == 0, err
+    assert "Would run 300 phase(s)" in out and "... and 100 more (the first 200 shown)" in out
+    assert "Skipped 150 phase(s)" in out and "... and 0 more" not in out
+    assert "not-this-run" not in out
+    listed = [line for line in out.splitlines() if " p0" in line]
+    assert len(listed) == 200 + 150  # 200 selected rows, every one of the 150 skipped
+    assert out.count("beyond --batch-size 300") == 150
+    code, out, _ = cli(capsys, "drain", "--database-url", database_url, "--dry-run", "--batch-size", "40")
+    assert code == 0 and "Would run 40 phase(s)" in out and "Skipped 411 phase(s)" in out
+    assert "... and 211 more skipped; by reason:" in out and "411  beyond --batch-size 40" in out

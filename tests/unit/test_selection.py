@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import pytest
 
 from batchdrain.domain import BadInput, Phase, PhaseSpec, PhaseState
-from batchdrain.selection import SelectionOptions, check_run_filter, plan
+from batchdrain.selection import MAX_REASONS, OTHER_REASONS, PlanTally, SelectionOptions, check_run_filter, plan
 
 SPEC = PhaseSpec(command=("true",))
 
@@ -93,3 +96,51 @@ def test_plan_is_deterministic_whatever_the_input_order():
 def test_unknown_run_filter_is_bad_input():
     with pytest.raises(BadInput, match="unknown run id 'nope'"):
         check_run_filter(["nope", "known"], {"known"})
+
+
+# -- the dry run's tally: the same answers as ``plan``, in bounded memory ----------------
+
+def _tally_of(backlog: list[Phase], options: SelectionOptions, *, shown: int = 10_000) -> PlanTally:
+    full = plan(backlog, options)
+    wanted = [p for p in backlog if not options.run_ids or p.run_id in options.run_ids]
+    queued = Counter(p.run_id for p in wanted if p.state is PhaseState.QUEUED)
+    tally = PlanTally(options=options, queued_per_run=queued,
+                      selected=frozenset(s.phase.key for s in full.selected), shown=shown)
+    for item in sorted(backlog, key=lambda p: p.created_seq):
+        tally.add(item)
+    return tally
+
+
+def _random_backlog(rng: random.Random, size: int) -> list[Phase]:
+    states = list(PhaseState)
+    return [phase(f"r{rng.randrange(4)}", f"p{i}", rng.choice(states), seq=i + 1,
+                  attempts=rng.randrange(5), retry_base=rng.choice([0, 0, 1]),
+                  parked=rng.choice([None, "same failure"]))
+            for i in range(size)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_tally_says_what_the_full_plan_says(seed):
+    rng = random.Random(seed)
+    backlog = _random_backlog(rng, rng.randrange(1, 60))
+    options = SelectionOptions(
+        run_ids=tuple(rng.sample(["r0", "r1", "r2", "r3"], rng.randrange(0, 3))),
+        batch_size=rng.choice([None, 1, 3, 10]), max_attempts=rng.choice([1, 3]),
+        skip_runs_with_queued=rng.random() < 0.7, include_parked=rng.random() < 0.3)
+    full = plan(backlog, options)
+    tally = _tally_of(backlog, options)
+    assert tally.would_run == len(full.selected)
+    expected = [(s.phase.key, s.reason) for s in full.skipped if s.reason != "complete"]
+    assert [((s.standing.run_id, s.standing.phase_id), s.reason) for s in tally.shown_skipped()] == expected
+    assert tally.skipped == len(expected) == sum(tally.reasons.values())
+    assert tally.complete == sum(1 for s in full.skipped if s.reason == "complete")
+
+
+def test_the_tally_keeps_counts_not_the_backlog():
+    failed = [phase("r", f"f{i}", PhaseState.SKIPPED, seq=i + 1, parked=f"reason {i}") for i in range(500)]
+    tally = _tally_of(failed, SelectionOptions(), shown=5)
+    assert tally.skipped == 500 and len(tally.examples) == 5
+    # one reason per phase: the first ones counted apart, the rest together
+    assert len(tally.reasons) == MAX_REASONS + 1
+    assert tally.reasons[OTHER_REASONS] == 500 - MAX_REASONS
+    assert sum(tally.reasons.values()) == 500

@@ -17,6 +17,7 @@ from rich.table import Column, Table
 
 from batchdrain.db import AttemptRecord, SessionRecord
 from batchdrain.domain import AttemptResult, Phase, RunCounts, utcnow
+from batchdrain.drain.planning import DryRun
 from batchdrain.logstore import LogSink, log_key
 from batchdrain.preflight import Check
 from batchdrain.selection import Plan
@@ -141,20 +142,30 @@ def summary(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def print_plan(plan: Plan) -> None:
-    """``drain --dry-run``: what would run, and why each other phase would not."""
-    table = Table("#", "run", "phase", "why", title=f"Would run {len(plan.selected)} phase(s)")
-    for index, item in enumerate(plan.selected, start=1):
+def print_plan(dry: DryRun) -> None:
+    """``drain --dry-run``: what would run, and why each other phase would not.
+
+    At most ``tally.shown`` rows of each table, then counts: the backlog may hold a
+    million phases, and a table of them helps no one.
+    """
+    tally = dry.tally
+    selected = dry.first_page.selected[: tally.shown]
+    table = Table("#", "run", "phase", "why", title=f"Would run {tally.would_run} phase(s)")
+    for index, item in enumerate(selected, start=1):
         table.add_row(str(index), escape(item.phase.run_id), escape(item.phase.phase_id), item.why)
     out.print(table)
-    skipped = [s for s in plan.skipped if s.reason != "complete"]
-    complete = len(plan.skipped) - len(skipped)
-    title = f"Skipped {len(skipped)} phase(s) ({complete} complete not shown)"
+    if tally.would_run > len(selected):
+        out.print(f"... and {tally.would_run - len(selected)} more (the first {len(selected)} shown)")
+    title = f"Skipped {tally.skipped} phase(s) ({tally.complete} complete not shown)"
     table = Table("run", "phase", "state", "reason", title=title)
-    for skip in skipped:
-        table.add_row(escape(skip.phase.run_id), escape(skip.phase.phase_id), skip.phase.state.value,
+    for skip in tally.shown_skipped():
+        table.add_row(escape(skip.standing.run_id), escape(skip.standing.phase_id), skip.standing.state.value,
                       escape(skip.reason))
     out.print(table)
+    if tally.skipped > len(tally.examples):
+        out.print(f"... and {tally.skipped - len(tally.examples)} more skipped; by reason:")
+        for reason, count in tally.reasons.most_common():
+            out.print(f"  {count:>9}  {escape(reason)}")
 
 
 def checks_table(checks: list[Check], *, title: str) -> Table:

@@ -2,7 +2,7 @@
 
 from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseUnavailable, normalise_url
-from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
+from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, PhaseStanding, SessionRecord
 
 __all__ = [
     "AttemptRecord",
@@ -11,6 +11,7 @@ __all__ = [
     "DatabaseUnavailable",
     "NewPhase",
     "OrphanRecord",
+    "PhaseStanding",
     "SessionRecord",
     "normalise_url",
 ]

@@ -7,7 +7,7 @@ with the backlog, and the indexes of migrations 0002 and 0004 keep it short.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from batchdrain.db.engine import DatabaseEngine
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
-from batchdrain.db.records import NewPhase
+from batchdrain.db.records import NewPhase, PhaseStanding
 from batchdrain.domain import (
     AttemptHistoryItem,
     BadInput,
@@ -32,6 +32,8 @@ from batchdrain.domain import (
 )
 
 MAX_ID = 255
+# Rows per read when a command walks the whole backlog: one short transaction each.
+STANDINGS_PAGE = 5_000
 
 
 def phase_from_row(row: PhaseRow | Row[Any]) -> Phase:
@@ -142,6 +144,34 @@ class Backlog:
                 return [phase_from_row(row) for row in tx.scalars(query)]
 
         return self._engine.retrying(run)
+
+    def standings(self, run_ids: Iterable[str] | None = None) -> Iterator[PhaseStanding]:
+        """Every phase (of these runs), in id order, page by page and without its spec.
+
+        Keyset pages, each read in its own transaction: memory stays one page whatever
+        the backlog's size, and no transaction stays open while the caller works.
+        """
+        wanted = list(run_ids) if run_ids is not None else None
+        columns = (PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.state, PhaseRow.attempts,
+                   PhaseRow.retry_base, PhaseRow.parked_reason, PhaseRow.lease_owner)
+        after = 0
+
+        def page() -> list[PhaseStanding]:
+            query = select(*columns).where(PhaseRow.id > after).order_by(PhaseRow.id).limit(STANDINGS_PAGE)
+            if wanted:
+                query = query.where(PhaseRow.run_id.in_(wanted))
+            with self._engine.tx() as tx:
+                return [PhaseStanding(run_id=r.run_id, phase_id=r.phase_id, state=PhaseState(r.state),
+                                      attempts=r.attempts, retry_base=r.retry_base, created_seq=r.id,
+                                      parked_reason=r.parked_reason, lease_owner=r.lease_owner)
+                        for r in tx.execute(query)]
+
+        while True:
+            rows = self._engine.retrying(page)
+            yield from rows
+            if len(rows) < STANDINGS_PAGE:
+                return
+            after = rows[-1].created_seq
 
     def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
                    include_parked: bool, exclude_session: str | None = None) -> list[Phase]:

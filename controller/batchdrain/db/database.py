@@ -14,7 +14,7 @@ composes so that callers keep a single handle:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from batchdrain.db.attempts import Attempts
 from batchdrain.db.backlog import Backlog
 from batchdrain.db.engine import DatabaseEngine
-from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
+from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, PhaseStanding, SessionRecord
 from batchdrain.db.schema import Schema
 from batchdrain.db.sessions import Sessions
 from batchdrain.domain import (
@@ -89,6 +89,9 @@ class Database:
 
     def phases(self, run_ids: Iterable[str] | None = None) -> list[Phase]:
         return self._backlog.phases(run_ids)
+
+    def standings(self, run_ids: Iterable[str] | None = None) -> Iterator[PhaseStanding]:
+        return self._backlog.standings(run_ids)
 
     def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
                    include_parked: bool, exclude_session: str | None = None) -> list[Phase]:

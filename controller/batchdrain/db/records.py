@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchdrain.domain import FailureClass, LogMode, LogPointer, Phase, PhaseSpec
+from batchdrain.domain import FailureClass, LogMode, LogPointer, Phase, PhaseSpec, PhaseState
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,20 @@ class NewPhase:
     run_id: str
     phase_id: str
     spec: PhaseSpec
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStanding:
+    """Where a phase stands, without its spec: what a dry run counts over the whole backlog."""
+
+    run_id: str
+    phase_id: str
+    state: PhaseState
+    attempts: int
+    retry_base: int
+    created_seq: int
+    parked_reason: str | None
+    lease_owner: str | None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ end of a session (report, identity checks, files), ``observer`` what a front end
 """
 
 from batchdrain.drain.observer import DrainObserver, SilentObserver
-from batchdrain.drain.planning import PAGE, make_plan, selection_options
+from batchdrain.drain.planning import PAGE, DryRun, dry_run, make_plan, selection_options
 from batchdrain.drain.session import DrainSession, SessionOutcome, masked_settings
 from batchdrain.report import REPORT_SCHEMA
 
@@ -16,8 +16,10 @@ __all__ = [
     "REPORT_SCHEMA",
     "DrainObserver",
     "DrainSession",
+    "DryRun",
     "SessionOutcome",
     "SilentObserver",
+    "dry_run",
     "make_plan",
     "masked_settings",
     "selection_options",

@@ -6,8 +6,10 @@ without running anything.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from batchdrain.db import Database
-from batchdrain.selection import Plan, SelectionOptions, check_run_filter, plan
+from batchdrain.selection import Plan, PlanTally, SelectionOptions, check_run_filter, plan
 from batchdrain.settings import Settings
 
 # Candidates read per page when the session has no batch size: a large backlog is
@@ -23,19 +25,41 @@ def selection_options(settings: Settings) -> SelectionOptions:
     )
 
 
-def make_plan(db: Database, settings: Settings, *, full: bool = False, exclude_session: str | None = None) -> Plan:
-    """The plan a session with these settings would run now.
+@dataclass(frozen=True)
+class DryRun:
+    """What ``drain --dry-run`` prints: the session's first page, and a tally of the rest."""
 
-    ``full`` reads every phase of the filtered runs so that --dry-run can give a reason
-    for each one left out; a session reads only candidates, a page at a time.
+    first_page: Plan
+    tally: PlanTally
+
+
+def make_plan(db: Database, settings: Settings, *, exclude_session: str | None = None) -> Plan:
+    """The page of the backlog a session with these settings would run next.
+
+    A session reads only candidates, a page at a time, so that its cost does not grow
+    with the backlog.
     """
     if settings.run_id:
         check_run_filter(settings.run_id, db.known_runs())
     options = selection_options(settings)
-    if full:
-        return plan(db.phases(settings.run_id or None), options)
     snapshot = db.candidates(run_ids=settings.run_id, limit=settings.batch_size or PAGE,
                              max_attempts=settings.max_attempts,
                              skip_runs_with_queued=settings.skip_runs_with_queued,
                              include_parked=settings.include_parked, exclude_session=exclude_session)
     return plan(snapshot, options)
+
+
+def dry_run(db: Database, settings: Settings, *, shown: int = 200) -> DryRun:
+    """The first page a session would run, and every phase of the filtered runs counted.
+
+    The whole backlog is walked once, page by page and without specs, into a tally of
+    counts and the first ``shown`` skips: a dry run of a million phases stays small.
+    """
+    first_page = make_plan(db, settings)
+    queued = {run: counts.queued for run, counts in db.run_counts(settings.run_id or None).items()
+              if counts.queued}
+    tally = PlanTally(options=selection_options(settings), queued_per_run=queued,
+                      selected=frozenset(s.phase.key for s in first_page.selected), shown=shown)
+    for standing in db.standings(settings.run_id or None):
+        tally.add(standing)
+    return DryRun(first_page=first_page, tally=tally)

@@ -23,6 +23,7 @@ from batchdrain.cli.render import ProgressObserver, checks_table, err, out, prin
 from batchdrain.cli.wiring import choose_executor, connect_cluster, make_executor, open_db, run_preflight
 from batchdrain.db import Database
 from batchdrain.drain import DrainSession, SessionOutcome, make_plan
+from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.executors.base import Executor, StopSignal
 from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
@@ -44,10 +45,10 @@ def drain(
     """Run one drain session: select phases safely, run each, record every attempt."""
     db = open_db(settings, migrate=False)
     db.ensure_schema(auto_upgrade=db.backend == "sqlite")
-    the_plan = make_plan(db, settings, full=dry_run)  # bad filters fail here, before anything starts
     if dry_run:
-        print_plan(the_plan)
+        print_plan(plan_dry_run(db, settings))
         return
+    make_plan(db, settings)  # bad filters fail here, before anything starts
     metrics = Metrics(registry=None)
     name, why = choose_executor(settings)
     err.print(f"executor: {name} ({why})")
