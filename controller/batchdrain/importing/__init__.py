@@ -1,0 +1,67 @@
+"""Backlog files read as a stream of phases: JSON, JSON Lines and YAML.
+
+``BacklogFile.phases`` yields one checked ``NewPhase`` per row, in file order, without
+holding the file: the database seam inserts them in batches inside one transaction
+(``Database.enqueue_stream``), so a bad row anywhere leaves nothing written. The
+format follows the file name: ``.json``, ``.jsonl``/``.ndjson``, and YAML for the
+rest (YAML reads JSON too, as files without a known suffix always were read).
+Errors are ``BadBacklogFile`` lines naming the file, the line where it is known, and
+the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import TextIO
+
+from batchdrain.db import NewPhase
+from batchdrain.importing.json_rows import json_rows, jsonl_rows
+from batchdrain.importing.rows import BadBacklogFile, RawRow, to_phase
+from batchdrain.importing.yaml_rows import yaml_rows
+
+__all__ = ["BacklogFile", "BacklogFormat", "BadBacklogFile", "RawRow", "format_of"]
+
+
+class BacklogFormat(StrEnum):
+    JSON = "json"
+    JSONL = "jsonl"
+    YAML = "yaml"
+
+
+_SUFFIXES = {".json": BacklogFormat.JSON, ".jsonl": BacklogFormat.JSONL, ".ndjson": BacklogFormat.JSONL}
+_READERS: dict[BacklogFormat, Callable[[TextIO, Path], Iterator[RawRow]]] = {
+    BacklogFormat.JSON: json_rows, BacklogFormat.JSONL: jsonl_rows, BacklogFormat.YAML: yaml_rows,
+}
+
+
+def format_of(path: Path) -> BacklogFormat:
+    return _SUFFIXES.get(path.suffix.lower(), BacklogFormat.YAML)
+
+
+class BacklogFile:
+    """A backlog file to import; ``phases`` reads it from the start on every call, so a
+    transaction retried by the database seam reads the same rows again."""
+
+    def __init__(self, path: Path, fmt: BacklogFormat | None = None) -> None:
+        self.path = path
+        self.format = fmt or format_of(path)
+        try:
+            # Refuse a missing or unreadable file before the database is opened.
+            with path.open(encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise BadBacklogFile(f"cannot read {path}: {exc}") from exc
+
+    def phases(self) -> Iterator[NewPhase]:
+        rows = 0
+        try:
+            with self.path.open(encoding="utf-8") as stream:
+                for raw in _READERS[self.format](stream, self.path):
+                    rows += 1
+                    yield to_phase(self.path, raw)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadBacklogFile(f"cannot read {self.path}: {exc}") from exc
+        if not rows:
+            raise BadBacklogFile(f"{self.path}: no phases in file")

@@ -1,0 +1,128 @@
+"""YAML backlog files read one row at a time.
+
+PyYAML's ``safe_load`` builds the whole document (and its node tree) before handing
+anything back. Here the parser's events are read one by one, and each item of the
+phases sequence is composed and constructed on its own, so memory follows the largest
+row. Anchors stay known for the rest of their document (``<<: *defaults`` keeps
+working). A file may hold several documents (``---``), each a list of phases or a
+mapping with ``phases:``; rows are numbered across the whole file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.nodes import Node, ScalarNode
+from yaml.resolver import Resolver
+
+from batchdrain.importing.rows import BadBacklogFile, RawRow, where
+
+CHUNK_CHARS = 1 << 20
+NOT_A_LIST = "expected a list of phases (or a mapping with 'phases:')"
+
+
+class _Chunked:
+    """A stream that reads in large chunks: libyaml asks for a few KB at a time."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.name = getattr(stream, "name", "<file>")
+
+    def read(self, _size: int = -1) -> str:
+        return self._stream.read(CHUNK_CHARS)
+
+
+def _loader(stream: TextIO) -> Any:
+    """libyaml's parser (C) under PyYAML's composer, which alone can compose one node."""
+    if yaml.__with_libyaml__:
+        from yaml._yaml import CParser
+
+        class RowLoader(CParser, Composer, SafeConstructor, Resolver):
+            def __init__(self, source: _Chunked) -> None:
+                CParser.__init__(self, source)
+                Composer.__init__(self)
+                SafeConstructor.__init__(self)
+                Resolver.__init__(self)
+
+        return RowLoader(_Chunked(stream))
+    return yaml.SafeLoader(stream)
+
+
+class _Walk:
+    """One pass over the events of a file, counting rows."""
+
+    def __init__(self, stream: TextIO, path: Path) -> None:
+        self.loader = _loader(stream)
+        self.path = path
+        self.row = 0
+        self.in_rows = False
+
+    def documents(self) -> Iterator[RawRow]:
+        loader = self.loader
+        loader.get_event()  # stream start
+        while not loader.check_event(yaml.StreamEndEvent):
+            loader.get_event()  # document start
+            yield from self._document()
+            loader.get_event()  # document end
+            loader.anchors = {}
+
+    def _document(self) -> Iterator[RawRow]:
+        loader = self.loader
+        if loader.check_event(yaml.SequenceStartEvent):
+            yield from self._sequence()
+        elif loader.check_event(yaml.MappingStartEvent):
+            yield from self._phases_key()
+        else:
+            node = loader.compose_node(None, None)
+            if not (isinstance(node, ScalarNode) and loader.construct_document(node) is None):
+                raise BadBacklogFile(f"{self.path}: {NOT_A_LIST}")
+            # an empty document (a trailing ---) holds no rows and is no error
+
+    def _sequence(self) -> Iterator[RawRow]:
+        loader = self.loader
+        loader.get_event()  # sequence start
+        self.in_rows = True
+        while not loader.check_event(yaml.SequenceEndEvent):
+            self.row += 1
+            node: Node = loader.compose_node(None, None)
+            yield RawRow(self.row, node.start_mark.line + 1, loader.construct_document(node))
+        self.in_rows = False
+        loader.get_event()  # sequence end
+
+    def _phases_key(self) -> Iterator[RawRow]:
+        """Stream the sequence under ``phases``; every other value is composed and dropped."""
+        loader = self.loader
+        loader.get_event()  # mapping start
+        found = False
+        while not loader.check_event(yaml.MappingEndEvent):
+            key = loader.compose_node(None, None)
+            if not found and isinstance(key, ScalarNode) and key.value == "phases":
+                if not loader.check_event(yaml.SequenceStartEvent):
+                    raise BadBacklogFile(f"{self.path}: {NOT_A_LIST}")
+                found = True
+                yield from self._sequence()
+            else:
+                loader.compose_node(None, key)
+        loader.get_event()  # mapping end
+        if not found:
+            raise BadBacklogFile(f"{self.path}: {NOT_A_LIST}")
+
+
+def yaml_rows(stream: TextIO, path: Path) -> Iterator[RawRow]:
+    """The rows of a YAML file, in order."""
+    walk = _Walk(stream, path)
+    try:
+        yield from walk.documents()
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        at_row = f" row {walk.row}:" if walk.in_rows else ""
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BadBacklogFile(f"{where(path, line)}:{at_row} not valid YAML: {first}") from err
+    finally:
+        walk.loader.dispose()
