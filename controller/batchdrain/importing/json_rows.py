@@ -94,9 +94,9 @@ class _Window:
         return self.line + self.text.count("\n", self.pos, err.pos)
 
 
-def json_rows(stream: TextIO, path: Path) -> Iterator[RawRow]:
+def json_rows(stream: TextIO, path: Path, *, chunk: int = CHUNK_CHARS) -> Iterator[RawRow]:
     """The rows of a JSON array, or of the array under a top-level object's ``phases``."""
-    window = _Window(stream)
+    window = _Window(stream, chunk=chunk)
     try:
         first = window.peek()
         if first == "[":

@@ -29,15 +29,16 @@ NOT_A_LIST = "expected a list of phases (or a mapping with 'phases:')"
 class _Chunked:
     """A stream that reads in large chunks: libyaml asks for a few KB at a time."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, chunk: int) -> None:
         self._stream = stream
+        self._chunk = chunk
         self.name = getattr(stream, "name", "<file>")
 
     def read(self, _size: int = -1) -> str:
-        return self._stream.read(CHUNK_CHARS)
+        return self._stream.read(self._chunk)
 
 
-def _loader(stream: TextIO) -> Any:
+def _loader(stream: TextIO, chunk: int) -> Any:
     """libyaml's parser (C) under PyYAML's composer, which alone can compose one node."""
     if yaml.__with_libyaml__:
         from yaml._yaml import CParser
@@ -49,15 +50,15 @@ def _loader(stream: TextIO) -> Any:
                 SafeConstructor.__init__(self)
                 Resolver.__init__(self)
 
-        return RowLoader(_Chunked(stream))
+        return RowLoader(_Chunked(stream, chunk))
     return yaml.SafeLoader(stream)
 
 
 class _Walk:
     """One pass over the events of a file, counting rows."""
 
-    def __init__(self, stream: TextIO, path: Path) -> None:
-        self.loader = _loader(stream)
+    def __init__(self, stream: TextIO, path: Path, chunk: int) -> None:
+        self.loader = _loader(stream, chunk)
         self.path = path
         self.row = 0
         self.in_rows = False
@@ -113,9 +114,9 @@ class _Walk:
             raise BadBacklogFile(f"{self.path}: {NOT_A_LIST}")
 
 
-def yaml_rows(stream: TextIO, path: Path) -> Iterator[RawRow]:
+def yaml_rows(stream: TextIO, path: Path, *, chunk: int = CHUNK_CHARS) -> Iterator[RawRow]:
     """The rows of a YAML file, in order."""
-    walk = _Walk(stream, path)
+    walk = _Walk(stream, path, chunk)
     try:
         yield from walk.documents()
     except yaml.YAMLError as err:
