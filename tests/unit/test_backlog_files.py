@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from batchdrain.db import NewPhase
 from batchdrain.domain import PhaseSpec
@@ -216,3 +217,62 @@ def test_files_that_cannot_be_read_or_hold_no_phases_are_refused(tmp_path):
         (tmp_path / name).write_text(text, encoding="utf-8")
         with pytest.raises(BadBacklogFile, match="no phases in file"):
             list(BacklogFile(tmp_path / name).phases())
+
+
+# Rows that take every path of yaml_events: plain events, and each feature that hands a
+# row to PyYAML's composer (anchors, aliases, merges, tags, complex keys).
+YAML_CORPUS = """\
+- {a: plain, b: 12, c: 1.5, d: 0x1f, e: 017, f: yes, g: off, h: ~, i: null, j: "", k: '12'}
+- when: 2026-12-01 19:01:38
+  day: 2026-12-01
+  block: |
+    two
+    lines
+  folded: >
+    one
+    line
+  nested: {list: [1, [2, {x: y}], []], map: {}}
+  empty:
+  1: int key
+  1.5: float key
+  true: bool key
+  dup: first
+  dup: last
+- &base {run_id: r, phase_id: a, command: [x], env: &env {A: "1"}}
+- {<<: *base, phase_id: b}
+- {run_id: r, phase_id: c, command: [x], env: *env}
+- {tagged: !!str 12, int: !!int "3", bin: !!binary aGk=, float: !!float "2"}
+- ? explicit key
+  : value
+- !!map {explicit: map}
+- plain scalar row
+- [a, sequence, row]
+- - nested
+  - block
+- {"quoted key": 'single ''quoted''', "esc": "tab\\there \\u263a", plain: a:b, url: "http://x/y?z=1"}
+- {inf: .inf, nan_is_str: nano, neg: -.5e+3, sexagesimal: 1:30, under: 1_000}
+- {<<: {run_id: m, phase_id: x}, phase_id: y, "<<": quoted is a plain key}
+"""
+
+
+def _comparable(value):
+    # repr tells 1 from 1.0 and True, which == does not.
+    return repr(value)
+
+
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
+def test_yaml_rows_equal_what_safe_load_makes_of_the_same_text(monkeypatch, libyaml):
+    monkeypatch.setattr(yaml, "__with_libyaml__", libyaml and yaml.__with_libyaml__)
+    expected = yaml.safe_load(YAML_CORPUS)
+    rows = list(yaml_rows(io.StringIO(YAML_CORPUS), PATH))
+    assert _comparable([r.data for r in rows]) == _comparable(expected)
+    assert [r.line for r in rows] == [1, 2, 17, 18, 19, 20, 21, 23, 24, 25, 26, 28, 29, 30]
+    # across documents, too (anchors are per document, as in safe_load_all)
+    doubled = YAML_CORPUS + "---\n" + YAML_CORPUS.replace("&base", "&base2").replace("*base", "*base2")
+    assert _comparable([r.data for r in yaml_rows(io.StringIO(doubled), PATH)]) == _comparable(
+        [row for doc in yaml.safe_load_all(doubled) for row in doc])
+
+
+def test_a_collection_as_a_key_is_refused_as_safe_load_refuses_it():
+    with pytest.raises(BadBacklogFile, match=r"^backlog:2: row 2: not valid YAML: while constructing a mapping"):
+        list(yaml_rows(io.StringIO("- {a: 1}\n- ? [complex, key]\n  : value\n"), PATH))

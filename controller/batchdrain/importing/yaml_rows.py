@@ -2,8 +2,8 @@
 
 PyYAML's ``safe_load`` builds the whole document (and its node tree) before handing
 anything back. Here the parser's events are read one by one, and each item of the
-phases sequence is composed and constructed on its own, so memory follows the largest
-row. Anchors stay known for the rest of their document (``<<: *defaults`` keeps
+phases sequence is built on its own (``yaml_events.build_row``), so memory follows the
+largest row. Anchors stay known for the rest of their document (``<<: *defaults`` keeps
 working). A file may hold several documents (``---``), each a list of phases or a
 mapping with ``phases:``; rows are numbered across the whole file.
 """
@@ -12,53 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import yaml
-from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
-from yaml.nodes import Node, ScalarNode
-from yaml.resolver import Resolver
+from yaml.nodes import ScalarNode
 
 from batchdrain.importing.rows import BadBacklogFile, RawRow, where
+from batchdrain.importing.yaml_events import build_row, row_loader
 
 CHUNK_CHARS = 1 << 20
 NOT_A_LIST = "expected a list of phases (or a mapping with 'phases:')"
-
-
-class _Chunked:
-    """A stream that reads in large chunks: libyaml asks for a few KB at a time."""
-
-    def __init__(self, stream: TextIO, chunk: int) -> None:
-        self._stream = stream
-        self._chunk = chunk
-        self.name = getattr(stream, "name", "<file>")
-
-    def read(self, _size: int = -1) -> str:
-        return self._stream.read(self._chunk)
-
-
-def _loader(stream: TextIO, chunk: int) -> Any:
-    """libyaml's parser (C) under PyYAML's composer, which alone can compose one node."""
-    if yaml.__with_libyaml__:
-        from yaml._yaml import CParser
-
-        class RowLoader(CParser, Composer, SafeConstructor, Resolver):
-            def __init__(self, source: _Chunked) -> None:
-                CParser.__init__(self, source)
-                Composer.__init__(self)
-                SafeConstructor.__init__(self)
-                Resolver.__init__(self)
-
-        return RowLoader(_Chunked(stream, chunk))
-    return yaml.SafeLoader(stream)
 
 
 class _Walk:
     """One pass over the events of a file, counting rows."""
 
     def __init__(self, stream: TextIO, path: Path, chunk: int) -> None:
-        self.loader = _loader(stream, chunk)
+        self.loader = row_loader(stream, chunk)
         self.path = path
         self.row = 0
         self.in_rows = False
@@ -90,8 +60,8 @@ class _Walk:
         self.in_rows = True
         while not loader.check_event(yaml.SequenceEndEvent):
             self.row += 1
-            node: Node = loader.compose_node(None, None)
-            yield RawRow(self.row, node.start_mark.line + 1, loader.construct_document(node))
+            line, data = build_row(loader)
+            yield RawRow(self.row, line, data)
         self.in_rows = False
         loader.get_event()  # sequence end
 
