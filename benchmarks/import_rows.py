@@ -7,7 +7,8 @@ Writes a backlog file of ``--rows`` trivial phases in 50 runs per format (a JSON
 JSON Lines, a YAML block sequence), then, for each file, initialises a fresh SQLite
 file (``batchdrain runs``, so the schema is not timed) and runs ``batchdrain import``
 on it in a child process with ``PYTHONPATH=--controller``. The wall time includes the
-child's start-up; peak RSS is the child's own ``ru_maxrss`` from ``os.wait4``. The
+child's start-up; CPU time (user + system) and peak RSS are the child's own, from
+``os.wait4`` (rows per CPU second moves less than wall time on a shared machine). The
 phase count is checked afterwards with the standard library's ``sqlite3``.
 
 ``--controller`` points at another checkout's ``controller/`` directory to measure
@@ -51,8 +52,8 @@ def write_file(path: Path, fmt: str, count: int) -> None:
                 out.write(f"- run_id: {row['run_id']}\n  phase_id: {row['phase_id']}\n  command: [\"true\"]\n")
 
 
-def run_child(argv: list[str], env: dict[str, str]) -> tuple[int, float, float, str]:
-    """(exit code, wall seconds, peak RSS in MB, stderr) of one batchdrain command."""
+def run_child(argv: list[str], env: dict[str, str]) -> tuple[int, float, float, float, str]:
+    """(exit code, wall seconds, CPU seconds, peak RSS in MB, stderr) of one batchdrain command."""
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "batchdrain.cli", *argv], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -63,7 +64,7 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[int, float, float, 
     _pid, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, wall, usage.ru_maxrss / 1024, err
+    return child.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, err
 
 
 def measure(path: Path, fmt: str, count: int, controller: Path, workdir: Path) -> dict[str, object]:
@@ -72,16 +73,17 @@ def measure(path: Path, fmt: str, count: int, controller: Path, workdir: Path) -
         leftover.unlink()
     url = f"sqlite:///{db}"
     env = {**os.environ, "PYTHONPATH": str(controller)}
-    code, _, _, err = run_child(["runs", "--database-url", url], env)
+    code, _, _, _, err = run_child(["runs", "--database-url", url], env)
     if code != 0:
         raise SystemExit(f"initialising {db} failed: {err}")
-    code, wall, rss, err = run_child(["import", str(path), "--database-url", url], env)
+    code, wall, cpu, rss, err = run_child(["import", str(path), "--database-url", url], env)
     stored = 0
     if code == 0:
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM phases").fetchone()[0]
     return {"format": fmt, "rows": count, "code": code, "stored": stored, "wall_s": round(wall, 1),
-            "rows_per_s": round(count / wall) if code == 0 else 0, "peak_rss_mb": round(rss, 1),
+            "rows_per_s": round(count / wall) if code == 0 else 0, "cpu_s": round(cpu, 1),
+            "rows_per_cpu_s": round(count / cpu) if code == 0 else 0, "peak_rss_mb": round(rss, 1),
             "file_mb": round(path.stat().st_size / 2**20, 1), "error": err.strip()[-300:] if code else ""}
 
 
@@ -94,15 +96,17 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"controller: {args.controller.resolve()}", flush=True)
-    print("| format | rows | file MB | stored | wall (s) | rows/s | peak RSS (MB) |", flush=True)
-    print("|---|---|---|---|---|---|---|", flush=True)
+    print("| format | rows | file MB | stored | wall (s) | rows/s | CPU (s) | rows/CPU-s | peak RSS (MB) |",
+          flush=True)
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for fmt in args.formats.split(","):
         path = args.workdir / f"backlog-{args.rows}.{fmt}"
         if not path.exists():
             write_file(path, fmt, args.rows)
         result = measure(path, fmt, args.rows, args.controller, args.workdir)
         print(f"| {fmt} | {args.rows:,} | {result['file_mb']} | {result['stored']:,} | {result['wall_s']} | "
-              f"{result['rows_per_s']:,} | {result['peak_rss_mb']} |", flush=True)
+              f"{result['rows_per_s']:,} | {result['cpu_s']} | {result['rows_per_cpu_s']:,} | "
+              f"{result['peak_rss_mb']} |", flush=True)
         if result["code"]:
             print(f"  exit {result['code']}: {result['error']}", flush=True)
 
