@@ -276,3 +276,23 @@ def test_yaml_rows_equal_what_safe_load_makes_of_the_same_text(monkeypatch, liby
 def test_a_collection_as_a_key_is_refused_as_safe_load_refuses_it():
     with pytest.raises(BadBacklogFile, match=r"^backlog:2: row 2: not valid YAML: while constructing a mapping"):
         list(yaml_rows(io.StringIO("- {a: 1}\n- ? [complex, key]\n  : value\n"), PATH))
+
+
+def test_a_json_file_that_is_yaml_from_its_start_is_read_as_yaml_as_before(tmp_path):
+    path = tmp_path / "backlog.json"
+    path.write_text(yaml.safe_dump(ROWS), encoding="utf-8")  # block YAML under a .json name
+    assert [(p.run_id, p.phase_id) for p in BacklogFile(path).phases()] == [
+        ("r", "a"), ("r", "b"), ("r ☃", "c\nd")]
+    path.write_text("[{run_id: r, phase_id: a, command: [x]}]", encoding="utf-8")  # YAML flow style
+    assert [p.phase_id for p in BacklogFile(path).phases()] == ["a"]
+    # Not JSON and not YAML either: the error of the format the text looks like.
+    path.write_text('[\n{"run_id": "r", "phase_id": "a" "command": ["x"]}]', encoding="utf-8")
+    with pytest.raises(BadBacklogFile, match=r"backlog.json:2: row 1: not valid JSON: Expecting ','"):
+        list(BacklogFile(path).phases())
+    path.write_text("- [unclosed\n", encoding="utf-8")
+    with pytest.raises(BadBacklogFile, match="not valid YAML"):
+        list(BacklogFile(path).phases())
+    # Once a row was read as JSON, the file is JSON.
+    path.write_text('[{"run_id": "r", "phase_id": "a", "command": ["x"]}, {run_id: r}]', encoding="utf-8")
+    with pytest.raises(BadBacklogFile, match="row 2: not valid JSON"):
+        list(BacklogFile(path).phases())

@@ -4,7 +4,8 @@
 holding the file: the database seam inserts them in batches inside one transaction
 (``Database.enqueue_stream``), so a bad row anywhere leaves nothing written. The
 format follows the file name: ``.json``, ``.jsonl``/``.ndjson``, and YAML for the
-rest (YAML reads JSON too, as files without a known suffix always were read).
+rest (YAML reads JSON too: every file was read as YAML before, which is why a ``.json``
+file that is not JSON from its start is still read as YAML).
 Errors are ``BadBacklogFile`` lines naming the file, the line where it is known, and
 the row.
 """
@@ -31,8 +32,32 @@ class BacklogFormat(StrEnum):
 
 
 _SUFFIXES = {".json": BacklogFormat.JSON, ".jsonl": BacklogFormat.JSONL, ".ndjson": BacklogFormat.JSONL}
+
+
+def json_else_yaml_rows(stream: TextIO, path: Path) -> Iterator[RawRow]:
+    """JSON; but a ``.json`` file the JSON reader refuses before its first row is read as
+    YAML from the start, as every file was before JSON had a reader of its own (YAML
+    reads JSON too, and such files were accepted). Once a row was read, the file is
+    JSON: a later error is a JSON error."""
+    rows = json_rows(stream, path)
+    try:
+        first = next(rows, None)
+    except BadBacklogFile as json_error:
+        stream.seek(0)
+        try:
+            yield from yaml_rows(stream, path)
+        except BadBacklogFile as yaml_error:
+            stream.seek(0)
+            looks_like_json = stream.read(4096).lstrip()[:1] in ("[", "{")
+            raise (json_error if looks_like_json else yaml_error) from yaml_error
+        return
+    if first is not None:
+        yield first
+        yield from rows
+
+
 _READERS: dict[BacklogFormat, Callable[[TextIO, Path], Iterator[RawRow]]] = {
-    BacklogFormat.JSON: json_rows, BacklogFormat.JSONL: jsonl_rows, BacklogFormat.YAML: yaml_rows,
+    BacklogFormat.JSON: json_else_yaml_rows, BacklogFormat.JSONL: jsonl_rows, BacklogFormat.YAML: yaml_rows,
 }
 
 
