@@ -46,10 +46,11 @@ def json_else_yaml_rows(stream: TextIO, path: Path) -> Iterator[RawRow]:
         stream.seek(0)
         try:
             yield from yaml_rows(stream, path)
-        except BadBacklogFile as yaml_error:
+        except BadBacklogFile:
             stream.seek(0)
-            looks_like_json = stream.read(4096).lstrip()[:1] in ("[", "{")
-            raise (json_error if looks_like_json else yaml_error) from yaml_error
+            if stream.read(4096).lstrip()[:1] in ("[", "{"):
+                raise json_error from json_error.__cause__  # it looks like JSON: say what JSON found
+            raise
         return
     if first is not None:
         yield first
