@@ -2,13 +2,22 @@
 
 from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseUnavailable, normalise_url
-from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, PhaseStanding, SessionRecord
+from batchdrain.db.records import (
+    AttemptRecord,
+    Claim,
+    ImportCounts,
+    NewPhase,
+    OrphanRecord,
+    PhaseStanding,
+    SessionRecord,
+)
 
 __all__ = [
     "AttemptRecord",
     "Claim",
     "Database",
     "DatabaseUnavailable",
+    "ImportCounts",
     "NewPhase",
     "OrphanRecord",
     "PhaseStanding",

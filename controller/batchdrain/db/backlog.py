@@ -7,22 +7,21 @@ with the backlog, and the indexes of migrations 0002 and 0004 keep it short.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from batchdrain.db.engine import DatabaseEngine
+from batchdrain.db.enqueue import IMPORT_BATCH, enqueue_stream
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
-from batchdrain.db.records import NewPhase, PhaseStanding
+from batchdrain.db.records import ImportCounts, NewPhase, PhaseStanding
 from batchdrain.domain import (
     AttemptHistoryItem,
-    BadInput,
     FailureClass,
     Phase,
     PhaseSpec,
@@ -31,7 +30,6 @@ from batchdrain.domain import (
     utcnow,
 )
 
-MAX_ID = 255
 # Rows per read when a command walks the whole backlog: one short transaction each.
 STANDINGS_PAGE = 5_000
 
@@ -45,34 +43,6 @@ def phase_from_row(row: PhaseRow | Row[Any]) -> Phase:
         last_failure_class=row.last_failure_class, last_failure_reason=row.last_failure_reason,
         parked_reason=row.parked_reason, lease_owner=row.lease_owner,
     )
-
-
-def _refuse_bad_rows(phases: list[NewPhase]) -> None:
-    """What can be refused without the database: empty or long ids, a duplicate in the input."""
-    seen: dict[tuple[str, str], int] = {}
-    for index, phase in enumerate(phases, start=1):
-        for label, value in (("run id", phase.run_id), ("phase id", phase.phase_id)):
-            if not value or not value.strip():
-                raise BadInput(f"row {index}: {label} is empty")
-            if len(value) > MAX_ID:
-                raise BadInput(f"row {index}: {label} is {len(value)} chars, at most {MAX_ID}")
-    for index, phase in enumerate(phases, start=1):
-        key = (phase.run_id, phase.phase_id)
-        if key in seen:
-            raise BadInput(f"row {index}: duplicate of row {seen[key]} (run {key[0]!r}, phase {key[1]!r})")
-        seen[key] = index
-
-
-def _refuse_existing(tx: Session, phases: list[NewPhase]) -> None:
-    existing = set(tx.execute(
-        select(PhaseRow.run_id, PhaseRow.phase_id).where(PhaseRow.run_id.in_({p.run_id for p in phases}))
-    ).all())
-    for index, phase in enumerate(phases, start=1):
-        if (phase.run_id, phase.phase_id) in existing:
-            raise BadInput(
-                f"row {index}: phase {phase.phase_id!r} of run {phase.run_id!r} "
-                "is already in the backlog"
-            )
 
 
 def candidate_scope(run_ids: list[str], exclude_session: str | None) -> list[ColumnElement[bool]]:
@@ -101,30 +71,12 @@ class Backlog:
 
     def enqueue(self, phases: list[NewPhase]) -> int:
         """Insert phases, all or nothing; a duplicate names its (run, phase) and row."""
-        _refuse_bad_rows(phases)
+        return enqueue_stream(self._engine, lambda: phases).phases
 
-        def run() -> int:
-            now = utcnow()
-            with self._engine.tx() as tx:
-                _refuse_existing(tx, phases)
-                runs = set(tx.scalars(select(RunRow.run_id).where(
-                    RunRow.run_id.in_({p.run_id for p in phases}))))
-                for run_id in sorted({p.run_id for p in phases} - runs):
-                    tx.add(RunRow(run_id=run_id, created_at=now))
-                tx.flush()
-                for phase in phases:
-                    tx.add(PhaseRow(
-                        run_id=phase.run_id, phase_id=phase.phase_id, state=PhaseState.QUEUED.value,
-                        spec=phase.spec.to_json(), attempts=0, retry_base=0, created_at=now,
-                        updated_at=now,
-                    ))
-            return len(phases)
-
-        try:
-            return self._engine.retrying(run)
-        except IntegrityError as err:
-            # A concurrent writer inserted the same phase between our check and insert.
-            raise BadInput(f"duplicate phase: {self._engine.clean(err)}") from err
+    def enqueue_stream(self, open_rows: Callable[[], Iterable[NewPhase]], *,
+                       batch: int = IMPORT_BATCH) -> ImportCounts:
+        """Insert a stream of phases in batches, all or nothing (``enqueue.enqueue_stream``)."""
+        return enqueue_stream(self._engine, open_rows, batch=batch)
 
     def known_runs(self) -> set[str]:
         def run() -> set[str]:

@@ -14,7 +14,7 @@ composes so that callers keep a single handle:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,7 +22,16 @@ from sqlalchemy import Engine
 from batchdrain.db.attempts import Attempts
 from batchdrain.db.backlog import Backlog
 from batchdrain.db.engine import DatabaseEngine
-from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, PhaseStanding, SessionRecord
+from batchdrain.db.enqueue import IMPORT_BATCH
+from batchdrain.db.records import (
+    AttemptRecord,
+    Claim,
+    ImportCounts,
+    NewPhase,
+    OrphanRecord,
+    PhaseStanding,
+    SessionRecord,
+)
 from batchdrain.db.schema import Schema
 from batchdrain.db.sessions import Sessions
 from batchdrain.domain import (
@@ -83,6 +92,11 @@ class Database:
     # -- backlog --------------------------------------------------------------------
     def enqueue(self, phases: list[NewPhase]) -> int:
         return self._backlog.enqueue(phases)
+
+    def enqueue_stream(self, open_rows: Callable[[], Iterable[NewPhase]], *,
+                       batch: int = IMPORT_BATCH) -> ImportCounts:
+        """Rows of a file, in batches, in one transaction; ``open_rows`` restarts the input."""
+        return self._backlog.enqueue_stream(open_rows, batch=batch)
 
     def known_runs(self) -> set[str]:
         return self._backlog.known_runs()

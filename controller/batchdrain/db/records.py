@@ -40,6 +40,14 @@ class PhaseStanding:
 
 
 @dataclass(frozen=True)
+class ImportCounts:
+    """What one ``enqueue_stream`` added: phases, and runs that did not exist before."""
+
+    phases: int
+    new_runs: int
+
+
+@dataclass(frozen=True)
 class Claim:
     """A phase this session now holds, and the attempt row opened for it."""
 

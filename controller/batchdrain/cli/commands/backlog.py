@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.markup import escape
 
 from batchdrain.cli.flags import DB_FIELDS, STORE_FIELDS, key_value, with_settings
@@ -14,6 +13,7 @@ from batchdrain.cli.render import out, runs_table
 from batchdrain.cli.wiring import open_db
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
+from batchdrain.importing import BacklogFile, BadBacklogFile
 from batchdrain.settings import Settings
 
 app = typer.Typer()
@@ -41,47 +41,19 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
     out.print(f"queued phase [bold]{escape(phase_id)}[/] in run [bold]{escape(run_id)}[/]")
 
 
-def read_backlog_file(path: Path) -> list[NewPhase]:
-    """Parse a YAML or JSON list of phases; any bad row rejects the whole file."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read {path}: {exc}") from exc
-    try:
-        data = yaml.safe_load(raw)  # JSON is YAML too
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from exc
-    if isinstance(data, dict) and isinstance(data.get("phases"), list):
-        data = data["phases"]
-    if not isinstance(data, list):
-        raise BadInput(f"{path}: expected a list of phases (or a mapping with 'phases:')")
-    phases = []
-    for index, row in enumerate(data, start=1):
-        if not isinstance(row, dict):
-            raise BadInput(f"{path}: row {index}: expected a mapping, got {type(row).__name__}")
-        missing = [k for k in ("run_id", "phase_id", "command") if row.get(k) in (None, "")]
-        if missing:
-            raise BadInput(f"{path}: row {index}: missing {', '.join(missing)}")
-        try:
-            spec = PhaseSpec.from_json(row)
-        except BadInput as exc:
-            raise BadInput(f"{path}: row {index}: {exc}") from exc
-        phases.append(NewPhase(str(row["run_id"]), str(row["phase_id"]), spec))
-    if not phases:
-        raise BadInput(f"{path}: no phases in file")
-    return phases
-
-
 @app.command("import")
 @with_settings(STORE_FIELDS)
-def import_(settings: Settings, file: Annotated[Path, typer.Argument(help="YAML or JSON list of phases.")]) -> None:
-    """Add phases from a file, all or nothing."""
-    phases = read_backlog_file(file)
+def import_(settings: Settings, file: Annotated[Path, typer.Argument(
+        help="Phases as a YAML or JSON list, or JSON Lines (.jsonl / .ndjson).")]) -> None:
+    """Add phases from a file, all or nothing; the file is streamed, not held in memory."""
+    source = BacklogFile(file)
     try:
-        count = open_db(settings).enqueue(phases)
+        counts = open_db(settings).enqueue_stream(source.phases)
+    except BadBacklogFile:
+        raise
     except BadInput as exc:
         raise BadInput(f"{file}: {exc}") from exc
-    out.print(f"imported {count} phases into {len({p.run_id for p in phases})} run(s)")
+    out.print(f"imported {counts.phases} phases ({counts.new_runs} new run(s))")
 
 
 @app.command()

@@ -1,0 +1,132 @@
+"""Phases into the backlog, in batches, all or nothing.
+
+A file of a million rows is inserted as multi-row INSERTs of ``IMPORT_BATCH`` rows
+(Core statements over plain dicts, not an ORM object per row as before), all in
+one transaction, so a bad row anywhere leaves nothing written. Nothing here holds more
+than one batch: duplicates inside a batch are found with a dict of that batch's keys;
+a duplicate of an earlier batch or of a phase already in the backlog is found by the
+unique constraint ``uq_phases_run_phase``, and only then is the batch looked up again
+(in a savepoint, so the transaction stays usable on Postgres) to name the row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+
+from sqlalchemy import Connection, func, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from batchdrain.db.engine import DatabaseEngine, aware
+from batchdrain.db.models import PhaseRow, RunRow
+from batchdrain.db.records import ImportCounts, NewPhase
+from batchdrain.domain import BadInput, PhaseState, utcnow
+
+MAX_ID = 255
+# Rows per INSERT: large enough that the per-statement cost vanishes, small enough
+# that a batch (its dicts and the lookup of its keys) stays a few MB, and under
+# SQLite's 32,766 bound parameters for the two-column key lookup.
+IMPORT_BATCH = 5000
+
+
+def check_ids(row: int, phase: NewPhase) -> None:
+    """What can be refused without the database: empty or long ids."""
+    for label, value in (("run id", phase.run_id), ("phase id", phase.phase_id)):
+        if not value or not value.strip():
+            raise BadInput(f"row {row}: {label} is empty")
+        if len(value) > MAX_ID:
+            raise BadInput(f"row {row}: {label} is {len(value)} chars, at most {MAX_ID}")
+
+
+def batches(phases: Iterable[NewPhase], size: int) -> Iterator[tuple[int, list[NewPhase]]]:
+    """(number of the batch's first row, the batch), rows numbered from 1."""
+    rows = iter(phases)
+    first = 1
+    while chunk := list(islice(rows, size)):
+        yield first, chunk
+        first += len(chunk)
+
+
+def _refuse_within(first_row: int, chunk: list[NewPhase]) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for row, phase in enumerate(chunk, start=first_row):
+        check_ids(row, phase)
+        key = (phase.run_id, phase.phase_id)
+        if key in seen:
+            raise BadInput(f"row {row}: duplicate of row {seen[key]} (run {key[0]!r}, phase {key[1]!r})")
+        seen[key] = row
+
+
+def _insert_runs(conn: Connection, run_ids: set[str], now: dt.datetime) -> int:
+    existing = set(conn.scalars(select(RunRow.run_id).where(RunRow.run_id.in_(run_ids))))
+    new = sorted(run_ids - existing)
+    if new:
+        conn.execute(insert(RunRow), [{"run_id": run_id, "created_at": now} for run_id in new])
+    return len(new)
+
+
+def _insert_phases(conn: Connection, first_row: int, chunk: list[NewPhase], now: dt.datetime) -> None:
+    queued = PhaseState.QUEUED.value
+    values = [{"run_id": p.run_id, "phase_id": p.phase_id, "state": queued, "spec": p.spec.to_json(),
+               "attempts": 0, "retry_base": 0, "created_at": now, "updated_at": now} for p in chunk]
+    savepoint = conn.begin_nested()
+    try:
+        conn.execute(insert(PhaseRow), values)
+    except IntegrityError as err:
+        savepoint.rollback()
+        named = _name_duplicate(conn, first_row, chunk, now)
+        if named is None:
+            raise
+        raise named from err
+    savepoint.commit()
+
+
+def _name_duplicate(conn: Connection, first_row: int, chunk: list[NewPhase], now: dt.datetime) -> BadInput | None:
+    """The first row of the batch whose (run, phase) is already stored, as an error.
+
+    Rows of this transaction carry its ``created_at`` exactly: one that does is an
+    earlier row of the same input, and its row number is its rank among them (ids
+    grow in insertion order within one transaction on both databases).
+    """
+    keys = [(p.run_id, p.phase_id) for p in chunk]
+    stored = {(hit.run_id, hit.phase_id): hit for hit in conn.execute(
+        select(PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.created_at)
+        .where(tuple_(PhaseRow.run_id, PhaseRow.phase_id).in_(keys)))}
+    for row, key in enumerate(keys, start=first_row):
+        hit = stored.get(key)
+        if hit is None:
+            continue
+        if aware(hit.created_at) == now:
+            earlier = conn.scalar(select(func.count()).select_from(PhaseRow)
+                                  .where(PhaseRow.created_at == now, PhaseRow.id <= hit.id))
+            return BadInput(f"row {row}: duplicate of row {earlier} (run {key[0]!r}, phase {key[1]!r})")
+        return BadInput(f"row {row}: phase {key[1]!r} of run {key[0]!r} is already in the backlog")
+    return None
+
+
+def enqueue_stream(engine: DatabaseEngine, open_rows: Callable[[], Iterable[NewPhase]], *,
+                   batch: int = IMPORT_BATCH) -> ImportCounts:
+    """Insert every row of ``open_rows()`` in one transaction, ``batch`` rows per INSERT.
+
+    ``open_rows`` is called once per try (the seam retries a transaction that met a
+    lock or a lost connection), so it must start the input again each time. A
+    ``BadInput`` raised by the input itself rolls back everything.
+    """
+
+    def run() -> ImportCounts:
+        now = utcnow()
+        phases = new_runs = 0
+        with engine.core() as conn:
+            for first_row, chunk in batches(open_rows(), batch):
+                _refuse_within(first_row, chunk)
+                new_runs += _insert_runs(conn, {p.run_id for p in chunk}, now)
+                _insert_phases(conn, first_row, chunk, now)
+                phases += len(chunk)
+        return ImportCounts(phases=phases, new_runs=new_runs)
+
+    try:
+        return engine.retrying(run)
+    except IntegrityError as err:
+        # A concurrent writer inserted the same phase or run while this ran.
+        raise BadInput(f"duplicate phase: {engine.clean(err)}") from err

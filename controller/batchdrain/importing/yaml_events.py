@@ -1,0 +1,159 @@
+"""A YAML row built straight from the parser's events, with PyYAML's composer as fallback.
+
+PyYAML composes every row into a node tree and then constructs Python values from
+it; for the plain rows of a backlog (mappings, sequences, untagged scalars) that costs
+about three times what libyaml takes to parse them. ``build_row`` makes the values
+from the events directly and resolves each scalar exactly as ``safe_load`` does
+(``Resolver.resolve``, then ``SafeConstructor``'s own constructor for its tag). A row
+with anything more (an anchor, an alias, a ``<<`` merge, an explicit collection tag,
+a key that is not a scalar) is handed to the composer instead: the events already
+read are replayed to it, so that row is read exactly as ``safe_load`` reads it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, TextIO
+
+import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
+
+_STR = "tag:yaml.org,2002:str"
+# Scalar tags whose safe constructor is a plain function of the node (not ``merge``).
+_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in
+                         ("null", "bool", "int", "float", "timestamp", "binary"))
+
+
+class NeedsComposer(Exception):
+    """The row uses a YAML feature ``build_row`` leaves to PyYAML's composer."""
+
+
+class _Chunked:
+    """A stream that reads in large chunks: libyaml asks for a few KB at a time."""
+
+    def __init__(self, stream: TextIO, chunk: int) -> None:
+        self._stream = stream
+        self._chunk = chunk
+        self.name = getattr(stream, "name", "<file>")
+
+    def read(self, _size: int = -1) -> str:
+        return self._stream.read(self._chunk)
+
+
+class _Replaying:
+    """Events pushed back (``replay``) are read again before the parser's next ones."""
+
+    replay: deque[Event]
+
+    def get_event(self) -> Event:
+        if self.replay:
+            return self.replay.popleft()
+        return super().get_event()  # type: ignore[misc, no-any-return]
+
+    def peek_event(self) -> Event:
+        if self.replay:
+            return self.replay[0]
+        return super().peek_event()  # type: ignore[misc, no-any-return]
+
+    def check_event(self, *choices: Any) -> bool:
+        if self.replay:
+            return not choices or isinstance(self.replay[0], choices)
+        return bool(super().check_event(*choices))  # type: ignore[misc]
+
+
+def row_loader(stream: TextIO, chunk: int) -> Any:
+    """libyaml's parser (C) under PyYAML's composer, which alone can compose one node."""
+    if yaml.__with_libyaml__:
+        from yaml._yaml import CParser
+
+        class CRowLoader(_Replaying, CParser, Composer, SafeConstructor, Resolver):
+            def __init__(self, source: _Chunked) -> None:
+                CParser.__init__(self, source)
+                Composer.__init__(self)
+                SafeConstructor.__init__(self)
+                Resolver.__init__(self)
+                self.replay = deque()
+
+        return CRowLoader(_Chunked(stream, chunk))
+
+    class RowLoader(_Replaying, yaml.SafeLoader):
+        def __init__(self, source: TextIO) -> None:
+            yaml.SafeLoader.__init__(self, source)
+            self.replay = deque()
+
+    return RowLoader(stream)
+
+
+def build_row(loader: Any) -> tuple[int, Any]:
+    """(line, value) of the next node; falls back to the composer (see the module)."""
+    seen: list[Event] = []
+    try:
+        first = loader.get_event()
+        seen.append(first)
+        return first.start_mark.line + 1, _value(loader, first, seen)
+    except NeedsComposer:
+        loader.replay.extend(seen)
+        node = loader.compose_node(None, None)
+        return node.start_mark.line + 1, loader.construct_document(node)
+
+
+def _value(loader: Any, event: Event, seen: list[Event]) -> Any:
+    if isinstance(event, ScalarEvent) and event.anchor is None:
+        return _scalar(loader, event)
+    if isinstance(event, MappingStartEvent | SequenceStartEvent) and event.anchor is None \
+            and event.tag in (None, "!"):
+        if isinstance(event, SequenceStartEvent):
+            return _sequence(loader, seen)
+        return _mapping(loader, seen)
+    raise NeedsComposer  # an alias, an anchor or an explicit collection tag
+
+
+def _sequence(loader: Any, seen: list[Event]) -> list[Any]:
+    items: list[Any] = []
+    while True:
+        event = loader.get_event()
+        seen.append(event)
+        if isinstance(event, SequenceEndEvent):
+            return items
+        items.append(_value(loader, event, seen))
+
+
+def _mapping(loader: Any, seen: list[Event]) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    while True:
+        event = loader.get_event()
+        seen.append(event)
+        if isinstance(event, MappingEndEvent):
+            return mapping
+        if not isinstance(event, ScalarEvent):
+            raise NeedsComposer  # a key that is a collection: PyYAML's rules and errors apply
+        # A plain ``<<`` resolves to the merge tag, not in _SCALAR_TAGS: the composer merges.
+        key = _value(loader, event, seen)
+        value_event = loader.get_event()
+        seen.append(value_event)
+        mapping[key] = _value(loader, value_event, seen)
+
+
+def _scalar(loader: Any, event: ScalarEvent) -> Any:
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = loader.resolve(ScalarNode, event.value, event.implicit)
+    if tag == _STR:
+        return event.value
+    if tag not in _SCALAR_TAGS:
+        raise NeedsComposer
+    # libyaml's marks are its own class; PyYAML's errors only read their fields.
+    marks: tuple[Any, Any] = (event.start_mark, event.end_mark)
+    node = ScalarNode(tag, event.value, *marks, style=event.style)
+    return loader.yaml_constructors[tag](loader, node)
