@@ -6,7 +6,7 @@ results and ``err`` for progress and errors, so that stdout stays pipeable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Column, Table
 
-from batchdrain.db import AttemptRecord, SessionRecord
+from batchdrain.db import AttemptRecord, AttemptTally, SessionRecord
 from batchdrain.domain import AttemptResult, Phase, RunCounts, utcnow
 from batchdrain.logstore import LogSink, log_key
 from batchdrain.preflight import Check
@@ -82,7 +82,7 @@ def sessions_table(sessions: list[SessionRecord]) -> Table:
     return table
 
 
-def attempts_table(attempts: list[AttemptRecord]) -> Table:
+def attempts_table(attempts: Sequence[AttemptRecord]) -> Table:
     table = Table("run", "phase", "#", "class", "exit", "seconds", "message", "log", title="Attempts")
     for a in attempts:
         seconds = a.container_seconds if a.container_seconds is not None else a.total_seconds
@@ -94,6 +94,17 @@ def attempts_table(attempts: list[AttemptRecord]) -> Table:
                       f"{seconds:.2f}" if seconds is not None else "", escape(a.message or ""),
                       escape(log))
     return table
+
+
+def tally_lines(tally: AttemptTally) -> str:
+    """A session's counts and durations, as ``sessions show`` prints them above its table."""
+    ok = tally.by_class.get("succeeded", 0)
+    lines = [f"{tally.attempts} attempt(s): [green]{ok} succeeded[/], [red]{tally.finished - ok} failed[/], "
+             f"{tally.attempts - tally.finished} unfinished",
+             "classes: " + (", ".join(f"{k}={v}" for k, v in tally.by_class.items()) or "-")]
+    for name, d in tally.durations.items():
+        lines.append(f"{name}: min {d.min} median {d.median} mean {d.mean} p95 {d.p95} max {d.max}")
+    return "\n".join(lines)
 
 
 def _last_line(sink: LogSink, attempt: AttemptRecord) -> str:
@@ -108,12 +119,11 @@ def _last_line(sink: LogSink, attempt: AttemptRecord) -> str:
     return ""
 
 
-def watch_view(session: SessionRecord, attempts: list[AttemptRecord], sink: LogSink) -> Table:
-    running = [a for a in attempts if a.status == "running"]
-    ok = sum(a.failure_class == "succeeded" for a in attempts)
-    failed = sum(a.status == "finished" and a.failure_class != "succeeded" for a in attempts)
+def watch_view(session: SessionRecord, tally: AttemptTally, running: Sequence[AttemptRecord],
+               sink: LogSink) -> Table:
+    ok = tally.by_class.get("succeeded", 0)
     title = (f"{session.session_id} [{session.status}]: [yellow]{len(running)} running[/] "
-             f"[green]{ok} succeeded[/] [red]{failed} failed[/]")
+             f"[green]{ok} succeeded[/] [red]{tally.finished - ok} failed[/]")
     table = Table("run", "phase", "#", "job/pod", "node", "elapsed", "last log line", title=title)
     now = utcnow()
     for a in running:

@@ -2,13 +2,23 @@
 
 from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseUnavailable, normalise_url
-from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
+from batchdrain.db.records import (
+    AttemptRecord,
+    AttemptTally,
+    Claim,
+    DurationStats,
+    NewPhase,
+    OrphanRecord,
+    SessionRecord,
+)
 
 __all__ = [
     "AttemptRecord",
+    "AttemptTally",
     "Claim",
     "Database",
     "DatabaseUnavailable",
+    "DurationStats",
     "NewPhase",
     "OrphanRecord",
     "SessionRecord",
