@@ -9,6 +9,7 @@ attempts of one phase, a page of a table, the attempts a stored report left runn
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,6 +29,18 @@ _COLUMNS = tuple(AttemptRow.__table__.columns)
 def _of_session(session_id: str) -> ColumnElement[bool]:
     """A session's attempts: those it launched and those it adopted from another."""
     return or_(AttemptRow.session_id == session_id, AttemptRow.adopted_by == session_id)
+
+
+def _own(session_id: str) -> ColumnElement[bool]:
+    """The attempts the session launched, as a filter the session index cannot serve.
+
+    Walking a page in id order is cheapest along the primary key from the last id
+    read (the session's attempts are mostly contiguous); served by the session index
+    instead, SQLite read and sorted every remaining attempt of the session for each
+    page (0.12 s a page at 10,000 attempts, growing with the session). ``coalesce``
+    keeps the planners off that index.
+    """
+    return func.coalesce(AttemptRow.session_id, "") == session_id
 
 
 # The report's three duration measures, as SQL: ``report.attempt_duration`` (the
@@ -57,11 +70,27 @@ class History:
         """Every attempt of the session in id order, ``page`` rows per transaction.
 
         Keyset paging (``id > last``), not OFFSET: each page costs the same, and a
-        transaction is never held open while the caller works on what it got.
+        transaction is never held open while the caller works on what it got. The
+        session's own attempts and those it adopted (older ids, found by their index)
+        are two such walks, merged.
         """
-        last = 0
+        adopted = self._walk(and_(AttemptRow.adopted_by == session_id, AttemptRow.session_id != session_id),
+                             start=0, page=page)
+        own = self._walk(_own(session_id), start=self._first_id(session_id), page=page)
+        return heapq.merge(adopted, own, key=lambda a: a.attempt_pk)
+
+    def _first_id(self, session_id: str) -> int:
+        def run() -> int:
+            with self._engine.core() as conn:
+                first = conn.execute(select(func.min(AttemptRow.id)).where(AttemptRow.session_id == session_id))
+                return int(first.scalar_one() or 1) - 1
+
+        return self._engine.retrying(run)
+
+    def _walk(self, where: ColumnElement[bool], *, start: int, page: int) -> Iterator[AttemptRecord]:
+        last = start
         while True:
-            rows = self._records(select(*_COLUMNS).where(_of_session(session_id), AttemptRow.id > last)
+            rows = self._records(select(*_COLUMNS).where(where, AttemptRow.id > last)
                                  .order_by(AttemptRow.id).limit(page))
             yield from rows
             if len(rows) < page:
