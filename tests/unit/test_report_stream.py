@@ -311,6 +311,7 @@ def test_a_failing_log_store_still_counts_every_attempt(tmp_path: Path) -> None:
     assert lists.counts()["identity_mismatches"] == 3000  # every attempt was checked (no log at /l/...)
     report = base_report()
     assert files.write_documents(report) == files.error and not list(tmp_path.iterdir())
+    assert report["pointers"] == {}  # the drain's summary line reads them
 
 
 def test_report_files_round_trip_every_row(tmp_path: Path) -> None:

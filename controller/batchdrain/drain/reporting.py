@@ -146,9 +146,9 @@ class ReportFiles:
 
     def write_documents(self, report: dict[str, Any]) -> str | None:
         """``session.json``, ``.md`` and ``.html`` from the summary and the rows file; the error, if any."""
+        report["pointers"] = self.pointers()  # none when the rows file could not be stored
         if self.error:
             return self.error
-        report["pointers"] = self.pointers()
         documents: dict[str, Callable[[], Iterable[str]]] = {
             "json": lambda: json_chunks(report, self._row_lines()),
             "markdown": lambda: markdown_chunks(report, self.rows()),
