@@ -163,7 +163,6 @@ def build_summary(
     interrupted: bool,
 ) -> dict[str, Any]:
     """The report without its rows: what the session row stores (report/v2)."""
-    succeeded = tally.by_class.get(FailureClass.SUCCEEDED.value, 0)
     listed = lists.summary()
     return {
         "schema": REPORT_SCHEMA,
@@ -174,15 +173,7 @@ def build_summary(
         "interrupted": interrupted,
         "settings": dict(session.settings),
         "identity": dict(session.identity),
-        "counts": {
-            "attempts": tally.attempts,
-            "succeeded": succeeded,
-            "failed": tally.finished - succeeded,
-            "unfinished": tally.attempts - tally.finished,
-            "by_class": dict(tally.by_class),
-            "skipped": len(skipped),
-            **lists.counts(),
-        },
+        "counts": {**tally.counts(), "skipped": len(skipped), **lists.counts()},
         "durations": {name: stats.to_json() for name, stats in tally.durations.items()},
         "throughput": {
             "wall_seconds": round(wall_seconds, 3),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import Engine, delete, event, insert
 
 from batchdrain.db import Database
 from batchdrain.db.models import AttemptRow
@@ -83,8 +83,16 @@ def test_the_database_aggregates_are_the_reports_definitions(seeded: tuple[Datab
     assert db.attempt_tally(session_id) == tally_of(everything)
     paged = list(db.session_attempts(session_id))
     assert [a.attempt_pk for a in paged] == [a.attempt_pk for a in everything]  # every one, once, in id order
-    odd = everything[:-1]  # an odd count: the median is one observed value
-    assert tally_of(odd).durations["container_seconds"].median is not None
+    # One attempt fewer flips the parity of every measure's count (the median of an
+    # even count is the mean of two values, of an odd one a single observed value).
+    gone = next(a for a in everything if a.container_seconds is not None and a.total_seconds is not None)
+    with db.engine.begin() as conn:
+        conn.execute(delete(AttemptRow).where(AttemptRow.id == gone.attempt_pk))
+    rest = [a for a in everything if a is not gone]
+    assert db.attempt_tally(session_id) == tally_of(rest)
+    parity = {k: (v.count % 2, w.count % 2) for (k, v), w in zip(tally_of(everything).durations.items(),
+                                                                tally_of(rest).durations.values(), strict=True)}
+    assert all(old != new for old, new in parity.values()), parity
 
 
 def _stored_report(db: Database, session_id: str, store: Path) -> dict[str, Any]:
@@ -129,6 +137,8 @@ def test_a_large_sessions_files_and_report_hold_every_attempt(seeded: tuple[Data
     code, out, _ = cli(capsys, "sessions", "show", session_id, "--database-url", url, "--limit", "20")
     assert code == 0 and f"{N + 10 - 20} more: see `batchdrain report {session_id}`" in out
     assert "exit_code" in out and "succeeded" not in out.split("Attempts")[1]  # failures first
+    stats = summary["durations"]["container_seconds"]
+    assert f"container_seconds: min {stats['min']} median {stats['median']}" in out  # from the summary
     code, out, _ = cli(capsys, "sessions", "list", "--database-url", url)
     assert code == 0 and session_id in out and str(N + 10) in out
 
@@ -159,7 +169,8 @@ def test_a_v1_report_is_still_read_by_every_command(seeded: tuple[Database, str,
     assert all(r["identity_check"] == "ok" for r in shown["attempts"])
     for fmt in ("md", "html"):
         assert cli(capsys, "report", session_id, "--format", fmt, *url)[0] == 0
-    assert cli(capsys, "sessions", "show", session_id, *url)[0] == 0
+    code, out, _ = cli(capsys, "sessions", "show", session_id, *url)
+    assert code == 0 and f"{N + 10} attempt(s)" in out and "total_seconds: min" in out
     assert cli(capsys, "sessions", "list", *url)[0] == 0
     code, out, _ = cli(capsys, "logs", session_id, "p7", *url)
     assert code == 0 and out == "one phase's log\n"

@@ -96,14 +96,13 @@ def attempts_table(attempts: Sequence[AttemptRecord]) -> Table:
     return table
 
 
-def tally_lines(tally: AttemptTally) -> str:
-    """A session's counts and durations, as ``sessions show`` prints them above its table."""
-    ok = tally.by_class.get("succeeded", 0)
-    lines = [f"{tally.attempts} attempt(s): [green]{ok} succeeded[/], [red]{tally.finished - ok} failed[/], "
-             f"{tally.attempts - tally.finished} unfinished",
-             "classes: " + (", ".join(f"{k}={v}" for k, v in tally.by_class.items()) or "-")]
-    for name, d in tally.durations.items():
-        lines.append(f"{name}: min {d.min} median {d.median} mean {d.mean} p95 {d.p95} max {d.max}")
+def session_lines(counts: Mapping[str, Any], durations: Mapping[str, Any] | None) -> str:
+    """A session's counts and durations (report shapes), as ``sessions show`` prints them."""
+    lines = [f"{counts.get('attempts', 0)} attempt(s): [green]{counts.get('succeeded', 0)} succeeded[/], "
+             f"[red]{counts.get('failed', 0)} failed[/], {counts.get('unfinished', 0)} unfinished",
+             "classes: " + (", ".join(f"{k}={v}" for k, v in (counts.get("by_class") or {}).items()) or "-")]
+    for name, d in (durations or {}).items():
+        lines.append(f"{name}: min {d['min']} median {d['median']} mean {d['mean']} p95 {d['p95']} max {d['max']}")
     return "\n".join(lines)
 
 

@@ -130,6 +130,10 @@ class Database:
         """One session; BadInput if unknown. ``report=False`` does not read its stored report."""
         return self._sessions.get(session_id, report=report)
 
+    def report_value(self, session_id: str, key: str) -> Any:
+        """One top-level value of a session's stored report (``durations``...), without reading the rest."""
+        return self._sessions.report_value(session_id, key)
+
     # -- attempts -------------------------------------------------------------------
     def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
               command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:

@@ -145,23 +145,28 @@ class History:
 
 
 def _stats(conn: Any, session_id: str, measure: ColumnElement[Any]) -> DurationStats:
-    """count/min/max/mean in one statement; median and p95 by nearest rank, one row each.
+    """count/min/max/mean in one statement; median and p95 by nearest rank from one sorted read.
 
     The same definitions as ``report.duration_stats`` (which works on a list): the p95
     is the ceil(0.95 n)-th smallest value, so always an observed one; the median of an
-    even count is the mean of the two middle values.
+    even count is the mean of the two middle values. The sorted values are read as
+    they come and only the wanted ranks are kept: three OFFSET queries sorted the
+    session three times.
     """
     where = and_(_of_session(session_id), measure.is_not(None))
     count, low, high, mean = conn.execute(
         select(func.count(), func.min(measure), func.max(measure), func.avg(measure)).where(where)).one()
     if not count:
         return DurationStats()
-
-    def nth(offset: int) -> float:
-        return float(conn.execute(select(measure).where(where).order_by(measure).limit(1).offset(offset))
-                     .scalar_one())
-
-    median = nth(count // 2) if count % 2 else (nth(count // 2 - 1) + nth(count // 2)) / 2
+    p95_rank = max(1, math.ceil(0.95 * count)) - 1
+    middle = (count // 2,) if count % 2 else (count // 2 - 1, count // 2)
+    wanted = {*middle, p95_rank}
+    found: dict[int, float] = {}
+    for index, (value,) in enumerate(conn.execute(select(measure).where(where).order_by(measure))):
+        if index in wanted:
+            found[index] = float(value)
+            if len(found) == len(wanted):
+                break
+    median = sum(found[i] for i in middle) / len(middle)
     return DurationStats(count=count, min=round(float(low), 3), median=round(median, 3),
-                         mean=round(float(mean), 3), p95=round(nth(max(1, math.ceil(0.95 * count)) - 1), 3),
-                         max=round(float(high), 3))
+                         mean=round(float(mean), 3), p95=round(found[p95_rank], 3), max=round(float(high), 3))

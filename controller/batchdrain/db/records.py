@@ -145,3 +145,9 @@ class AttemptTally:
     @property
     def attempts(self) -> int:
         return sum(self.by_class.values())
+
+    def counts(self) -> dict[str, Any]:
+        """The report's ``counts`` as far as the attempts give them."""
+        succeeded = self.by_class.get(FailureClass.SUCCEEDED.value, 0)
+        return {"attempts": self.attempts, "succeeded": succeeded, "failed": self.finished - succeeded,
+                "unfinished": self.attempts - self.finished, "by_class": dict(self.by_class)}

@@ -102,6 +102,15 @@ class Sessions:
 
         return self._engine.retrying(run)
 
+    def report_value(self, session_id: str, key: str) -> Any:
+        """One top-level value of the stored report, extracted by the database (None: absent)."""
+        def run() -> Any:
+            with self._engine.core() as conn:
+                return conn.execute(select(SessionRow.report[key])
+                                    .where(SessionRow.session_id == session_id)).scalar()
+
+        return self._engine.retrying(run)
+
     def get(self, session_id: str, *, report: bool = True) -> SessionRecord:
         """One session; ``report=False`` leaves its stored report unread (``report`` is None)."""
         columns = tuple(SessionRow.__table__.columns) if report else _WITHOUT_REPORT

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from batchdrain.cli.flags import DB_FIELDS, STORE_FIELDS, with_settings
-from batchdrain.cli.render import attempts_table, err, out, sessions_table, tally_lines, watch_view
+from batchdrain.cli.render import attempts_table, err, out, session_lines, sessions_table, watch_view
 from batchdrain.cli.wiring import open_db
 from batchdrain.domain import BadInput
 from batchdrain.logstore import open_log_sink
@@ -63,12 +63,14 @@ def sessions_show(
     out.print(f"[bold]{session_id}[/] {session.status} ({session.executor})")
     if session.error:
         out.print(f"[red]error:[/] {escape(session.error)}")
-    tally = db.attempt_tally(session_id)
-    out.print(tally_lines(tally))
+    # An ended session's counts and durations are in its row and its report's summary;
+    # a running one's are counted now (without durations: a sort of every attempt).
+    counts = session.counts or db.attempt_tally(session_id, durations=False).counts()
+    out.print(session_lines(counts, db.report_value(session_id, "durations")))
     rows = db.attempts_table(session_id, limit=limit)
     out.print(attempts_table(rows))
-    if tally.attempts > len(rows):
-        out.print(f"{tally.attempts - len(rows)} more: see `batchdrain report {escape(session_id)}`")
+    if counts.get("attempts", 0) > len(rows):
+        out.print(f"{counts['attempts'] - len(rows)} more: see `batchdrain report {escape(session_id)}`")
 
 
 @sessions_app.command("watch")
