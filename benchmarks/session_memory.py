@@ -7,7 +7,8 @@ fresh process, measured by its own peak RSS (``ru_maxrss`` of that child, from
 on that session, each read command in a fresh process: ``logs`` of one phase,
 ``sessions show``, ``sessions list`` (after ``--session-copies`` copies of the
 session row, report included, so that the listing has several large sessions),
-``report --format json|md|html -o``. The RSS slope is (peak at the largest N - peak
+``report --format json|md|html -o`` (``--reads-only`` measures these again on the
+sessions a previous run left in ``--workdir``). The RSS slope is (peak at the largest N - peak
 at the smallest N) / (difference in N), in KB per phase.
 
 ``--side NAME=CONTROLLER_DIR`` may be given several times (default: this checkout):
@@ -92,15 +93,16 @@ def _copy_sessions(db_path: Path, session_id: str, copies: int) -> None:
 
 
 def run_side(side: str, controller: Path, phases: int, *, runs: int, parallelism: int, copies: int,
-             workdir: Path) -> list[Measure]:
+             workdir: Path, reads_only: bool = False) -> list[Measure]:
     work = workdir / f"{side}-{phases}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     env = _env(controller)
     db_path = work / "backlog.db"
     url = f"sqlite:///{db_path}"
     py = sys.executable
-    subprocess.run([py, "-c", _SEED, url, str(phases), str(runs)], env=env, cwd=work, check=True)
+    if not reads_only:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        subprocess.run([py, "-c", _SEED, url, str(phases), str(runs)], env=env, cwd=work, check=True)
     store = str(work / "logs")
     base = [py, "-m", "batchdrain.cli"]
     measures: list[Measure] = []
@@ -110,10 +112,13 @@ def run_side(side: str, controller: Path, phases: int, *, runs: int, parallelism
         measures.append(Measure(side, phases, what, round(rss, 1), round(wall, 2), code))
         print(f"{side} {phases:>7} {what:<22} {rss:8.1f} MB {wall:8.2f} s exit {code}", file=sys.stderr, flush=True)
 
-    measure("drain", "drain", "--database-url", url, "--executor", "local", "--parallelism", str(parallelism),
-            "--quiet", "--log-store", store)
+    if not reads_only:
+        measure("drain", "drain", "--database-url", url, "--executor", "local", "--parallelism",
+                str(parallelism), "--quiet", "--log-store", store)
     conn = sqlite3.connect(db_path)
-    (session_id,) = conn.execute("SELECT session_id FROM drain_sessions").fetchone()
+    (session_id,) = conn.execute("SELECT session_id FROM drain_sessions ORDER BY started_at LIMIT 1").fetchone()
+    conn.execute("DELETE FROM drain_sessions WHERE session_id LIKE '%-copy%'")  # a re-run copies afresh
+    conn.commit()
     conn.close()
     db = ["--database-url", url]
     measure("logs", "logs", session_id, f"phase-{phases // 2:07d}", *db, "--log-store", store)
@@ -148,13 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", action="append", default=[], help="NAME=CONTROLLER_DIR (repeatable)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/batchdrain-session-memory"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--reads-only", action="store_true",
+                        help="Measure the read commands again on the sessions a previous run left in --workdir.")
     args = parser.parse_args(argv)
     sides = [s.split("=", 1) for s in args.side] or [["this", str(ROOT / "controller")]]
     measures: list[Measure] = []
     for phases in args.phases:
         for side, controller in sides:
             measures += run_side(side, Path(controller).resolve(), phases, runs=args.runs,
-                                 parallelism=args.parallelism, copies=args.session_copies, workdir=args.workdir)
+                                 parallelism=args.parallelism, copies=args.session_copies, workdir=args.workdir,
+                                 reads_only=args.reads_only)
             if args.json:  # after each run: a long series keeps what it measured
                 args.json.write_text(json.dumps([asdict(m) for m in measures], indent=1) + "\n")
     print(_table(measures))
