@@ -116,9 +116,9 @@ def run_side(side: str, controller: Path, phases: int, *, runs: int, parallelism
         measure("drain", "drain", "--database-url", url, "--executor", "local", "--parallelism",
                 str(parallelism), "--quiet", "--log-store", store)
     conn = sqlite3.connect(db_path)
-    (session_id,) = conn.execute("SELECT session_id FROM drain_sessions ORDER BY started_at LIMIT 1").fetchone()
     conn.execute("DELETE FROM drain_sessions WHERE session_id LIKE '%-copy%'")  # a re-run copies afresh
     conn.commit()
+    (session_id,) = conn.execute("SELECT session_id FROM drain_sessions").fetchone()
     conn.close()
     db = ["--database-url", url]
     measure("logs", "logs", session_id, f"phase-{phases // 2:07d}", *db, "--log-store", store)
