@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, event, insert
+from sqlalchemy import Engine, delete, event, insert, update
 
 from batchdrain.db import Database
 from batchdrain.db.models import AttemptRow
@@ -195,3 +195,17 @@ def test_logs_reads_one_phase_and_no_report(seeded: tuple[Database, str, Path], 
     assert not [s for s in reads if "drain_sessions.report" in s], reads
     attempt_reads = [s for s in reads if "FROM attempts" in s]
     assert attempt_reads and all("attempts.phase_id =" in s for s in attempt_reads), attempt_reads
+
+
+def test_watch_counts_in_sql_and_lists_the_running_attempts(seeded: tuple[Database, str, Path],
+                                                             capsys: Any) -> None:
+    db, session_id, _ = seeded
+    with db.engine.begin() as conn:
+        conn.execute(update(AttemptRow).where(AttemptRow.phase_id.in_(["p1", "p2", "p3"]))
+                     .values(status="running", failure_class=None, finished_at=None))
+    tally = db.attempt_tally(session_id, durations=False)
+    code, out, _ = cli(capsys, "sessions", "watch", session_id, "--database-url", db.url, "--timeout", "0")
+    assert code == 0
+    ok = tally.by_class["succeeded"]
+    assert f"3 running {ok} succeeded {tally.finished - ok} failed" in " ".join(out.split()), out
+    assert all(f" {p} " in out for p in ("p1", "p2", "p3")) and " p4 " not in out
