@@ -21,7 +21,7 @@ from batchdrain.classify import normalise_error_line
 from batchdrain.db import AttemptRecord, SessionRecord
 from batchdrain.domain import FailureClass, LogPointer, RunCounts
 from batchdrain.drain.reporting import ReportFiles
-from batchdrain.logstore import FileLogSink
+from batchdrain.logstore import FileLogSink, open_log_sink
 from batchdrain.report import (
     as_summary,
     attempt_duration,
@@ -277,8 +277,8 @@ def test_a_large_session_is_one_picture_with_bins_and_a_link() -> None:
 
 
 class _Chunks:
-    def __init__(self, sink: FileLogSink, fail_at: int) -> None:
-        self.sink, self.fail_at = sink, fail_at
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at = fail_at
 
     def chunks(self) -> Iterator[bytes]:
         for i in range(10):
@@ -289,12 +289,22 @@ class _Chunks:
 
 def test_a_streamed_put_is_whole_or_absent(tmp_path: Path) -> None:
     sink = FileLogSink(tmp_path)
-    assert sink.put_stream("s/a.txt", _Chunks(sink, 99).chunks()) == str(tmp_path / "s/a.txt")
+    assert sink.put_stream("s/a.txt", _Chunks(99).chunks()) == str(tmp_path / "s/a.txt")
     assert (tmp_path / "s/a.txt").read_bytes() == b"x" * 10_000
     with pytest.raises(OSError, match="input/output"):
-        sink.put_stream("s/a.txt", _Chunks(sink, 4).chunks())
+        sink.put_stream("s/a.txt", _Chunks(4).chunks())
     assert (tmp_path / "s/a.txt").read_bytes() == b"x" * 10_000  # the old file, whole
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["a.txt"]  # no temporary left
+
+
+def test_a_streamed_put_to_an_object_store_uploads_whole_or_nothing() -> None:
+    sink = open_log_sink("memory://bd-stream/reports")
+    url = sink.put_stream("s/a.txt", _Chunks(99).chunks())
+    assert b"".join(sink.read(url)) == b"x" * 10_000
+    with pytest.raises(OSError, match="input/output"):
+        sink.put_stream("s/b.txt", _Chunks(4).chunks())
+    with pytest.raises(FileNotFoundError):
+        b"".join(sink.read(sink.url_for("s/b.txt")))
 
 
 class _FullSink(FileLogSink):
