@@ -61,6 +61,7 @@ class Measure:
     what: str
     peak_rss_mb: float
     wall_seconds: float
+    cpu_seconds: float  # user + system: on a loaded machine, what the command itself cost
     exit_code: int
 
 
@@ -68,8 +69,8 @@ def _env(controller: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(controller), str(controller.parent)])}
 
 
-def _measured(command: list[str], *, env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
-    """Peak RSS (MB) of the command and its waited-for children, wall seconds, exit code.
+def _measured(command: list[str], *, env: dict[str, str], cwd: Path) -> tuple[float, float, float, int]:
+    """Peak RSS (MB) of the command and its waited-for children, wall and CPU seconds, exit code.
 
     Through ``/usr/bin/time``, which forks the command from its own small process: a
     child spawned (vfork) straight from this process starts with this process's
@@ -79,9 +80,10 @@ def _measured(command: list[str], *, env: dict[str, str], cwd: Path) -> tuple[fl
     started = time.monotonic()
     peak = cwd / "peak-kb.txt"
     with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "ab") as err:
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), *command], env=env, cwd=cwd,
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(peak), *command], env=env, cwd=cwd,
                               stdout=out, stderr=err, check=False)
-    return int(peak.read_text().split()[-1]) / 1024, time.monotonic() - started, proc.returncode
+    kb, user, system = peak.read_text().split()[-3:]
+    return int(kb) / 1024, time.monotonic() - started, float(user) + float(system), proc.returncode
 
 
 def _copy_sessions(db_path: Path, session_id: str, copies: int) -> None:
@@ -114,9 +116,10 @@ def run_side(side: str, controller: Path, phases: int, *, runs: int, parallelism
     measures: list[Measure] = []
 
     def measure(what: str, *args: str) -> None:
-        rss, wall, code = _measured([*base, *args], env=env, cwd=work)
-        measures.append(Measure(side, phases, what, round(rss, 1), round(wall, 2), code))
-        print(f"{side} {phases:>7} {what:<22} {rss:8.1f} MB {wall:8.2f} s exit {code}", file=sys.stderr, flush=True)
+        rss, wall, cpu, code = _measured([*base, *args], env=env, cwd=work)
+        measures.append(Measure(side, phases, what, round(rss, 1), round(wall, 2), round(cpu, 2), code))
+        print(f"{side} {phases:>7} {what:<22} {rss:8.1f} MB {wall:8.2f} s {cpu:8.2f} s CPU exit {code}",
+              file=sys.stderr, flush=True)
 
     if not reads_only:
         measure("drain", "drain", "--database-url", url, "--executor", "local", "--parallelism",
@@ -127,6 +130,7 @@ def run_side(side: str, controller: Path, phases: int, *, runs: int, parallelism
     (session_id,) = conn.execute("SELECT session_id FROM drain_sessions").fetchone()
     conn.close()
     db = ["--database-url", url]
+    measure("startup (--help)", "--help")  # the floor of any command: Python and the imports
     measure("logs", "logs", session_id, f"phase-{phases // 2:07d}", *db, "--log-store", store)
     measure("sessions show", "sessions", "show", session_id, *db)
     _copy_sessions(db_path, session_id, copies)
@@ -138,9 +142,9 @@ def run_side(side: str, controller: Path, phases: int, *, runs: int, parallelism
 
 
 def _table(measures: list[Measure]) -> str:
-    lines = ["| side | phases | what | peak RSS | wall | exit |", "|---|---|---|---|---|---|"]
+    lines = ["| side | phases | what | peak RSS | wall | CPU | exit |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {m.side} | {m.phases:,} | {m.what} | {m.peak_rss_mb:.1f} MB | {m.wall_seconds:.2f} s | "
-              f"{m.exit_code} |" for m in measures]
+              f"{m.cpu_seconds:.2f} s | {m.exit_code} |" for m in measures]
     for side in dict.fromkeys(m.side for m in measures):
         drains = sorted((m.phases, m.peak_rss_mb) for m in measures if m.side == side and m.what == "drain")
         if len(drains) >= 2 and drains[-1][0] > drains[0][0]:
