@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -183,6 +183,10 @@ class LogSink(Protocol):
 
     def put(self, key: str, data: bytes) -> str: ...
 
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> str:
+        """Store a whole file written as it is produced; readers never see half of it."""
+        ...
+
     def url_for(self, key: str) -> str: ...
 
     def read(self, url: str) -> Iterator[bytes]: ...
@@ -312,24 +316,42 @@ class FileLogSink:
 
     def put(self, key: str, data: bytes) -> str:
         """Store a whole file; a full volume is waited for, then the OSError is raised."""
+        return self.put_stream(key, (data,))
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> str:
+        """``put`` for a file too large to hold: each chunk is written (and waited for on a
+        full volume) as it comes, into a temporary file renamed into place at the end, so
+        readers see the old or the new file, never half of one, and a failure leaves none."""
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-
-        def write() -> None:
-            tmp.write_bytes(data)  # "wb" again on each try: a retry never appends to a partial file
-
         try:
-            retry_while_full(write, retry_seconds=self.write_retry_seconds)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # no half file left behind; the caller records the error
+            _write_chunks(tmp, chunks, retry_seconds=self.write_retry_seconds)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
             raise
-        os.replace(tmp, path)  # readers see the old or the new file, never half of one
+        os.replace(tmp, path)
         return str(path)
 
     def read(self, url: str) -> Iterator[bytes]:
         with open(url, "rb") as handle:
             yield from iter(lambda: handle.read(CHUNK), b"")
+
+
+def _write_chunks(path: Path, chunks: Iterable[bytes], *, retry_seconds: float) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+
+            def put() -> None:
+                nonlocal view
+                while view:
+                    view = view[os.write(fd, view):]
+
+            retry_while_full(put, retry_seconds=retry_seconds)
+    finally:
+        os.close(fd)
 
 
 class _SpoolWriter(_FileWriter):
@@ -376,6 +398,20 @@ class FsspecLogSink:
         url = self.url_for(key)
         with self.fs.open(url, "wb") as handle:
             handle.write(data)
+        return url
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> str:
+        """Spooled to a local file, uploaded whole: a failure half-way uploads nothing
+        (an object store's open-for-write would commit the half on close)."""
+        fd, name = tempfile.mkstemp(prefix="batchdrain-report-")
+        os.close(fd)
+        spool = Path(name)
+        url = self.url_for(key)
+        try:
+            _write_chunks(spool, chunks, retry_seconds=self.write_retry_seconds)
+            self.fs.put_file(str(spool), url)
+        finally:
+            spool.unlink(missing_ok=True)
         return url
 
     def read(self, url: str) -> Iterator[bytes]:

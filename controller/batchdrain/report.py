@@ -1,42 +1,52 @@
-"""Session reports: a versioned JSON document and its markdown rendering, built purely.
+"""Session reports: a versioned JSON summary and its per-attempt rows, built purely.
 
 The report is what a person reads the morning after a drain, so it answers the
 questions the seed tool could not: what ran, for how long, how each failure is
 classed and where its log is, which failures are the same failure, whether phases
 ran with the controller's identity, and whether the session left anything behind.
+
+Since report/v2 a report is two things, so that no process holds a session's
+attempts at once: the **summary** (counts, durations, clusters, capped example
+lists with their full counts, runs before/after, leaks, notes, pointers to the
+files), which the session row stores, and the **rows** (``attempt_row``, one per
+attempt), which are streamed page by page from the database into the report files
+and the ``report`` command's output. A v1 report (which held every row under
+``attempts``) is still read: ``as_summary`` turns it into a summary.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import statistics
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from batchdrain.classify import normalise_error_line
-from batchdrain.db import AttemptRecord, SessionRecord
+from batchdrain.db import AttemptRecord, AttemptTally, DurationStats, SessionRecord
 from batchdrain.domain import FAST_FAILURE_CLASSES, FailureClass, LogPointer, RunCounts
 from batchdrain.identity import header_value
+from batchdrain.report_lists import ReportAccumulator
 
-REPORT_SCHEMA = "batchdrain.report/v1"
+REPORT_SCHEMA = "batchdrain.report/v2"
+SKIPPED_EXAMPLES = 1000
 
 
 def duration_stats(values: list[float]) -> dict[str, float | int | None]:
     """min/median/mean/p95/max; p95 by nearest rank so it is always an observed value."""
+    return stats_of(values).to_json()
+
+
+def stats_of(values: list[float]) -> DurationStats:
+    """``duration_stats`` as its typed value (``Database.attempt_tally`` computes the same in SQL)."""
     if not values:
-        return {"count": 0, "min": None, "median": None, "mean": None, "p95": None, "max": None}
+        return DurationStats()
     ordered = sorted(values)
     rank = max(1, math.ceil(0.95 * len(ordered)))
-    return {
-        "count": len(ordered),
-        "min": round(ordered[0], 3),
-        "median": round(statistics.median(ordered), 3),
-        "mean": round(statistics.fmean(ordered), 3),
-        "p95": round(ordered[rank - 1], 3),
-        "max": round(ordered[-1], 3),
-    }
+    return DurationStats(
+        count=len(ordered), min=round(ordered[0], 3), median=round(statistics.median(ordered), 3),
+        mean=round(statistics.fmean(ordered), 3), p95=round(ordered[rank - 1], 3), max=round(ordered[-1], 3),
+    )
 
 
 def attempt_duration(attempt: AttemptRecord) -> float | None:
@@ -65,27 +75,6 @@ def instant_reason(attempt: AttemptRecord, threshold: float) -> str | None:
         return None
     outcome = "succeeded" if attempt.failure_class is FailureClass.SUCCEEDED else "failed"
     return f"{outcome} in {duration:.3f}s (< {threshold:g}s) without an explaining class"
-
-
-def failure_clusters(attempts: Sequence[AttemptRecord]) -> list[dict[str, Any]]:
-    """Group failures by class and normalised first error line: one row per distinct failure."""
-    groups: dict[tuple[str, str], list[AttemptRecord]] = defaultdict(list)
-    for attempt in attempts:
-        if attempt.failure_class in (None, FailureClass.SUCCEEDED):
-            continue
-        line = attempt.first_error_line or ""
-        groups[(str(attempt.failure_class), normalise_error_line(line))].append(attempt)
-    clusters: list[dict[str, Any]] = []
-    for (cls, signature), members in groups.items():
-        clusters.append({
-            "failure_class": cls,
-            "signature": signature or "(no error line)",
-            "example": members[0].first_error_line or members[0].message,
-            "count": len(members),
-            "phases": sorted({f"{a.run_id}/{a.phase_id}" for a in members}),
-        })
-    clusters.sort(key=lambda c: (-c["count"], c["failure_class"], c["signature"]))
-    return clusters
 
 
 def identity_matches(header: str, attempt: AttemptRecord, expected: dict[str, str | None]) -> str | None:
@@ -145,6 +134,61 @@ def attempt_row(attempt: AttemptRecord, *, instant_threshold: float, identity_ch
     }
 
 
+def tally_of(attempts: Sequence[AttemptRecord]) -> AttemptTally:
+    """What ``Database.attempt_tally`` computes in SQL, from attempts in memory (small reports, tests)."""
+    by_class: dict[str, int] = {}
+    for attempt in attempts:
+        name = attempt.failure_class.value if attempt.failure_class else "unfinished"
+        by_class[name] = by_class.get(name, 0) + 1
+    durations = [d for d in (attempt_duration(a) for a in attempts) if d is not None]
+    totals = [a.total_seconds for a in attempts if a.total_seconds is not None]
+    overheads = [a.total_seconds - a.container_seconds for a in attempts
+                 if a.total_seconds is not None and a.container_seconds is not None]
+    return AttemptTally(
+        by_class=dict(sorted(by_class.items())), finished=sum(a.status == "finished" for a in attempts),
+        durations={"container_seconds": stats_of(durations), "total_seconds": stats_of(totals),
+                   "controller_overhead_seconds": stats_of(overheads)})
+
+
+def build_summary(
+    *,
+    session: SessionRecord,
+    tally: AttemptTally,
+    lists: ReportAccumulator,
+    before: dict[str, RunCounts],
+    after: dict[str, RunCounts],
+    leaks: list[str],
+    skipped: Sequence[dict[str, str]],
+    wall_seconds: float,
+    interrupted: bool,
+) -> dict[str, Any]:
+    """The report without its rows: what the session row stores (report/v2)."""
+    listed = lists.summary()
+    return {
+        "schema": REPORT_SCHEMA,
+        "session_id": session.session_id,
+        "executor": session.executor,
+        "started_at": _iso(session.started_at),
+        "ended_at": _iso(dt.datetime.now(dt.UTC)),
+        "interrupted": interrupted,
+        "settings": dict(session.settings),
+        "identity": dict(session.identity),
+        "counts": {**tally.counts(), "skipped": len(skipped), **lists.counts()},
+        "durations": {name: stats.to_json() for name, stats in tally.durations.items()},
+        "throughput": {
+            "wall_seconds": round(wall_seconds, 3),
+            "phases_per_hour": round(tally.finished / wall_seconds * 3600, 1) if wall_seconds > 0 else None,
+        },
+        **listed,
+        "runs": {
+            run: {"before": before[run].to_json(), "after": after.get(run, RunCounts()).to_json()}
+            for run in sorted(before)
+        },
+        "skipped": list(skipped[:SKIPPED_EXAMPLES]),
+        "leaks": leaks,
+    }
+
+
 def build_report(
     *,
     session: SessionRecord,
@@ -158,150 +202,95 @@ def build_report(
     wall_seconds: float,
     interrupted: bool,
 ) -> dict[str, Any]:
-    rows = [attempt_row(a, instant_threshold=instant_threshold,
+    """A whole report (summary and rows) from attempts in memory: for small sessions and tests.
+
+    The controller streams instead (``drain.reporting``); both feed the same accumulator.
+    """
+    lists = ReportAccumulator()
+    rows = [checked_row(a, lists, instant_threshold=instant_threshold,
                         identity_check=identity_checks.get(a.attempt_pk, "not checked"))
             for a in attempts]
-    by_class: dict[str, int] = defaultdict(int)
+    summary = build_summary(session=session, tally=tally_of(attempts), lists=lists, before=before, after=after,
+                            leaks=leaks, skipped=skipped, wall_seconds=wall_seconds, interrupted=interrupted)
+    return {**summary, "attempts": rows}
+
+
+def checked_row(attempt: AttemptRecord, lists: ReportAccumulator, *, instant_threshold: float,
+                identity_check: str | None) -> dict[str, Any]:
+    """The attempt's report row, counted into ``lists`` on the way."""
+    row = attempt_row(attempt, instant_threshold=instant_threshold, identity_check=identity_check)
+    lists.add(attempt, instant=row["instant"], identity_check=row["identity_check"])
+    return row
+
+
+def failure_clusters(attempts: Iterable[AttemptRecord]) -> list[dict[str, Any]]:
+    """Group failures by class and normalised first error line: one row per distinct failure."""
+    lists = ReportAccumulator()
     for attempt in attempts:
-        by_class[attempt.failure_class.value if attempt.failure_class else "unfinished"] += 1
-    durations = [d for d in (attempt_duration(a) for a in attempts) if d is not None]
-    totals = [a.total_seconds for a in attempts if a.total_seconds is not None]
-    overheads = [
-        a.total_seconds - a.container_seconds
-        for a in attempts
-        if a.total_seconds is not None and a.container_seconds is not None
-    ]
-    finished = [a for a in attempts if a.status == "finished"]
-    return {
-        "schema": REPORT_SCHEMA,
-        "session_id": session.session_id,
-        "executor": session.executor,
-        "started_at": _iso(session.started_at),
-        "ended_at": _iso(dt.datetime.now(dt.UTC)),
-        "interrupted": interrupted,
-        "settings": dict(session.settings),
-        "identity": dict(session.identity),
-        "counts": {
-            "attempts": len(attempts),
-            "succeeded": by_class.get(FailureClass.SUCCEEDED.value, 0),
-            "failed": len(finished) - by_class.get(FailureClass.SUCCEEDED.value, 0),
-            "unfinished": len(attempts) - len(finished),
-            "by_class": dict(sorted(by_class.items())),
-            "skipped": len(skipped),
-        },
-        "durations": {
-            "container_seconds": duration_stats(durations),
-            "total_seconds": duration_stats(totals),
-            "controller_overhead_seconds": duration_stats(overheads),
-        },
-        "throughput": {
-            "wall_seconds": round(wall_seconds, 3),
-            "phases_per_hour": round(len(finished) / wall_seconds * 3600, 1) if wall_seconds > 0 else None,
-        },
-        "instant_completes": [
-            {"run_id": r["run_id"], "phase_id": r["phase_id"], "attempt": r["attempt"], "why": r["instant"]}
-            for r in rows if r["instant"]
-        ],
-        "failure_clusters": failure_clusters(attempts),
-        "identity_mismatches": [
-            {"run_id": r["run_id"], "phase_id": r["phase_id"], "attempt": r["attempt"],
-             "problem": r["identity_check"]}
-            for r in rows if r["identity_check"] != "ok"
-        ],
-        "runs": {
-            run: {"before": before[run].to_json(), "after": after.get(run, RunCounts()).to_json()}
-            for run in sorted(before)
-        },
-        "skipped": skipped,
-        "leaks": leaks,
-        "attempts": rows,
-    }
+        lists.add(attempt, instant=None, identity_check="ok")
+    return lists.failure_clusters()
 
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+def json_chunks(summary: Mapping[str, Any], row_texts: Iterable[str], *, indent: int | None = None) -> Iterator[str]:
+    """The report JSON: the summary's keys, then ``"attempts"`` with each row's JSON text."""
+    head = json.dumps(dict(summary), default=str, indent=indent,
+                      separators=(",", ": ") if indent else (",", ":"))
+    pad = "\n" + " " * (indent or 0) if indent else ""
+    yield head[:-1].rstrip() + f',{pad}"attempts":{" " if indent else ""}['
+    separator = ""
+    for text in row_texts:
+        yield f"{separator}{pad}{' ' * (indent or 0)}{text}"
+        separator = ","
+    yield f"{pad if separator else ''}]" + ("\n}\n" if indent else "}")
 
 
-def render_markdown(report: Mapping[str, Any]) -> str:
-    counts = report["counts"]
-    lines = [
-        f"# Drain session {report['session_id']}",
-        "",
-        f"- executor: {report['executor']}; started {report['started_at']}; ended {report['ended_at']}"
-        + ("; **interrupted (SIGTERM)**" if report["interrupted"] else ""),
-        f"- attempts: {counts['attempts']} ({counts['succeeded']} succeeded, {counts['failed']} failed,"
-        f" {counts['unfinished']} unfinished); skipped phases: {counts['skipped']}",
-        f"- by class: {', '.join(f'{k}={v}' for k, v in counts['by_class'].items()) or 'none'}",
-        f"- database: {report['identity'].get('database_url')}; phases get "
-        f"{report['identity'].get('phase_database_url')}; API: {report['identity'].get('api_url') or '(none)'}",
-        f"- throughput: {report['throughput']['phases_per_hour']} phases/hour over "
-        f"{report['throughput']['wall_seconds']}s",
-        f"- leaks: {', '.join(report['leaks']) if report['leaks'] else 'none'}",
-        "",
-        "## Durations (seconds)",
-        "",
-        "| measure | count | min | median | mean | p95 | max |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, stats in report["durations"].items():
-        lines.append(f"| {name} | {stats['count']} | {_cell(stats['min'])} | {_cell(stats['median'])} | "
-                     f"{_cell(stats['mean'])} | {_cell(stats['p95'])} | {_cell(stats['max'])} |")
-    lines += ["", "## Runs (before -> after)", "", "| run | queued | failed | complete | skipped |",
-              "|---|---|---|---|---|"]
-    for run, counts_ in report["runs"].items():
-        b, a = counts_["before"], counts_["after"]
-        lines.append(f"| {_cell(run)} | {b['queued']} -> {a['queued']} | {b['failed']} -> {a['failed']} | "
-                     f"{b['complete']} -> {a['complete']} | {b['skipped']} -> {a['skipped']} |")
-    lines += ["", "## Attempts", "",
-              "| run | phase | # | class | exit | seconds | message | logs |", "|---|---|---|---|---|---|---|---|"]
-    for row in report["attempts"]:
-        exit_code = row["exit_code"] if row["exit_code"] is not None else f"null ({row['exit_code_reason']})"
-        logs = "<br>".join(f"{p['stream']}: {p['url']} ({p['size_bytes']} B)" for p in row["logs"])
-        seconds = f"{row['duration_seconds']:.2f}" if row["duration_seconds"] is not None else ""
-        lines.append(f"| {_cell(row['run_id'])} | {_cell(row['phase_id'])} | {row['attempt']} | "
-                     f"{row['failure_class']} | {_cell(exit_code)} | {seconds} | {_cell(row['message'])} | "
-                     f"{_cell(logs)} |")
-    if report["failure_clusters"]:
-        lines += ["", "## Failure clusters", "", "| class | count | first error line | phases |",
-                  "|---|---|---|---|"]
-        for cluster in report["failure_clusters"]:
-            lines.append(f"| {cluster['failure_class']} | {cluster['count']} | {_cell(cluster['example'])} | "
-                         f"{_cell(', '.join(cluster['phases']))} |")
-    return "\n".join(lines + _markdown_lists(report)) + "\n"
+# -- stored reports, read back --------------------------------------------------------
+def as_summary(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored report as a v2 summary: a v1 report loses its rows (read from the database
+    instead) and gains what v2 adds, computed from those rows."""
+    if "attempts" not in stored:
+        return dict(stored)
+    rows = stored["attempts"]
+    summary = {k: v for k, v in stored.items() if k != "attempts"}
+    summary["left_running"] = [{"run_id": r["run_id"], "phase_id": r["phase_id"], "attempt": r["attempt"]}
+                               for r in rows if r["status"] == "running"]
+    summary["counts"] = {**summary["counts"], "instant_completes": len(summary.get("instant_completes", [])),
+                         "identity_mismatches": len(summary.get("identity_mismatches", [])),
+                         "failure_clusters": len(summary.get("failure_clusters", []))}
+    return summary
 
 
-# (title, report key, how one item reads): the report's lists, each a section when not empty.
-_LISTS = (
-    ("Instant completes", "instant_completes", "- {run_id}/{phase_id} #{attempt}: {why}"),
-    ("Identity mismatches", "identity_mismatches", "- {run_id}/{phase_id} #{attempt}: {problem}"),
-    ("Skipped phases", "skipped", "- {run_id}/{phase_id}: {reason}"),
-    ("Left running for the next session", "left_for_adoption", "- {item}"),
-    ("Waiting for another session", "waiting", "- {item}"),
-    ("Where the attempts left running went", "where_they_went",
-     "- {run_id}/{phase_id} #{attempt}: adopted by {adopted_by}, {outcome}"),
-    ("Notes", "notes", "- {item}"),
-)
+def left_running(summary: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """The attempts the session left running when its report was built (at most its parallelism)."""
+    return [(r["run_id"], r["phase_id"], r["attempt"]) for r in summary.get("left_running", [])]
 
 
-def _markdown_lists(report: Mapping[str, Any]) -> list[str]:
-    lines: list[str] = []
-    for title, key, fmt in _LISTS:
-        items = report.get(key) or []
-        if items:
-            lines += ["", f"## {title}", ""]
-            lines += [fmt.format(**item) if isinstance(item, Mapping) else fmt.format(item=item) for item in items]
-    return lines
+def stored_rows(summary: Mapping[str, Any], attempts: Iterable[AttemptRecord]) -> Iterator[dict[str, Any]]:
+    """The report rows of a stored summary's session, from its attempts as the database has them now.
+
+    ``instant`` is recomputed with the session's threshold; ``identity_check`` comes from
+    the summary's mismatch list, which says each mismatch while it is complete (up to
+    ``IDENTITY_EXAMPLES``); past that, an unlisted row says where its check is.
+    """
+    threshold = float(summary.get("settings", {}).get("instant_threshold_seconds", 0.0) or 0.0)
+    mismatches = {(m["run_id"], m["phase_id"], m["attempt"]): m["problem"]
+                  for m in summary.get("identity_mismatches", [])}
+    complete = summary.get("counts", {}).get("identity_mismatches", len(mismatches)) <= len(mismatches)
+    unlisted = "ok" if complete else "not listed: see the session.json written when the session ended"
+    for attempt in attempts:
+        check = mismatches.get((attempt.run_id, attempt.phase_id, attempt.attempt), unlisted)
+        yield attempt_row(attempt, instant_threshold=threshold, identity_check=None if check == "ok" else check)
 
 
-def where_they_went(report: Mapping[str, Any], attempts: Sequence[AttemptRecord]) -> dict[str, Any]:
+def where_they_went(report: Mapping[str, Any], attempts: Iterable[AttemptRecord]) -> dict[str, Any]:
     """The stored report of a session, with what became of the attempts it left running.
 
     A session stopped by SIGTERM (or that lost the API) leaves attempts open for the next
     session; when its report is read later, each such attempt says who adopted it and
-    how it ended, read from the attempt rows as they are now.
+    how it ended, read from the attempt rows as they are now (``attempts``: those named
+    by ``left_running``).
     """
-    left = {(r["run_id"], r["phase_id"], r["attempt"]) for r in report.get("attempts", []) if r["status"] == "running"}
+    left = set(left_running(report))
     went = []
     for attempt in attempts:
         if (attempt.run_id, attempt.phase_id, attempt.attempt) not in left or attempt.adopted_by is None:

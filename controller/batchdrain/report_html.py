@@ -1,15 +1,23 @@
 """The session report as one self-contained HTML file: inline CSS and SVG, no scripts.
 
 A person opens it from a laptop or a CI artefact with no server and no network, so
-everything (histogram, per-attempt timeline, clusters, links to logs) is drawn here as
-static SVG from the report JSON alone.
+everything (histogram, timeline, clusters, links to logs) is drawn here as static SVG
+from the report summary and its rows.
+
+Up to ``INLINE_ATTEMPTS`` attempts the page draws one timeline bar and one table row
+per attempt. Beyond that it stays one readable picture: the timeline shows how many
+attempts ran in each time slice, by class, the histogram is bins as always, the table
+lists the attempts that did not succeed (the first ``FAILED_ROWS``), and the full
+per-attempt list is linked (session.md, session.attempts.jsonl). The rows are read in
+two passes (ranges, then bins), so ``rows`` is a callable that starts them afresh.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 CLASS_COLOURS = {
@@ -26,6 +34,11 @@ vertical-align:top}th{background:#f4f4f4}.mono{font-family:ui-monospace,monospac
 .pill{display:inline-block;padding:1px 6px;border-radius:8px;color:#fff;font-size:12px}
 svg text{font-size:11px;font-family:system-ui,sans-serif}
 """
+INLINE_ATTEMPTS = 2000
+FAILED_ROWS = 500
+TIME_SLICES = 120
+
+Rows = Callable[[], Iterable[Mapping[str, Any]]]
 
 
 def _e(value: Any) -> str:
@@ -51,12 +64,22 @@ def _time(value: Any) -> dt.datetime | None:
 def histogram_svg(durations: list[float], *, bins: int = 20, width: int = 640, height: int = 180) -> str:
     if not durations:
         return "<p>no durations</p>"
-    low, high = min(durations), max(durations)
-    span = (high - low) or 1.0
     counts = [0] * bins
+    low, high = min(durations), max(durations)
     for value in durations:
-        counts[min(bins - 1, int((value - low) / span * bins))] += 1
-    top = max(counts)
+        counts[_bin(value, low, high, bins)] += 1
+    return histogram_bins_svg(counts, low=low, high=high, width=width, height=height)
+
+
+def _bin(value: float, low: float, high: float, bins: int) -> int:
+    span = (high - low) or 1.0
+    return max(0, min(bins - 1, int((value - low) / span * bins)))
+
+
+def histogram_bins_svg(counts: list[int], *, low: float, high: float, width: int = 640, height: int = 180) -> str:
+    bins = len(counts)
+    span = (high - low) or 1.0
+    top = max(counts) or 1
     bar_w = (width - 40) / bins
     bars = []
     for i, count in enumerate(counts):
@@ -69,10 +92,10 @@ def histogram_svg(durations: list[float], *, bins: int = 20, width: int = 640, h
             f'{"".join(bars)}<line x1="30" y1="{height - 20}" x2="{width - 10}" y2="{height - 20}" stroke="#555"/>'
             f'<text x="30" y="{height - 5}">{low:.2f}s</text>'
             f'<text x="{width - 60}" y="{height - 5}">{high:.2f}s</text>'
-            f'<text x="2" y="14">{top}</text></svg>')
+            f'<text x="2" y="14">{max(counts)}</text></svg>')
 
 
-def timeline_svg(attempts: list[dict[str, Any]], *, width: int = 900, row: int = 16) -> str:
+def timeline_svg(attempts: Sequence[Mapping[str, Any]], *, width: int = 900, row: int = 16) -> str:
     spans = []
     for attempt in attempts:
         start = _time(attempt.get("created_at")) or _time(attempt.get("started_at"))
@@ -105,29 +128,115 @@ def timeline_svg(attempts: list[dict[str, Any]], *, width: int = 900, row: int =
             f'{"".join(parts)}</svg>')
 
 
-def render_html(report: Mapping[str, Any]) -> str:
+@dataclass
+class _Ranges:
+    """First pass over the rows: what the bins of the second pass span."""
+
+    count: int = 0
+    low: float | None = None
+    high: float | None = None
+    t0: dt.datetime | None = None
+    t1: dt.datetime | None = None
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        self.count += 1
+        value = row.get("duration_seconds")
+        if value is not None:
+            self.low = value if self.low is None else min(self.low, value)
+            self.high = value if self.high is None else max(self.high, value)
+        span = _span(row)
+        if span is not None:
+            self.t0 = span[0] if self.t0 is None else min(self.t0, span[0])
+            self.t1 = span[1] if self.t1 is None else max(self.t1, span[1])
+
+
+@dataclass
+class _Bins:
+    """Second pass: the histogram's and the timeline's bins, and the first failed rows."""
+
+    ranges: _Ranges
+    histogram: list[int] = field(default_factory=lambda: [0] * 20)
+    slices: list[dict[str, int]] = field(default_factory=lambda: [{} for _ in range(TIME_SLICES)])
+    failed: list[Mapping[str, Any]] = field(default_factory=list)
+    failed_total: int = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        r = self.ranges
+        value = row.get("duration_seconds")
+        if value is not None and r.low is not None and r.high is not None:
+            self.histogram[_bin(value, r.low, r.high, len(self.histogram))] += 1
+        span = _span(row)
+        if span is not None and r.t0 is not None and r.t1 is not None:
+            total = (r.t1 - r.t0).total_seconds() or 1.0
+            first, last = (min(TIME_SLICES - 1, int((t - r.t0).total_seconds() / total * TIME_SLICES))
+                           for t in span)
+            cls = row.get("failure_class") or "unfinished"
+            for i in range(first, last + 1):
+                self.slices[i][cls] = self.slices[i].get(cls, 0) + 1
+        if row.get("failure_class") != "succeeded":
+            self.failed_total += 1
+            if len(self.failed) < FAILED_ROWS:
+                self.failed.append(row)
+
+
+def _span(row: Mapping[str, Any]) -> tuple[dt.datetime, dt.datetime] | None:
+    start = _time(row.get("created_at")) or _time(row.get("started_at"))
+    if start is None:
+        return None
+    return start, _time(row.get("finished_at")) or start
+
+
+def slices_svg(bins: _Bins, *, width: int = 900, height: int = 220) -> str:
+    """The timeline of a large session: attempts running in each time slice, stacked by class."""
+    r = bins.ranges
+    if r.t0 is None or r.t1 is None:
+        return "<p>no attempts</p>"
+    total = (r.t1 - r.t0).total_seconds() or 1.0
+    top = max((sum(s.values()) for s in bins.slices), default=0) or 1
+    slice_w = (width - 40) / TIME_SLICES
+    order = [*CLASS_COLOURS, "unfinished"]
+    parts = []
+    for i, counts in enumerate(bins.slices):
+        y = float(height - 20)
+        for cls in sorted(counts, key=lambda c: order.index(c) if c in order else len(order)):
+            h = (height - 40) * counts[cls] / top
+            y -= h
+            parts.append(f'<rect class="timeline-slice" x="{30 + i * slice_w:.1f}" y="{y:.1f}" '
+                         f'width="{max(1.0, slice_w - 1):.1f}" height="{h:.1f}" '
+                         f'fill="{CLASS_COLOURS.get(cls, "#9e9e9e")}"><title>{counts[cls]} {_e(cls)} attempt(s) '
+                         f'running at {i * total / TIME_SLICES:.1f}-{(i + 1) * total / TIME_SLICES:.1f}s'
+                         f'</title></rect>')
+    parts.append(f'<text x="30" y="{height - 5}">0s</text><text x="{width - 60}" y="{height - 5}">'
+                 f'{total:.1f}s</text><text x="2" y="14">{top}</text>')
+    return (f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+            f'{"".join(parts)}</svg>')
+
+
+def _attempt_tr(a: Mapping[str, Any]) -> str:
+    logs = " ".join(f'<a href="file://{_e(p["url"])}">{_e(p["stream"])}</a> ({p["size_bytes"]} B)'
+                    for p in a["logs"])
+    exit_code = a["exit_code"] if a["exit_code"] is not None else f"null: {a.get('exit_code_reason')}"
+    seconds = f"{a['duration_seconds']:.2f}" if a.get("duration_seconds") is not None else ""
+    return (f"<tr><td>{_e(a['run_id'])}</td><td>{_e(a['phase_id'])}</td><td>{a['attempt']}</td>"
+            f"<td>{_pill(a['failure_class'])}</td><td>{_e(exit_code)}</td><td>{seconds}</td>"
+            f"<td>{_e(a['message'])}</td><td>{_e(a.get('node'))}</td><td>{logs}</td></tr>")
+
+
+_ATTEMPTS_HEAD = ("<tr><th>run</th><th>phase</th><th>#</th><th>class</th><th>exit</th><th>s</th>"
+                  "<th>message</th><th>node</th><th>logs</th></tr>")
+
+
+def _link(report: Mapping[str, Any], key: str, text: str) -> str:
+    url = (report.get("pointers") or {}).get(key)
+    if not url:
+        return f"{text} (not stored)"
+    href = url if "://" in url else f"file://{url}"
+    return f'<a href="{_e(href)}">{_e(text)}</a>'
+
+
+def _head(report: Mapping[str, Any]) -> str:
     counts = report["counts"]
     identity = report.get("identity", {})
-    attempts = report["attempts"]
-    durations = [a["duration_seconds"] for a in attempts if a.get("duration_seconds") is not None]
-    rows = []
-    for a in attempts:
-        logs = " ".join(f'<a href="file://{_e(p["url"])}">{_e(p["stream"])}</a> ({p["size_bytes"]} B)'
-                        for p in a["logs"])
-        exit_code = a["exit_code"] if a["exit_code"] is not None else f"null: {a.get('exit_code_reason')}"
-        seconds = f"{a['duration_seconds']:.2f}" if a.get("duration_seconds") is not None else ""
-        rows.append(f"<tr><td>{_e(a['run_id'])}</td><td>{_e(a['phase_id'])}</td><td>{a['attempt']}</td>"
-                    f"<td>{_pill(a['failure_class'])}</td><td>{_e(exit_code)}</td><td>{seconds}</td>"
-                    f"<td>{_e(a['message'])}</td><td>{_e(a.get('node'))}</td><td>{logs}</td></tr>")
-    clusters = "".join(
-        f"<tr><td>{_pill(c['failure_class'])}</td><td>{c['count']}</td><td class=mono>{_e(c['example'])}</td>"
-        f"<td>{_e(', '.join(c['phases']))}</td></tr>" for c in report["failure_clusters"])
-    runs = "".join(
-        f"<tr><td>{_e(run)}</td>" + "".join(f"<td>{v['before'][k]} &rarr; {v['after'][k]}</td>"
-                                             for k in ("queued", "failed", "complete", "skipped")) + "</tr>"
-        for run, v in report["runs"].items())
-    settings = "".join(f"<tr><td>{_e(k)}</td><td class=mono>{_e(v)}</td></tr>"
-                       for k, v in sorted(report["settings"].items()))
     stats = report["durations"]["container_seconds"]
     leaks = ", ".join(_e(x) for x in report["leaks"]) or "none"
     return f"""<!doctype html>
@@ -143,14 +252,68 @@ API {_e(identity.get('api_url') or '(none)')}</p>
 <p>duration (s): min {stats['min']} &middot; median {stats['median']} &middot; mean {stats['mean']}
 &middot; p95 {stats['p95']} &middot; max {stats['max']}; throughput {report['throughput']['phases_per_hour']}
 phases/hour; leaks: {leaks}</p>
-<h2>Duration histogram</h2>{histogram_svg(durations)}
-<h2>Timeline</h2>{timeline_svg(attempts)}
-<h2>Failure clusters</h2><table><tr><th>class</th><th>count</th><th>first error line</th><th>phases</th></tr>
+"""
+
+
+def _more(attempts: int | None) -> str:
+    return f" and {attempts} more attempt(s)" if attempts else ""
+
+
+def _tail(report: Mapping[str, Any]) -> str:
+    clusters = "".join(
+        f"<tr><td>{_pill(c['failure_class'])}</td><td>{c['count']}</td><td class=mono>{_e(c['example'])}</td>"
+        f"<td>{_e(', '.join(c['phases']))}{_more(c.get('phases_more'))}</td></tr>"
+        for c in report["failure_clusters"])
+    other = report.get("failure_clusters_other") or {}
+    if other.get("attempts"):
+        clusters += (f"<tr><td colspan=4>{other['attempts']} more failed attempt(s) in "
+                     f"{'at least ' if other.get('clusters_at_least') else ''}{other['clusters']} other distinct "
+                     "failure(s)</td></tr>")
+    runs = "".join(
+        f"<tr><td>{_e(run)}</td>" + "".join(f"<td>{v['before'][k]} &rarr; {v['after'][k]}</td>"
+                                             for k in ("queued", "failed", "complete", "skipped")) + "</tr>"
+        for run, v in report["runs"].items())
+    return f"""<h2>Failure clusters</h2><table>
+<tr><th>class</th><th>count</th><th>first error line</th><th>phases</th></tr>
 {clusters or '<tr><td colspan=4>none</td></tr>'}</table>
 <h2>Runs before &rarr; after</h2><table><tr><th>run</th><th>queued</th><th>failed</th><th>complete</th>
 <th>parked</th></tr>{runs}</table>
-<h2>Attempts</h2><table><tr><th>run</th><th>phase</th><th>#</th><th>class</th><th>exit</th><th>s</th>
-<th>message</th><th>node</th><th>logs</th></tr>{''.join(rows)}</table>
-<h2>Settings</h2><table>{settings}</table>
-</body></html>
 """
+
+
+def html_chunks(report: Mapping[str, Any], rows: Rows) -> Iterator[str]:
+    """The page a chunk at a time; ``rows`` starts the report's rows afresh on each call."""
+    yield _head(report)
+    if report["counts"]["attempts"] <= INLINE_ATTEMPTS:
+        attempts = list(rows())  # bounded by INLINE_ATTEMPTS
+        durations = [a["duration_seconds"] for a in attempts if a.get("duration_seconds") is not None]
+        yield (f"<h2>Duration histogram</h2>{histogram_svg(durations)}\n"
+               f"<h2>Timeline</h2>{timeline_svg(attempts)}\n")
+        yield _tail(report)
+        yield f"<h2>Attempts</h2><table>{_ATTEMPTS_HEAD}{''.join(_attempt_tr(a) for a in attempts)}</table>\n"
+    else:
+        ranges = _Ranges()
+        for row in rows():
+            ranges.add(row)
+        bins = _Bins(ranges)
+        for row in rows():
+            bins.add(row)
+        low, high = ranges.low or 0.0, ranges.high or 0.0
+        yield (f"<h2>Duration histogram</h2>"
+               f"{histogram_bins_svg(bins.histogram, low=low, high=high) if ranges.low is not None else ''}\n"
+               f"<h2>Timeline</h2><p>attempts running in each of {TIME_SLICES} time slices, by class</p>"
+               f"{slices_svg(bins)}\n")
+        yield _tail(report)
+        shown = f"the first {len(bins.failed)} of " if bins.failed_total > len(bins.failed) else ""
+        yield (f"<h2>Attempts</h2><p>{ranges.count} attempts: every one is in "
+               f"{_link(report, 'markdown', 'session.md')} and {_link(report, 'attempts', 'session.attempts.jsonl')}"
+               f". Below: {shown}{bins.failed_total} that did not succeed.</p>"
+               f"<table>{_ATTEMPTS_HEAD}{''.join(_attempt_tr(a) for a in bins.failed)}</table>\n")
+    settings = "".join(f"<tr><td>{_e(k)}</td><td class=mono>{_e(v)}</td></tr>"
+                       for k, v in sorted(report["settings"].items()))
+    yield f"<h2>Settings</h2><table>{settings}</table>\n</body></html>\n"
+
+
+def render_html(report: Mapping[str, Any], rows: Rows | None = None) -> str:
+    """The whole page as one string; without ``rows``, the report's own ``attempts`` rows."""
+    return "".join(html_chunks(report, rows or (lambda: report.get("attempts", []))))

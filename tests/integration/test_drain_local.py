@@ -96,7 +96,7 @@ def test_mixed_drain_records_every_attempt(database_url, workdir, capsys, api_ur
     code, report_json, _ = cli(capsys, "report", session_id, "--format", "json", *common)
     assert code == 0
     report = json.loads(report_json)
-    assert report["schema"] == "batchdrain.report/v1"
+    assert report["schema"] == "batchdrain.report/v2"
     assert report["runs"]["alpha"] == {
         "before": {"queued": 3, "executing": 0, "complete": 0, "failed": 0, "skipped": 0},
         "after": {"queued": 0, "executing": 0, "complete": 1, "failed": 2, "skipped": 0},

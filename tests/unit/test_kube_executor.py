@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -680,6 +680,9 @@ class _UnreadableSink:
 
     def put(self, key: str, data: bytes) -> str:
         return self.inner.put(key, data)
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> str:
+        return self.inner.put_stream(key, chunks)
 
     def url_for(self, key: str) -> str:
         return self.inner.url_for(key)

@@ -17,8 +17,8 @@ from batchdrain.report import (
     failure_clusters,
     identity_matches,
     instant_reason,
-    render_markdown,
 )
+from batchdrain.report_markdown import render_markdown
 
 
 def attempt(i, cls, line, run="r"):

@@ -6,7 +6,7 @@ results and ``err`` for progress and errors, so that stdout stays pipeable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Column, Table
 
-from batchdrain.db import AttemptRecord, SessionRecord
+from batchdrain.db import AttemptRecord, AttemptTally, SessionRecord
 from batchdrain.domain import AttemptResult, Phase, RunCounts, utcnow
 from batchdrain.drain.planning import DryRun
 from batchdrain.logstore import LogSink, log_key
@@ -83,7 +83,7 @@ def sessions_table(sessions: list[SessionRecord]) -> Table:
     return table
 
 
-def attempts_table(attempts: list[AttemptRecord]) -> Table:
+def attempts_table(attempts: Sequence[AttemptRecord]) -> Table:
     table = Table("run", "phase", "#", "class", "exit", "seconds", "message", "log", title="Attempts")
     for a in attempts:
         seconds = a.container_seconds if a.container_seconds is not None else a.total_seconds
@@ -95,6 +95,16 @@ def attempts_table(attempts: list[AttemptRecord]) -> Table:
                       f"{seconds:.2f}" if seconds is not None else "", escape(a.message or ""),
                       escape(log))
     return table
+
+
+def session_lines(counts: Mapping[str, Any], durations: Mapping[str, Any] | None) -> str:
+    """A session's counts and durations (report shapes), as ``sessions show`` prints them."""
+    lines = [f"{counts.get('attempts', 0)} attempt(s): [green]{counts.get('succeeded', 0)} succeeded[/], "
+             f"[red]{counts.get('failed', 0)} failed[/], {counts.get('unfinished', 0)} unfinished",
+             "classes: " + (", ".join(f"{k}={v}" for k, v in (counts.get("by_class") or {}).items()) or "-")]
+    for name, d in (durations or {}).items():
+        lines.append(f"{name}: min {d['min']} median {d['median']} mean {d['mean']} p95 {d['p95']} max {d['max']}")
+    return "\n".join(lines)
 
 
 def _last_line(sink: LogSink, attempt: AttemptRecord) -> str:
@@ -109,12 +119,11 @@ def _last_line(sink: LogSink, attempt: AttemptRecord) -> str:
     return ""
 
 
-def watch_view(session: SessionRecord, attempts: list[AttemptRecord], sink: LogSink) -> Table:
-    running = [a for a in attempts if a.status == "running"]
-    ok = sum(a.failure_class == "succeeded" for a in attempts)
-    failed = sum(a.status == "finished" and a.failure_class != "succeeded" for a in attempts)
+def watch_view(session: SessionRecord, tally: AttemptTally, running: Sequence[AttemptRecord],
+               sink: LogSink) -> Table:
+    ok = tally.by_class.get("succeeded", 0)
     title = (f"{session.session_id} [{session.status}]: [yellow]{len(running)} running[/] "
-             f"[green]{ok} succeeded[/] [red]{failed} failed[/]")
+             f"[green]{ok} succeeded[/] [red]{tally.finished - ok} failed[/]")
     table = Table("run", "phase", "#", "job/pod", "node", "elapsed", "last log line", title=title)
     now = utcnow()
     for a in running:

@@ -4,7 +4,9 @@ from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseUnavailable, normalise_url
 from batchdrain.db.records import (
     AttemptRecord,
+    AttemptTally,
     Claim,
+    DurationStats,
     ImportCounts,
     NewPhase,
     OrphanRecord,
@@ -14,9 +16,11 @@ from batchdrain.db.records import (
 
 __all__ = [
     "AttemptRecord",
+    "AttemptTally",
     "Claim",
     "Database",
     "DatabaseUnavailable",
+    "DurationStats",
     "ImportCounts",
     "NewPhase",
     "OrphanRecord",

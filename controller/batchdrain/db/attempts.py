@@ -302,9 +302,10 @@ class Attempts:
 
     def matching(self, *, session_id: str | None = None, run_id: str | None = None,
                  phase_id: str | None = None) -> list[AttemptRecord]:
+        """Every matching attempt at once: for tests and small reads. Reports and the read
+        commands use ``history`` (paged, aggregated, bounded) instead."""
         def run() -> list[AttemptRecord]:
-            # Plain rows, not ORM objects: a session's report reads back every attempt,
-            # and the identity map roughly doubled the memory that took.
+            # Plain rows, not ORM objects: the identity map roughly doubled the memory.
             with self._engine.core() as conn:
                 query = select(*AttemptRow.__table__.columns).order_by(AttemptRow.id)
                 if session_id is not None:  # its own attempts and those it adopted

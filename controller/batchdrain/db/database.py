@@ -9,12 +9,13 @@ composes so that callers keep a single handle:
 - ``schema``: the Alembic revision (``upgrade``, ``ensure_schema``);
 - ``backlog``: phases in, and the reads selection and retries work from;
 - ``sessions``: session rows and heartbeats;
-- ``attempts``: claims, attempt records and adoption of orphans.
+- ``attempts``: claims, attempt records and adoption of orphans;
+- ``history``: a session's attempts for reports, paged and aggregated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -23,8 +24,10 @@ from batchdrain.db.attempts import Attempts
 from batchdrain.db.backlog import Backlog
 from batchdrain.db.engine import DatabaseEngine
 from batchdrain.db.enqueue import IMPORT_BATCH
+from batchdrain.db.history import History
 from batchdrain.db.records import (
     AttemptRecord,
+    AttemptTally,
     Claim,
     ImportCounts,
     NewPhase,
@@ -51,6 +54,7 @@ class Database:
         self._backlog = Backlog(self._engine)
         self._sessions = Sessions(self._engine)
         self._attempts = Attempts(self._engine)
+        self._history = History(self._engine)
 
     # -- the connection -------------------------------------------------------------
     @property
@@ -137,10 +141,16 @@ class Database:
         self._sessions.end(session_id, status=status, counts=counts, report=report, error=error)
 
     def sessions(self, limit: int = 50) -> list[SessionRecord]:
+        """The latest sessions, without their reports (``report`` is None)."""
         return self._sessions.recent(limit)
 
-    def session(self, session_id: str) -> SessionRecord:
-        return self._sessions.get(session_id)
+    def session(self, session_id: str, *, report: bool = True) -> SessionRecord:
+        """One session; BadInput if unknown. ``report=False`` does not read its stored report."""
+        return self._sessions.get(session_id, report=report)
+
+    def report_value(self, session_id: str, key: str) -> Any:
+        """One top-level value of a session's stored report (``durations``...), without reading the rest."""
+        return self._sessions.report_value(session_id, key)
 
     # -- attempts -------------------------------------------------------------------
     def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
@@ -172,3 +182,25 @@ class Database:
     def attempts(self, *, session_id: str | None = None, run_id: str | None = None,
                  phase_id: str | None = None) -> list[AttemptRecord]:
         return self._attempts.matching(session_id=session_id, run_id=run_id, phase_id=phase_id)
+
+    # -- a session's attempts, in bounded memory (reports, read commands) -------------
+    def session_attempts(self, session_id: str) -> Iterator[AttemptRecord]:
+        """Every attempt of the session (launched or adopted) in id order, read page by page."""
+        return self._history.pages(session_id)
+
+    def phase_attempts(self, session_id: str, *, phase_id: str, run_id: str | None = None) -> list[AttemptRecord]:
+        return self._history.of_phase(session_id, phase_id=phase_id, run_id=run_id)
+
+    def running_attempts(self, session_id: str) -> list[AttemptRecord]:
+        return self._history.running(session_id)
+
+    def attempts_by_keys(self, keys: Sequence[tuple[str, str, int]]) -> list[AttemptRecord]:
+        return self._history.by_keys(keys)
+
+    def attempts_table(self, session_id: str, *, limit: int) -> list[AttemptRecord]:
+        """At most ``limit`` attempts: those that did not succeed first, then the latest."""
+        return self._history.table(session_id, limit=limit)
+
+    def attempt_tally(self, session_id: str, *, durations: bool = True) -> AttemptTally:
+        """Counts by class and duration statistics of the session's attempts, computed in SQL."""
+        return self._history.tally(session_id, durations=durations)

@@ -69,7 +69,9 @@ class SessionRecord:
     settings: Mapping[str, Any] = field(default_factory=dict)
     identity: Mapping[str, Any] = field(default_factory=dict)
     counts: Mapping[str, Any] | None = None
-    # The session's report (schema batchdrain.report/v1), stored when the session ended.
+    # The session's report summary (schema batchdrain.report/v2; v1 reports also held
+    # every attempt row), stored when the session ended. None when none was stored, and
+    # from the reads that do not load it (``Database.sessions``, ``session(..., report=False)``).
     report: Mapping[str, Any] | None = None
     error: str | None = None
 
@@ -136,3 +138,38 @@ class OrphanRecord:
     # the process group only on the same host.
     pid: int | None = None
     host: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DurationStats:
+    """One duration measure over a session's attempts (seconds, rounded to 3 places)."""
+
+    count: int = 0
+    min: float | None = None
+    median: float | None = None
+    mean: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+    def to_json(self) -> dict[str, float | int | None]:
+        return {"count": self.count, "min": self.min, "median": self.median, "mean": self.mean,
+                "p95": self.p95, "max": self.max}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptTally:
+    """What a report says about all of a session's attempts, computed by the database."""
+
+    by_class: Mapping[str, int]  # failure class (or "unfinished") -> attempts
+    finished: int
+    durations: Mapping[str, DurationStats]  # container_seconds, total_seconds, controller_overhead_seconds
+
+    @property
+    def attempts(self) -> int:
+        return sum(self.by_class.values())
+
+    def counts(self) -> dict[str, Any]:
+        """The report's ``counts`` as far as the attempts give them."""
+        succeeded = self.by_class.get(FailureClass.SUCCEEDED.value, 0)
+        return {"attempts": self.attempts, "succeeded": succeeded, "failed": self.finished - succeeded,
+                "unfinished": self.attempts - self.finished, "by_class": dict(self.by_class)}

@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
@@ -21,12 +22,18 @@ from batchdrain.db.records import SessionRecord
 from batchdrain.domain import BadInput, utcnow
 
 
-def _session_record(row: SessionRow) -> SessionRecord:
+def _session_record(row: SessionRow | Row[Any]) -> SessionRecord:
     return SessionRecord(
         session_id=row.session_id, status=row.status, executor=row.executor,
         started_at=aware(row.started_at), ended_at=aware(row.ended_at), heartbeat_at=aware(row.heartbeat_at),
-        settings=row.settings, identity=row.identity, counts=row.counts, report=row.report, error=row.error,
+        settings=row.settings, identity=row.identity, counts=row.counts,
+        report=getattr(row, "report", None), error=row.error,
     )
+
+
+# Every column but ``report``: a listing or an existence check must not read reports,
+# which held every attempt row before report/v2 (hundreds of MB for a large session).
+_WITHOUT_REPORT = tuple(c for c in SessionRow.__table__.columns if c.name != "report")
 
 
 class Sessions:
@@ -87,17 +94,30 @@ class Sessions:
         self._engine.retrying(run)
 
     def recent(self, limit: int = 50) -> list[SessionRecord]:
+        """The latest sessions, without their reports."""
         def run() -> list[SessionRecord]:
-            with self._engine.tx() as tx:
-                rows = tx.scalars(select(SessionRow).order_by(SessionRow.started_at.desc()).limit(limit))
+            with self._engine.core() as conn:
+                rows = conn.execute(select(*_WITHOUT_REPORT).order_by(SessionRow.started_at.desc()).limit(limit))
                 return [_session_record(r) for r in rows]
 
         return self._engine.retrying(run)
 
-    def get(self, session_id: str) -> SessionRecord:
+    def report_value(self, session_id: str, key: str) -> Any:
+        """One top-level value of the stored report, extracted by the database (None: absent)."""
+        def run() -> Any:
+            with self._engine.core() as conn:
+                return conn.execute(select(SessionRow.report[key])
+                                    .where(SessionRow.session_id == session_id)).scalar()
+
+        return self._engine.retrying(run)
+
+    def get(self, session_id: str, *, report: bool = True) -> SessionRecord:
+        """One session; ``report=False`` leaves its stored report unread (``report`` is None)."""
+        columns = tuple(SessionRow.__table__.columns) if report else _WITHOUT_REPORT
+
         def run() -> SessionRecord | None:
-            with self._engine.tx() as tx:
-                row = tx.get(SessionRow, session_id)
+            with self._engine.core() as conn:
+                row = conn.execute(select(*columns).where(SessionRow.session_id == session_id)).first()
                 return _session_record(row) if row else None
 
         found = self._engine.retrying(run)

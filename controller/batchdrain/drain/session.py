@@ -36,12 +36,12 @@ from batchdrain.drain.adoption import controller_identity, decide, holder_gone, 
 from batchdrain.drain.observer import DrainObserver, SilentObserver
 from batchdrain.drain.planning import PAGE, make_plan
 from batchdrain.drain.recording import AttemptRecorder
-from batchdrain.drain.reporting import identity_checks, skipped_rows, store_report
+from batchdrain.drain.reporting import PendingReport, ReportFiles, skipped_rows
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
 from batchdrain.identity import Identity, mask_url
 from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
-from batchdrain.report import build_report
+from batchdrain.report import build_summary
 from batchdrain.selection import Plan
 from batchdrain.settings import Settings
 
@@ -206,24 +206,26 @@ class DrainSession:
         return touched | {run_id for run_id, _ in self._adopted}
 
     def _report(self, the_plan: Plan, *, before: dict[str, RunCounts], touched: set[str], leaks: list[str],
-                wall_seconds: float) -> dict[str, Any]:
+                wall_seconds: float) -> PendingReport:
+        """The summary, from one pass over the attempts (which writes the rows file) and SQL."""
         after = self.db.run_counts()
         self.metrics.set_phase_counts(after.values())
-        attempts = self.db.attempts(session_id=self.session_id)
+        files = ReportFiles(self.sink, self.session_id)
         expected = {"database_url": mask_url(self._phase_database_url()), "api_url": self.settings.api_url}
-        return build_report(
-            session=self.db.session(self.session_id), attempts=attempts,
-            before={r: before.get(r, RunCounts()) for r in sorted(touched)},
+        lists = files.gather(self.db.session_attempts(self.session_id), expected=expected,
+                             instant_threshold=self.settings.instant_threshold_seconds)
+        summary = build_summary(
+            session=self.db.session(self.session_id, report=False), tally=self.db.attempt_tally(self.session_id),
+            lists=lists, before={r: before.get(r, RunCounts()) for r in sorted(touched)},
             after={r: after.get(r, RunCounts()) for r in sorted(touched)},
-            leaks=leaks, identity_checks=identity_checks(self.sink, attempts, expected=expected),
-            skipped=skipped_rows(the_plan, self._not_claimed),
-            instant_threshold=self.settings.instant_threshold_seconds,
-            wall_seconds=wall_seconds,
-            interrupted=self.stop.stopping,
+            leaks=leaks, skipped=skipped_rows(the_plan, self._not_claimed),
+            wall_seconds=wall_seconds, interrupted=self.stop.stopping,
         )
+        return PendingReport(summary, files)
 
-    def _end(self, report: dict[str, Any], leaks: list[str]) -> SessionOutcome:
+    def _end(self, pending: PendingReport, leaks: list[str]) -> SessionOutcome:
         """Add the notes and why the session stopped early, store the report, close the session row."""
+        report = pending.summary
         halted = self.executor.unavailable()
         if halted:
             halted += "; session stopped early: unstarted phases stay queued, open attempts are adopted " \
@@ -235,7 +237,7 @@ class DrainSession:
         report["left_for_adoption"] = left
         error = self._recorder.halt or halted
         report["halted"] = error
-        stored = store_report(self.sink, self.session_id, report)
+        stored = pending.files.write_documents(report)
         if stored is not None:
             report["notes"].append(stored)
             error = error or stored

@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.live import Live
 from rich.markup import escape
 
 from batchdrain.cli.flags import DB_FIELDS, STORE_FIELDS, with_settings
-from batchdrain.cli.render import attempts_table, err, out, sessions_table, watch_view
+from batchdrain.cli.render import attempts_table, err, out, session_lines, sessions_table, watch_view
 from batchdrain.cli.wiring import open_db
 from batchdrain.domain import BadInput
 from batchdrain.logstore import open_log_sink
-from batchdrain.report import render_markdown, where_they_went
-from batchdrain.report_html import render_html
+from batchdrain.report import as_summary, json_chunks, left_running, stored_rows, where_they_went
+from batchdrain.report_html import html_chunks
+from batchdrain.report_markdown import markdown_chunks
 from batchdrain.settings import Settings
 
 # ``report`` and ``logs`` sit at the top level; ``sessions_app`` is the ``sessions`` group.
@@ -49,14 +51,26 @@ def sessions_list(settings: Settings, limit: Annotated[int, typer.Option(help="H
 
 @sessions_app.command("show")
 @with_settings(DB_FIELDS)
-def sessions_show(settings: Settings, session_id: Annotated[str, typer.Argument()]) -> None:
-    """One session's attempts."""
+def sessions_show(
+    settings: Settings,
+    session_id: Annotated[str, typer.Argument()],
+    limit: Annotated[int, typer.Option(min=0, help="List at most N attempts: those that did not succeed "
+                                                    "first, then the latest.")] = 50,
+) -> None:
+    """One session: its counts and durations, and its attempts that did not succeed first."""
     db = open_db(settings)
-    session = db.session(session_id)
+    session = db.session(session_id, report=False)
     out.print(f"[bold]{session_id}[/] {session.status} ({session.executor})")
     if session.error:
         out.print(f"[red]error:[/] {escape(session.error)}")
-    out.print(attempts_table(db.attempts(session_id=session_id)))
+    # An ended session's counts and durations are in its row and its report's summary;
+    # a running one's are counted now (without durations: a sort of every attempt).
+    counts = session.counts or db.attempt_tally(session_id, durations=False).counts()
+    out.print(session_lines(counts, db.report_value(session_id, "durations")))
+    rows = db.attempts_table(session_id, limit=limit)
+    out.print(attempts_table(rows))
+    if counts.get("attempts", 0) > len(rows):
+        out.print(f"{counts['attempts'] - len(rows)} more: see `batchdrain report {escape(session_id)}`")
 
 
 @sessions_app.command("watch")
@@ -78,11 +92,31 @@ def sessions_watch(
     deadline = time.monotonic() + timeout
     with Live(console=out, refresh_per_second=4) as live:
         while True:
-            session = db.session(session_id)
-            live.update(watch_view(session, db.attempts(session_id=session_id), sink))
+            session = db.session(session_id, report=False)
+            live.update(watch_view(session, db.attempt_tally(session_id, durations=False),
+                                   db.running_attempts(session_id), sink))
             if session.status != "running" or time.monotonic() >= deadline:
                 break
             time.sleep(interval)
+
+
+def _write(chunks: Iterable[str], output: Path | None) -> None:
+    """To stdout as it comes, or to ``output`` through a temporary file: never half a file."""
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        return
+    tmp = output.with_name(output.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(output)
+    err.print(f"wrote {output}")
 
 
 @app.command()
@@ -93,25 +127,29 @@ def report(
     format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.MD,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
 ) -> None:
-    """Print a session's report (json, md or a self-contained html file)."""
+    """Print a session's report (json, md or a self-contained html file).
+
+    The stored summary, with the attempts' rows read page by page from the database
+    as they are now (an attempt left running says where it went).
+    """
     db = open_db(settings)
     session = db.session(session_id)
     if session.report is None:
         raise BadInput(f"session {session_id} has no report (status {session.status})")
-    stored = session.report
-    if any(r.get("status") == "running" for r in stored.get("attempts", [])):
-        stored = where_they_went(stored, db.attempts(session_id=session_id))
+    summary = as_summary(session.report)
+    if left_running(summary):
+        summary = where_they_went(summary, db.attempts_by_keys(left_running(summary)))
+
+    def rows() -> Iterator[dict[str, Any]]:
+        return stored_rows(summary, db.session_attempts(session_id))
+
     if format is ReportFormat.JSON:
-        text = json.dumps(stored, indent=2, default=str) + "\n"
+        chunks = json_chunks(summary, (json.dumps(r, default=str) for r in rows()), indent=2)
     elif format is ReportFormat.HTML:
-        text = render_html(stored)
+        chunks = html_chunks(summary, rows)
     else:
-        text = render_markdown(stored)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}")
+        chunks = markdown_chunks(summary, rows())
+    _write(chunks, output)
 
 
 @app.command()
@@ -125,8 +163,8 @@ def logs(
 ) -> None:
     """Write a phase's stored log(s) of a session to stdout, byte for byte."""
     db = open_db(settings)
-    db.session(session_id)
-    attempts = db.attempts(session_id=session_id, phase_id=phase_id, run_id=run_id)
+    db.session(session_id, report=False)  # unknown: one clear line
+    attempts = db.phase_attempts(session_id, phase_id=phase_id, run_id=run_id)
     if not attempts:
         raise BadInput(f"no attempt of phase {phase_id!r} in session {session_id}")
     if len({a.run_id for a in attempts}) > 1:
