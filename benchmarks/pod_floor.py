@@ -22,10 +22,15 @@ Kinds, in rotation each round, each in its own namespace:
   ideal       an in-process controller keeping P Jobs in flight, reacting to the watch at
               once (one log read, Job deleted in the background); the pod of
               ``kubectl create job``
-  ideal-bd    the same with batchdrain's pod spec (security context, /tmp emptyDir,
+  ideal-keep  the same, Jobs and pods left until the namespace goes (like the loop)
+  ideal-bd    the same as ideal with batchdrain's pod spec (security context, /tmp emptyDir,
               no service account token, logs finalizer removed after the log read)
   batchdrain  ``batchdrain drain`` as vs_shell_loop runs it
-  batchdrain:ENV[+ENV]  the same with experiment variables set (ENV=1 each)
+  batchdrain:ENV[+ENV]  the same with environment variables set (ENV=1 each): the
+              experiment switches BDX_NOFOLLOW (no live follow, final reads only),
+              BDX_COMBINED (one combined log), BDX_NOEVENTS (no Events), BDX_PLAINSPEC
+              (the pod of ``kubectl create job``) exist only in commit e6cd3a9 of branch
+              i15-pods (none of them helped, see RESULTS.md "Why batchdrain's own pods ...")
   nice:KIND   KIND's controller process at nice 19
 """
 
@@ -194,7 +199,8 @@ def _ideal_job(name: str, image: str, bd_spec: bool) -> dict[str, Any]:
             "spec": {"backoffLimit": 0, "template": {"metadata": meta, "spec": pod_spec}}}
 
 
-def run_ideal(namespace: str, n: int, p: int, image: str, tl: Timeline, *, bd_spec: bool) -> float:
+def run_ideal(namespace: str, n: int, p: int, image: str, tl: Timeline, *, bd_spec: bool,
+              keep: bool = False) -> float:
     core, batch = client.CoreV1Api(), client.BatchV1Api()
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
     for i in range(n):
@@ -212,6 +218,8 @@ def run_ideal(namespace: str, n: int, p: int, image: str, tl: Timeline, *, bd_sp
                 raise RuntimeError(f"{name} never terminated")
             pod = tl.pod_of[name]
             core.read_namespaced_pod_log(pod, namespace)
+            if keep:
+                continue
             batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
             if bd_spec:
                 core.patch_namespaced_pod(pod, namespace, {"metadata": {"finalizers": None}})
@@ -250,39 +258,50 @@ def one(kind: str, *, n: int, p: int, image: str) -> dict[str, Any]:
     time.sleep(1)
     saved = dict(os.environ)
     os.environ.update(env)
+    t_start = time.time()
     try:
         if base == "loop":
             wall = vs.run_loop(namespace, n, p, image, work)
-        elif base in ("ideal", "ideal-bd"):
-            wall = run_ideal(namespace, n, p, image, tl, bd_spec=base == "ideal-bd")
+        elif base.startswith("ideal"):
+            wall = run_ideal(namespace, n, p, image, tl, bd_spec=base == "ideal-bd", keep=base == "ideal-keep")
         else:
-            wall = _run_batchdrain(namespace, n, p, image, work, nice=nice)
+            wall, t_start = _run_batchdrain(namespace, n, p, image, work, nice=nice)
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    t_end = t_start + wall
     time.sleep(2)  # the last terminations reach the watch
     tl.stop()
     spans = tl.spans()
+    head = min(tl.job_seen.values(), default=t_end) - t_start
+    tail = t_end - max(tl.terminated.values(), default=t_start)
+    # slot-seconds between a termination seen and the slot's next Job seen, per attempt
+    gap = (p * (wall - head - tail) - sum(spans)) / max(len(spans), 1)
     ctr = containerd_times(offset, namespace)
     core.delete_namespace(namespace)
     shutil.rmtree(work, ignore_errors=True)
     return {"kind": kind, "wall": wall, "pods": len(spans), "visible_floor": sum(spans) / p,
-            "in_flight": sum(spans) / wall, "stages": stages(tl, ctr)}
+            "in_flight": sum(spans) / wall, "stages": stages(tl, ctr), "head": head, "tail": tail, "gap": gap}
 
 
-def _run_batchdrain(namespace: str, n: int, p: int, image: str, work: Path, *, nice: bool) -> float:
-    if not nice:
-        return vs.run_batchdrain(namespace, n, p, image, work)
+def _run_batchdrain(namespace: str, n: int, p: int, image: str, work: Path, *, nice: bool) -> tuple[float, float]:
+    """vs_shell_loop's batchdrain run; returns (wall, epoch at the drain's start: after the import)."""
+    started: list[float] = []
     real = subprocess.run
 
-    def niced(args: list[str], **kw: Any) -> Any:
-        return real(["nice", "-n", "19", *args], **kw)
+    def timed(args: list[str], **kw: Any) -> Any:
+        if "drain" in args:
+            started.append(time.time())
+            if nice:
+                args = ["nice", "-n", "19", *args]
+        return real(args, **kw)
 
-    subprocess.run = niced  # type: ignore[assignment]
+    subprocess.run = timed  # type: ignore[assignment]
     try:
-        return vs.run_batchdrain(namespace, n, p, image, work)
+        wall = vs.run_batchdrain(namespace, n, p, image, work)
     finally:
         subprocess.run = real
+    return wall, started[0]
 
 
 def main() -> None:
@@ -303,17 +322,21 @@ def main() -> None:
             results.append(res)
             st = " ".join(f"{k} {v:.2f}" for k, v in res["stages"].items())
             print(f"{dt.datetime.now():%H:%M:%S} {kind}: wall {res['wall']:.1f}s, {res['pods']} pods, "
-                  f"visible floor {res['visible_floor']:.1f}s, in flight {res['in_flight']:.1f} | {st}",
+                  f"visible floor {res['visible_floor']:.1f}s, in flight {res['in_flight']:.1f}, "
+                  f"head {res['head']:.1f}s, "
+                  f"tail {res['tail']:.1f}s, gap {res['gap']:.2f}s | {st}",
                   file=sys.stderr, flush=True)
-    print("| kind | runs | wall (s) | visible floor (s) | pods in flight | " + " | ".join(STAGES) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(STAGES))
+    print("| kind | runs | wall (s) | visible floor (s) | pods in flight | head (s) | tail (s) | gap (s) | "
+          + " | ".join(STAGES) + " |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(STAGES))
     for kind in kinds:
         rs = [r for r in results if r["kind"] == kind]
         def rng(key: str, rs: list[dict[str, Any]] = rs) -> str:
             vals = sorted(r[key] for r in rs)
             return f"{statistics.median(vals):.1f} ({vals[0]:.1f}-{vals[-1]:.1f})"
         st = " | ".join(f"{statistics.median(r['stages'][s] for r in rs):.2f}" for s in STAGES)
-        print(f"| {kind} | {len(rs)} | {rng('wall')} | {rng('visible_floor')} | {rng('in_flight')} | {st} |")
+        print(f"| {kind} | {len(rs)} | {rng('wall')} | {rng('visible_floor')} | {rng('in_flight')} | "
+              f"{rng('head')} | {rng('tail')} | {rng('gap')} | {st} |")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -175,16 +174,6 @@ class JobSpecBuilder:
             pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
         if settings.image_pull_secrets:
             pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
-        if os.environ.get("BDX_PLAINSPEC"):
-            container.pop("securityContext")
-            container.pop("volumeMounts")
-            container.pop("terminationMessagePolicy")
-            for key in ("securityContext", "volumes", "enableServiceLinks", "automountServiceAccountToken"):
-                pod_spec.pop(key, None)
-        template_meta: dict[str, Any] = {"labels": labels, "annotations": annotations,
-                                         "finalizers": [LOGS_FINALIZER]}
-        if os.environ.get("BDX_NOFINALIZER"):
-            template_meta.pop("finalizers")
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -201,7 +190,13 @@ class JobSpecBuilder:
                 "activeDeadlineSeconds": max(1, math.ceil(request.timeout_seconds)),
                 "ttlSecondsAfterFinished": settings.job_ttl_seconds,
                 "template": {
-                    "metadata": template_meta,
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": annotations,
+                        # Copied onto the pod by the Job controller: the pod (and so its
+                        # logs) outlives deletion until the controller has stored them.
+                        "finalizers": [LOGS_FINALIZER],
+                    },
                     "spec": pod_spec,
                 },
             },

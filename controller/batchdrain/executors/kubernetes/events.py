@@ -7,8 +7,6 @@ the attempt, never charged to it.
 
 from __future__ import annotations
 
-import os
-
 from batchdrain.executors.kubernetes.live import LiveAttempt
 from batchdrain.kube import KubeApi, KubeError, KubeObject
 
@@ -19,8 +17,6 @@ def job_reference(job: KubeObject) -> KubeObject:
 
 def tell(api: KubeApi, attempt: LiveAttempt, reason: str, message: str, *, warning: bool = False) -> KubeError | None:
     """Record an Event on the attempt's Job; a failure to do so is noted on the attempt (and returned)."""
-    if os.environ.get("BDX_NOEVENTS"):
-        return None
     job = attempt.tracker.job or {"metadata": {"name": attempt.job_name}}
     try:
         api.create_event(involved=job_reference(job), reason=reason, message=message, warning=warning)

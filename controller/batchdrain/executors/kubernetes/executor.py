@@ -19,7 +19,6 @@ A thin facade over the parts of this package:
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -97,8 +96,6 @@ class KubernetesExecutor:
                 self._facts["server_version"] = found.server_version
         else:
             self._logs.mode, why = self._forced_mode, "set by configuration"
-        if os.environ.get("BDX_COMBINED"):
-            self._logs.mode, why = LogMode.COMBINED, "experiment"
         self._facts.update({"log_mode": self._logs.mode.value, "log_mode_reason": why})
         self._watches.own = session_id
         self._watches.acquire(session_id)

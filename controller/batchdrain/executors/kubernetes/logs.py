@@ -15,7 +15,6 @@ more exactly (``problem``) stops its pump; the attempt's notes say why.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -204,9 +203,6 @@ class LogPump:
 
     def run(self) -> None:
         drops = 0
-        if os.environ.get("BDX_NOFOLLOW"):
-            while not (self._abort.is_set() or self._tracker.container_done()):
-                self._tracker.wait_for(lambda: self._abort.is_set() or self._tracker.container_done(), 2.0)
         while not self._abort.is_set():
             final = self._tracker.container_done()
             try:
