@@ -2,9 +2,10 @@
 
 from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseUnavailable, normalise_url
-from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
+from batchdrain.db.records import AttemptOpening, AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
 
 __all__ = [
+    "AttemptOpening",
     "AttemptRecord",
     "Claim",
     "Database",

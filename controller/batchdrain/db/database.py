@@ -14,7 +14,7 @@ composes so that callers keep a single handle:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from batchdrain.db.attempts import Attempts
 from batchdrain.db.backlog import Backlog
 from batchdrain.db.engine import DatabaseEngine
-from batchdrain.db.records import AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
+from batchdrain.db.records import AttemptOpening, AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
 from batchdrain.db.schema import Schema
 from batchdrain.db.sessions import Sessions
 from batchdrain.domain import (
@@ -131,15 +131,28 @@ class Database:
         return self._attempts.claim(phase, session_id=session_id, lease_seconds=lease_seconds, executor=executor,
                                     command=command, image=image, identity=identity)
 
+    def claim_some(self, window: Sequence[Phase], *, want: int, session_id: str, lease_seconds: float,
+                   executor: str, opening: Callable[[Phase, int], AttemptOpening]) -> list[Claim]:
+        return self._attempts.claim_some(window, want=want, session_id=session_id, lease_seconds=lease_seconds,
+                                         executor=executor, opening=opening)
+
+    def release_claim(self, claim: Claim, *, session_id: str, to_state: PhaseState) -> None:
+        self._attempts.release(claim, session_id=session_id, to_state=to_state)
+
     def update_attempt(self, attempt_pk: int, progress: AttemptProgress) -> None:
         self._attempts.update(attempt_pk, progress)
 
-    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-                       parked_reason: str | None) -> None:
-        self._attempts.finish(attempt_pk, result, phase_state=phase_state, parked_reason=parked_reason)
+    def update_attempts(self, updates: Sequence[tuple[int, AttemptProgress]]) -> None:
+        self._attempts.update_many(updates)
 
-    def interrupt_attempt(self, attempt_pk: int, result: AttemptResult) -> None:
-        self._attempts.interrupt(attempt_pk, result)
+    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
+                       parked_reason: str | None, progress: AttemptProgress | None = None) -> None:
+        self._attempts.finish(attempt_pk, result, phase_state=phase_state, parked_reason=parked_reason,
+                              progress=progress)
+
+    def interrupt_attempt(self, attempt_pk: int, result: AttemptResult, *,
+                          progress: AttemptProgress | None = None) -> None:
+        self._attempts.interrupt(attempt_pk, result, progress=progress)
 
     def orphaned_attempts(self, *, lease_seconds: float) -> list[OrphanRecord]:
         return self._attempts.orphaned(lease_seconds=lease_seconds)
