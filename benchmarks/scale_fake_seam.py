@@ -59,18 +59,21 @@ def _rows(written: int | dict[str, int]) -> int:
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| mode | phases | CPU/phase total | controller | fake | peak RSS (before the report) | DB rows written/phase"
-        " | phases/s |",
-        "|---|---|---|---|---|---|---|---|",
+        " | DB transactions/phase | DB statements/phase | phases/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         written = r.get("rows_written")
         per_phase = f"{_rows(written) / r['phases']:.2f}" if written else "n/a (no DB)"
         before = r.get("peak_rss_mb_before_report")
         rss = f"{r['peak_rss_mb']:.0f} MB" + (f" ({before:.0f} MB)" if before is not None else "")
+        # Runs before the transaction counter have neither figure.
+        transactions = f"{r['transactions'] / r['phases']:.2f}" if "transactions" in r else "n/a"
+        statements = f"{sum(r['all_statements'].values()) / r['phases']:.2f}" if "all_statements" in r else "n/a"
         lines.append(
             f"| {r['mode']} | {r['phases']:,} | {r['cpu_total_ms_per_phase']:.2f} ms"
             f" | {r['cpu_controller_ms_per_phase']:.2f} ms | {r['cpu_fake_ms_per_phase']:.2f} ms"
-            f" | {rss} | {per_phase} | {r['phases_per_s']:.0f} |"
+            f" | {rss} | {per_phase} | {transactions} | {statements} | {r['phases_per_s']:.0f} |"
         )
     return "\n".join(lines)
 
