@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from batchdrain.domain import AttemptProgress, Phase, PhaseSpec, PhaseState
-from batchdrain.drain.claiming import PlanCursor
+from batchdrain.drain.claiming import MAX_WINDOW, WINDOW, PlanCursor
 from batchdrain.drain.progress import merged
 
 SPEC = PhaseSpec(command=("true",))
@@ -57,6 +57,20 @@ def test_an_empty_claim_loses_the_window_and_the_cursor_ends_when_all_is_settled
     assert seqs(lost) == [1, 2]
     assert not cursor
     assert cursor.window() == []
+
+
+def test_an_empty_claim_widens_the_next_window_and_a_claim_that_takes_one_narrows_it():
+    # A stale plan: its head was taken by other controllers while it was read.
+    cursor = PlanCursor([phase(i) for i in range(1, 20 * MAX_WINDOW)])
+    sizes = []
+    for _ in range(5):
+        window = cursor.window()
+        sizes.append(len(window))
+        cursor.settle(window, set(), wanted=1)
+    assert sizes == [WINDOW, WINDOW * 4, WINDOW * 16, MAX_WINDOW, MAX_WINDOW]
+    window = cursor.window()
+    cursor.settle(window, {window[0].created_seq}, wanted=1)
+    assert len(cursor.window()) == WINDOW
 
 
 def test_the_plan_order_survives_a_window_out_of_id_order():

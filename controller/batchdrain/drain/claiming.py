@@ -25,6 +25,9 @@ from batchdrain.domain import Phase
 # Planned phases offered per claim call: enough that three or four controllers, each
 # taking up to CLAIM_BATCH from the same head, still find free ones in their window.
 WINDOW = 64
+# A window that came back empty grows (x4, up to this) for the next call: a plan read
+# seconds ago may start with thousands of phases other controllers took since.
+MAX_WINDOW = 4096
 # Most phases one claim call takes (further bounded by the free worker slots).
 CLAIM_BATCH = 8
 
@@ -34,12 +37,15 @@ class PlanCursor:
 
     def __init__(self, phases: Iterable[Phase]) -> None:
         self._queue: deque[Phase] = deque(phases)
+        self._size = WINDOW
 
     def __bool__(self) -> bool:
         return bool(self._queue)
 
-    def window(self, size: int = WINDOW) -> list[Phase]:
-        """The next phases to offer a claim: up to ``size``, all of one state (a claim re-checks it)."""
+    def window(self, size: int | None = None) -> list[Phase]:
+        """The next phases to offer a claim: up to ``size`` (by default ``WINDOW``, more after an
+        empty claim), all of one state (a claim re-checks it)."""
+        size = size or self._size
         out: list[Phase] = []
         for phase in self._queue:
             if len(out) == size or (out and phase.state is not out[0].state):
@@ -55,6 +61,7 @@ class PlanCursor:
         else; when it took ``wanted``, those it passed over below the last one it took were.
         The rest of the window stays at the head of the queue.
         """
+        self._size = WINDOW if claimed else min(self._size * 4, MAX_WINDOW)
         last = max(claimed) if len(claimed) >= wanted else None
         lost = [p for p in window if p.created_seq not in claimed and (last is None or p.created_seq < last)]
         gone = claimed | {p.created_seq for p in lost}
