@@ -9,6 +9,7 @@ still runs, and ends up on the attempt's record.
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing as mp
 import threading
 import time
@@ -160,4 +161,21 @@ def test_progress_written_in_batches_reaches_readers_while_the_attempt_runs(tmp_
     assert done.job_name == seen[0].job_name and done.pod_names == seen[0].pod_names and done.node == seen[0].node
     assert done.namespace == seen[0].namespace
     reader.dispose()
+    db.dispose()
+
+
+def test_a_heartbeat_moves_the_session_and_extends_the_leases_of_its_phases_only(database_url):
+    db = _backlog(database_url, 3)
+    plan = make_plan(db, Settings(database_url=database_url)).phases
+    mine = db.create_session(executor="local", settings={}, identity={})
+    other = db.create_session(executor="local", settings={}, identity={})
+    db.claim_some(plan[:2], want=2, session_id=mine, lease_seconds=1, executor="local", opening=_opening)
+    db.claim_some(plan[2:], want=1, session_id=other, lease_seconds=1, executor="local", opening=_opening)
+    before = db.session(mine).heartbeat_at
+    db.heartbeat(mine, 600)
+    assert db.session(mine).heartbeat_at > before
+    leases = {r.attempt.phase_id: r.lease_expires_at for r in db.open_attempts_elsewhere(session_id="nobody")}
+    assert all(leases[p.phase_id] is not None and leases[p.phase_id] > before + dt.timedelta(seconds=500)
+               for p in plan[:2])
+    assert leases[plan[2].phase_id] is not None and leases[plan[2].phase_id] < before + dt.timedelta(seconds=60)
     db.dispose()
