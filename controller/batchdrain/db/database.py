@@ -9,7 +9,8 @@ composes so that callers keep a single handle:
 - ``schema``: the Alembic revision (``upgrade``, ``ensure_schema``);
 - ``backlog``: phases in, and the reads selection and retries work from;
 - ``sessions``: session rows and heartbeats;
-- ``attempts``: claims, attempt records and adoption of orphans.
+- ``claims``: phases taken for a session, with their attempt rows;
+- ``attempts``: attempt records (progress, end) and adoption of orphans.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import Engine
 
 from batchdrain.db.attempts import Attempts
 from batchdrain.db.backlog import Backlog
+from batchdrain.db.claims import Claims
 from batchdrain.db.engine import DatabaseEngine
 from batchdrain.db.records import AttemptOpening, AttemptRecord, Claim, NewPhase, OrphanRecord, SessionRecord
 from batchdrain.db.schema import Schema
@@ -41,6 +43,7 @@ class Database:
         self._schema = Schema(self._engine)
         self._backlog = Backlog(self._engine)
         self._sessions = Sessions(self._engine)
+        self._claims = Claims(self._engine)
         self._attempts = Attempts(self._engine)
 
     # -- the connection -------------------------------------------------------------
@@ -128,16 +131,16 @@ class Database:
     # -- attempts -------------------------------------------------------------------
     def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
               command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:
-        return self._attempts.claim(phase, session_id=session_id, lease_seconds=lease_seconds, executor=executor,
+        return self._claims.claim(phase, session_id=session_id, lease_seconds=lease_seconds, executor=executor,
                                     command=command, image=image, identity=identity)
 
     def claim_some(self, window: Sequence[Phase], *, want: int, session_id: str, lease_seconds: float,
                    executor: str, opening: Callable[[Phase, int], AttemptOpening]) -> list[Claim]:
-        return self._attempts.claim_some(window, want=want, session_id=session_id, lease_seconds=lease_seconds,
+        return self._claims.claim_some(window, want=want, session_id=session_id, lease_seconds=lease_seconds,
                                          executor=executor, opening=opening)
 
     def release_claim(self, claim: Claim, *, session_id: str, to_state: PhaseState) -> None:
-        self._attempts.release(claim, session_id=session_id, to_state=to_state)
+        self._claims.release(claim, session_id=session_id, to_state=to_state)
 
     def update_attempt(self, attempt_pk: int, progress: AttemptProgress) -> None:
         self._attempts.update(attempt_pk, progress)
