@@ -360,6 +360,7 @@ def _run_drain(args: argparse.Namespace, executor: KubernetesExecutor, settings:
     report_cpu = time.process_time() - at_end["cpu"]
     counter.remove(db.engine)
     tables = _table_rows(db)
+    failed = _failed_examples(db)
     db.dispose()
     return {
         "outcomes": dict(outcome.report.get("counts", {}).get("by_class", {}) or {}),
@@ -370,9 +371,20 @@ def _run_drain(args: argparse.Namespace, executor: KubernetesExecutor, settings:
         "all_statements": dict(counter.all_statements),
         "transactions": counter.transactions,
         "table_rows": tables,
+        "failed_examples": failed,
         "peak_rss_mb_before_report": at_end["rss_mb"],
         "report_cpu_s": report_cpu,
     }
+
+
+def _failed_examples(db: Any) -> list[str]:
+    """The first attempts that did not succeed, with their message: the database goes with the run."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT phase_id, failure_class, message FROM attempts "
+                                 "WHERE failure_class != 'succeeded' ORDER BY id LIMIT 5")).all()
+    return [f"{r.phase_id}: {r.failure_class}: {r.message}" for r in rows]
 
 
 def _complete_phases(url: str) -> int:
@@ -415,6 +427,8 @@ def _print_figures(figures: dict[str, Any], *, no_split: bool) -> None:
         print(f"DB per phase:      {figures['transactions'] / n:.2f} transactions, {sum(every.values()) / n:.2f}"
               f" statements {every} (the session's, report included; BEGIN/COMMIT not counted)")
         print(f"rows in tables:    {figures['table_rows']}")
+        for line in figures["failed_examples"]:
+            print(f"not succeeded:     {line}")
 
 
 def main() -> int:
