@@ -60,14 +60,15 @@ def explain(db: Database) -> list[str]:
         "SELECT id FROM phases p WHERE state IN ('FAILED') AND attempts - retry_base < 3 AND NOT EXISTS "
         "(SELECT 1 FROM phases q WHERE q.run_id = p.run_id AND q.state = 'QUEUED') "
         "ORDER BY attempts - retry_base, id LIMIT 100",
-        # The claim (``_CLAIM_PHASE`` in db/attempts.py, values inlined): the row lock is
-        # taken in the subquery, by the unique (run_id, phase_id) index.
-        "UPDATE phases SET state = 'EXECUTING', attempts = attempts + 1, lease_owner = 'bench' "
-        "WHERE id = (SELECT id FROM phases WHERE run_id = 'run-1' AND phase_id = 'phase-1' AND state = 'QUEUED' "
-        "AND (lease_owner IS NULL OR lease_expires_at < CURRENT_TIMESTAMP)"
+        # The claim (``_CLAIM_PHASES`` in db/claims.py, values inlined): up to 8 of a
+        # window of 64 planned ids, the rows locked in a CTE by the primary key.
+        "WITH picked AS " + ("" if db.backend == "sqlite" else "MATERIALIZED ")
+        + "(SELECT id FROM phases WHERE id IN (" + ", ".join(str(i) for i in range(1, 65)) + ") "
+        "AND state = 'QUEUED' AND (lease_owner IS NULL OR lease_expires_at < CURRENT_TIMESTAMP) ORDER BY id LIMIT 8"
         + ("" if db.backend == "sqlite" else " FOR UPDATE SKIP LOCKED")
-        + ") AND state = 'QUEUED' AND (lease_owner IS NULL OR lease_expires_at < CURRENT_TIMESTAMP) "
-        "RETURNING id, attempts",
+        + ") UPDATE phases SET state = 'EXECUTING', attempts = attempts + 1, lease_owner = 'bench' "
+        "WHERE id IN (SELECT id FROM picked) AND state = 'QUEUED' "
+        "AND (lease_owner IS NULL OR lease_expires_at < CURRENT_TIMESTAMP) RETURNING id, attempts",
     ]
     lines = []
     with db.engine.connect() as conn:

@@ -138,7 +138,7 @@ class _GcTimer:
 
 
 class _RowCounter:
-    """Write statements by kind, and rows written, from SQLite's own change counter.
+    """Transactions, statements by kind (reads too), and rows written, from SQLite's own change counter.
 
     A cursor's rowcount is not known when an ``UPDATE ... RETURNING`` has just been
     executed (SQLite steps it as rows are fetched), so rows are counted per transaction
@@ -147,7 +147,9 @@ class _RowCounter:
 
     def __init__(self) -> None:
         self.rows = 0
+        self.transactions = 0
         self.statements: Counter[str] = Counter()
+        self.all_statements: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._at_begin: dict[int, int] = {}
 
@@ -171,11 +173,19 @@ class _RowCounter:
 
     def _statement(self, conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
         verb = statement.lstrip().split(None, 1)[0].upper()
-        if verb in ("INSERT", "UPDATE", "DELETE"):
-            with self._lock:
+        if verb == "WITH":  # a claim: a CTE that locks, then UPDATE ... RETURNING
+            verb = "UPDATE" if " UPDATE " in statement else "SELECT"
+        if verb in ("BEGIN", "COMMIT", "ROLLBACK"):  # counted as transactions
+            return
+        with self._lock:
+            # executemany counts once: one round trip to the driver.
+            self.all_statements[verb] += 1
+            if verb in ("INSERT", "UPDATE", "DELETE"):
                 self.statements[verb] += 1
 
     def _begin(self, conn: Any) -> None:
+        with self._lock:
+            self.transactions += 1
         self._at_begin[id(conn)] = self._changes(conn)
 
     def _commit(self, conn: Any) -> None:
@@ -281,6 +291,7 @@ def _run_drain(args: argparse.Namespace, executor: KubernetesExecutor, settings:
     report_cpu = time.process_time() - at_end["cpu"]
     counter.remove(db.engine)
     tables = _table_rows(db)
+    failed = _failed_examples(db)
     db.dispose()
     return {
         "outcomes": dict(outcome.report.get("counts", {}).get("by_class", {}) or {}),
@@ -288,10 +299,23 @@ def _run_drain(args: argparse.Namespace, executor: KubernetesExecutor, settings:
         "leaks": outcome.leaks,
         "rows_written": counter.rows,
         "statements": dict(counter.statements),
+        "all_statements": dict(counter.all_statements),
+        "transactions": counter.transactions,
         "table_rows": tables,
+        "failed_examples": failed,
         "peak_rss_mb_before_report": at_end["rss_mb"],
         "report_cpu_s": report_cpu,
     }
+
+
+def _failed_examples(db: Any) -> list[str]:
+    """The first attempts that did not succeed, with their message: the database goes with the run."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT phase_id, failure_class, message FROM attempts "
+                                 "WHERE failure_class != 'succeeded' ORDER BY id LIMIT 5")).all()
+    return [f"{r.phase_id}: {r.failure_class}: {r.message}" for r in rows]
 
 
 def _complete_phases(url: str) -> int:
@@ -332,7 +356,12 @@ def _print_figures(figures: dict[str, Any], *, no_split: bool) -> None:
               f" {figures['peak_rss_mb_before_report']:.1f} MB")
         print(f"DB rows written:   {figures['rows_written'] / n:.2f} per phase"
               f" in {sum(statements.values()) / n:.2f} write statements per phase {statements}")
+        every = figures["all_statements"]
+        print(f"DB per phase:      {figures['transactions'] / n:.2f} transactions, {sum(every.values()) / n:.2f}"
+              f" statements {every} (the session's, report included; BEGIN/COMMIT not counted)")
         print(f"rows in tables:    {figures['table_rows']}")
+        for line in figures["failed_examples"]:
+            print(f"not succeeded:     {line}")
 
 
 def _fake(args: argparse.Namespace, meter: FakeMeter) -> tuple[FakeKube, PodClock | None]:

@@ -89,8 +89,8 @@ def _rows(written: int | dict[str, int]) -> int:
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| mode | P | phases | pods run | CPU/phase total | controller | fake | peak RSS (before the report)"
-        " | peak threads (kernel) | DB rows written/phase | phases/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " | peak threads (kernel) | DB rows written/phase | DB transactions/phase | DB statements/phase | phases/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         threads = f"{r['peak_threads_active']} ({r['peak_threads_kernel']})" if "peak_threads_active" in r else "n/a"
@@ -99,11 +99,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
         before = r.get("peak_rss_mb_before_report")
         rss = f"{r['peak_rss_mb']:.0f} MB" + (f" ({before:.0f} MB)" if before is not None else "")
         tag = f" ({r['tag']})" if r.get("tag") else ""
+        # Runs before the transaction counter have neither figure.
+        transactions = f"{r['transactions'] / r['phases']:.2f}" if "transactions" in r else "n/a"
+        statements = f"{sum(r['all_statements'].values()) / r['phases']:.2f}" if "all_statements" in r else "n/a"
         lines.append(
             f"| {r['mode']}{tag} | {r.get('parallelism', 100):,} | {r['phases']:,} | {r.get('run_seconds', 0):g} s"
             f" | {r['cpu_total_ms_per_phase']:.2f} ms"
             f" | {r['cpu_controller_ms_per_phase']:.2f} ms | {r['cpu_fake_ms_per_phase']:.2f} ms"
-            f" | {rss} | {threads} | {per_phase} | {r['phases_per_s']:.0f} |"
+            f" | {rss} | {threads} | {per_phase} | {transactions} | {statements} | {r['phases_per_s']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -315,8 +315,9 @@ class LogPointer:
 class AttemptProgress:
     """What an executor learns of a running attempt before it ends (Job name, pod, node).
 
-    Written at once, so a controller killed mid-attempt leaves enough on the attempt row
-    to adopt or explain it. Fields left ``None`` are not written.
+    Written within about a second (``drain.progress`` batches them; a local process's
+    pid at once, since adoption needs it to stop the process), and with the attempt's end
+    if that comes first. Fields left ``None`` are not written.
     """
 
     job_name: str | None = None

@@ -161,8 +161,12 @@ def build_summary(
     skipped: Sequence[dict[str, str]],
     wall_seconds: float,
     interrupted: bool,
+    skipped_count: int | None = None,
 ) -> dict[str, Any]:
-    """The report without its rows: what the session row stores (report/v2)."""
+    """The report without its rows: what the session row stores (report/v2).
+
+    ``skipped_count``: how many were skipped when ``skipped`` names only the first ones.
+    """
     listed = lists.summary()
     return {
         "schema": REPORT_SCHEMA,
@@ -173,7 +177,8 @@ def build_summary(
         "interrupted": interrupted,
         "settings": dict(session.settings),
         "identity": dict(session.identity),
-        "counts": {**tally.counts(), "skipped": len(skipped), **lists.counts()},
+        "counts": {**tally.counts(), "skipped": len(skipped) if skipped_count is None else skipped_count,
+                   **lists.counts()},
         "durations": {name: stats.to_json() for name, stats in tally.durations.items()},
         "throughput": {
             "wall_seconds": round(wall_seconds, 3),

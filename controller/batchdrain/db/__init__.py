@@ -3,6 +3,7 @@
 from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseUnavailable, normalise_url
 from batchdrain.db.records import (
+    AttemptOpening,
     AttemptRecord,
     AttemptTally,
     Claim,
@@ -15,6 +16,7 @@ from batchdrain.db.records import (
 )
 
 __all__ = [
+    "AttemptOpening",
     "AttemptRecord",
     "AttemptTally",
     "Claim",

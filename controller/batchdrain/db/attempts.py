@@ -1,33 +1,30 @@
-"""Attempts: claiming a phase, recording what its attempt did, and adopting orphans.
+"""Attempts: recording what an attempt did, and adopting orphans.
 
-Claiming is the safety core: a phase moves to EXECUTING only through ``claim``,
-which locks the row (``FOR UPDATE SKIP LOCKED`` on Postgres), re-checks its state
-and lease in the UPDATE itself, bumps the attempt counter and inserts the attempt
-row in the same transaction. Two controllers can therefore never hold one phase,
-and an attempt row always exists before anything is launched.
+Attempts are opened by claims (``claims``); here their progress is written (in
+batches, never over an attempt that ended), their end is written with the release of
+their phase in one transaction, and dead sessions' open attempts are found and taken over.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from batchdrain.db.backlog import phase_from_row
 from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
 from batchdrain.db.models import AttemptRow, PhaseRow, SessionRow
-from batchdrain.db.records import AttemptRecord, Claim, OrphanRecord
+from batchdrain.db.records import AttemptRecord, OrphanRecord
 from batchdrain.domain import (
     AttemptProgress,
     AttemptResult,
     FailureClass,
     LogMode,
     LogPointer,
-    Phase,
     PhaseState,
     utcnow,
 )
@@ -35,30 +32,9 @@ from batchdrain.domain import (
 # The statements every attempt runs, built once: building a statement (coercing each
 # value, computing its cache key) cost more CPU than running it on SQLite. Values are
 # bound at execution; an UPDATE without .values() sets the columns named in them.
-_PHASE_COLUMNS = (PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.state, PhaseRow.attempts,
-                  PhaseRow.spec, PhaseRow.retry_base, PhaseRow.last_failure_class,
-                  PhaseRow.last_failure_reason, PhaseRow.parked_reason, PhaseRow.lease_owner)
-_MY_RUNNING_ATTEMPT = select(AttemptRow.id, AttemptRow.attempt).where(
-    AttemptRow.session_id == bindparam("session_id"), AttemptRow.run_id == bindparam("key_run_id"),
-    AttemptRow.phase_id == bindparam("key_phase_id"), AttemptRow.status == "running")
-_LEASE_FREE = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < bindparam("now"))
-# The row lock is taken in a subquery so that a row another controller is claiming right
-# now is skipped, not waited for; the UPDATE re-checks state and lease on the row it locked.
-_CLAIM_PHASE = (
-    update(PhaseRow)
-    .where(PhaseRow.id == select(PhaseRow.id)
-           .where(PhaseRow.run_id == bindparam("key_run_id"), PhaseRow.phase_id == bindparam("key_phase_id"),
-                  PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
-           .with_for_update(skip_locked=True)
-           .scalar_subquery(),
-           PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
-    .values(state=PhaseState.EXECUTING.value, attempts=PhaseRow.attempts + 1,
-            lease_owner=bindparam("session_id"), updated_at=bindparam("now"),
-            lease_expires_at=bindparam("lease_expires_at"))
-    .returning(*_PHASE_COLUMNS)
-)
-_OPEN_ATTEMPT = insert(AttemptRow).returning(AttemptRow.id)
 _UPDATE_ATTEMPT = update(AttemptRow).where(AttemptRow.id == bindparam("attempt_pk"))
+# Progress written late (batched) must not overwrite what the attempt's end recorded.
+_UPDATE_RUNNING_ATTEMPT = _UPDATE_ATTEMPT.where(AttemptRow.status == "running")
 _ATTEMPT_OF_PHASE = select(AttemptRow.run_id, AttemptRow.phase_id, AttemptRow.raw_status).where(
     AttemptRow.id == bindparam("attempt_pk"))
 _RELEASE_PHASE = update(PhaseRow).where(PhaseRow.run_id == bindparam("key_run_id"),
@@ -109,6 +85,21 @@ def _orphan_record(row: AttemptRow, phase: PhaseRow, session: SessionRow) -> Orp
                         lease_expires_at=aware(phase.lease_expires_at), pid=raw.get("pid"), host=raw.get("host"))
 
 
+def _progress_fields(progress: AttemptProgress | None) -> dict[str, Any]:
+    """The attempt columns a progress report sets; fields it leaves ``None`` are not written."""
+    if progress is None:
+        return {}
+    fields: dict[str, Any] = {
+        name: value for name in ("job_name", "namespace", "pod_uid", "node", "started_at")
+        if (value := getattr(progress, name)) is not None
+    }
+    if progress.pod_name is not None:  # executors report one pod at a time
+        fields["pod_names"] = [progress.pod_name]
+    if progress.pid is not None or progress.host is not None:
+        fields["raw_status"] = {"pid": progress.pid, "host": progress.host}
+    return fields
+
+
 def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -> dict[str, Any]:
     """The columns ``finish_attempt`` writes, apart from ``raw_status`` (merged in the transaction)."""
     values: dict[str, Any] = {
@@ -133,70 +124,44 @@ class Attempts:
     def __init__(self, engine: DatabaseEngine) -> None:
         self._engine = engine
 
-    def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
-              command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:
-        """Take a phase for this session and open its attempt row; None if someone else has it."""
-        now = utcnow()
-        tries = 0
-
-        def run() -> Claim | None:
-            nonlocal tries
-            tries += 1
-            with self._engine.core() as conn:
-                if tries > 1:
-                    # The connection may have died after our commit but before its reply
-                    # (database restart): then the claim is ours already. A session claims
-                    # a phase at most once, so its running attempt of the phase is that claim.
-                    mine = conn.execute(_MY_RUNNING_ATTEMPT, {
-                        "session_id": session_id, "key_run_id": phase.run_id, "key_phase_id": phase.phase_id,
-                    }).first()
-                    if mine is not None:
-                        return Claim(mine.id, mine.attempt, phase)
-                row = conn.execute(_CLAIM_PHASE, {
-                    "key_run_id": phase.run_id, "key_phase_id": phase.phase_id, "from_state": phase.state.value,
-                    "session_id": session_id, "now": now,
-                    "lease_expires_at": now + dt.timedelta(seconds=lease_seconds),
-                }).first()
-                if row is None:
-                    return None
-                attempt_id = conn.execute(_OPEN_ATTEMPT, {
-                    "session_id": session_id, "run_id": phase.run_id, "phase_id": phase.phase_id,
-                    "attempt": row.attempts, "status": "running", "executor": executor,
-                    "command": command, "image": image, "created_at": now,
-                    "identity": {**identity, "attempt": row.attempts},
-                }).scalar_one()
-                return Claim(attempt_id, row.attempts, phase_from_row(row))
-
-        return self._engine.retrying(run)
-
     def update(self, attempt_pk: int, progress: AttemptProgress) -> None:
-        fields: dict[str, Any] = {
-            name: value for name in ("job_name", "namespace", "pod_uid", "node", "started_at")
-            if (value := getattr(progress, name)) is not None
-        }
-        if progress.pod_name is not None:  # executors report one pod at a time
-            fields["pod_names"] = [progress.pod_name]
-        if progress.pid is not None or progress.host is not None:
-            fields["raw_status"] = {"pid": progress.pid, "host": progress.host}
-        if not fields:
+        self.update_many([(attempt_pk, progress)])
+
+    def update_many(self, updates: Sequence[tuple[int, AttemptProgress]]) -> None:
+        """Write what executors learnt of running attempts, in one transaction.
+
+        Attempts that ended meanwhile are left alone: their end already holds as much.
+        """
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for attempt_pk, progress in updates:
+            fields = _progress_fields(progress)
+            if fields:
+                shapes.setdefault(tuple(sorted(fields)), []).append({**fields, "attempt_pk": attempt_pk})
+        if not shapes:
             return
 
         def run() -> None:
             with self._engine.core() as conn:
-                conn.execute(_UPDATE_ATTEMPT, {**fields, "attempt_pk": attempt_pk})
+                # executemany needs one set of columns per statement: one per shape.
+                for rows in shapes.values():
+                    conn.execute(_UPDATE_RUNNING_ATTEMPT, rows)
 
         self._engine.retrying(run)
 
     def finish(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-               parked_reason: str | None) -> None:
+               parked_reason: str | None, progress: AttemptProgress | None = None) -> None:
         """Close the attempt row and release the phase, in one transaction.
 
+        ``progress`` is what the executor reported that was not written yet (progress is
+        written in batches): it goes in with the end, under what the result itself knows.
         An attempt the controller's own failure ended (``result.charged`` false) moves
         the phase's ``retry_base`` on by one: it does not count toward --max-attempts.
         """
         now = utcnow()
         message = self._engine.mask(result.message)
-        values = _finished_values(result, message=message, now=now)
+        early = _progress_fields(progress)
+        early_raw = early.pop("raw_status", None) or {}
+        values = {**early, **_finished_values(result, message=message, now=now)}
         failed = not result.succeeded
 
         def run() -> None:
@@ -205,8 +170,8 @@ class Attempts:
                 if row is None:
                     raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
                 merged = dict(values)
-                if result.raw_status is not None:  # merged: an adopted attempt keeps its history
-                    merged["raw_status"] = {**(row.raw_status or {}), **result.raw_status}
+                if result.raw_status is not None or early_raw:  # merged: an adopted attempt keeps its history
+                    merged["raw_status"] = {**(row.raw_status or {}), **early_raw, **(result.raw_status or {})}
                 conn.execute(_UPDATE_ATTEMPT, {**merged, "attempt_pk": attempt_pk})
                 conn.execute(_RELEASE_PHASE, {
                     "key_run_id": row.run_id, "key_phase_id": row.phase_id, "state": phase_state.value,
@@ -219,17 +184,21 @@ class Attempts:
 
         self._engine.retrying(run)
 
-    def interrupt(self, attempt_pk: int, result: AttemptResult) -> None:
+    def interrupt(self, attempt_pk: int, result: AttemptResult, *, progress: AttemptProgress | None = None) -> None:
         """Record what is known of an attempt left running (SIGTERM) but keep it open.
 
         The phase stays EXECUTING under this session's lease; once the lease expires the
         next session adopts the attempt and writes its real end over this interim record.
+        ``progress`` not written yet goes in first: the adopter needs the Job and pod.
         """
         message = self._engine.mask(result.message)
+        early = _progress_fields(progress)
 
         def run() -> None:
             with self._engine.tx() as tx:
                 row = _attempt_row(tx, attempt_pk)
+                for name, value in early.items():
+                    setattr(row, name, value)
                 row.failure_class = result.failure_class.value
                 row.message = message
                 row.exit_code_reason = result.exit_code_reason

@@ -9,7 +9,8 @@ composes so that callers keep a single handle:
 - ``schema``: the Alembic revision (``upgrade``, ``ensure_schema``);
 - ``backlog``: phases in, and the reads selection and retries work from;
 - ``sessions``: session rows and heartbeats;
-- ``attempts``: claims, attempt records and adoption of orphans;
+- ``claims``: phases taken for a session, with their attempt rows;
+- ``attempts``: attempt records (progress, end) and adoption of orphans;
 - ``history``: a session's attempts for reports, paged and aggregated.
 """
 
@@ -22,10 +23,12 @@ from sqlalchemy import Engine
 
 from batchdrain.db.attempts import Attempts
 from batchdrain.db.backlog import Backlog
+from batchdrain.db.claims import Claims
 from batchdrain.db.engine import DatabaseEngine
 from batchdrain.db.enqueue import IMPORT_BATCH
 from batchdrain.db.history import History
 from batchdrain.db.records import (
+    AttemptOpening,
     AttemptRecord,
     AttemptTally,
     Claim,
@@ -53,6 +56,7 @@ class Database:
         self._schema = Schema(self._engine)
         self._backlog = Backlog(self._engine)
         self._sessions = Sessions(self._engine)
+        self._claims = Claims(self._engine)
         self._attempts = Attempts(self._engine)
         self._history = History(self._engine)
 
@@ -155,18 +159,31 @@ class Database:
     # -- attempts -------------------------------------------------------------------
     def claim(self, phase: Phase, *, session_id: str, lease_seconds: float, executor: str,
               command: list[str], image: str | None, identity: dict[str, Any]) -> Claim | None:
-        return self._attempts.claim(phase, session_id=session_id, lease_seconds=lease_seconds, executor=executor,
+        return self._claims.claim(phase, session_id=session_id, lease_seconds=lease_seconds, executor=executor,
                                     command=command, image=image, identity=identity)
+
+    def claim_some(self, window: Sequence[Phase], *, want: int, session_id: str, lease_seconds: float,
+                   executor: str, opening: Callable[[Phase, int], AttemptOpening]) -> list[Claim]:
+        return self._claims.claim_some(window, want=want, session_id=session_id, lease_seconds=lease_seconds,
+                                         executor=executor, opening=opening)
+
+    def release_claim(self, claim: Claim, *, session_id: str, to_state: PhaseState) -> None:
+        self._claims.release(claim, session_id=session_id, to_state=to_state)
 
     def update_attempt(self, attempt_pk: int, progress: AttemptProgress) -> None:
         self._attempts.update(attempt_pk, progress)
 
-    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-                       parked_reason: str | None) -> None:
-        self._attempts.finish(attempt_pk, result, phase_state=phase_state, parked_reason=parked_reason)
+    def update_attempts(self, updates: Sequence[tuple[int, AttemptProgress]]) -> None:
+        self._attempts.update_many(updates)
 
-    def interrupt_attempt(self, attempt_pk: int, result: AttemptResult) -> None:
-        self._attempts.interrupt(attempt_pk, result)
+    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
+                       parked_reason: str | None, progress: AttemptProgress | None = None) -> None:
+        self._attempts.finish(attempt_pk, result, phase_state=phase_state, parked_reason=parked_reason,
+                              progress=progress)
+
+    def interrupt_attempt(self, attempt_pk: int, result: AttemptResult, *,
+                          progress: AttemptProgress | None = None) -> None:
+        self._attempts.interrupt(attempt_pk, result, progress=progress)
 
     def orphaned_attempts(self, *, lease_seconds: float) -> list[OrphanRecord]:
         return self._attempts.orphaned(lease_seconds=lease_seconds)

@@ -47,6 +47,15 @@ class ImportCounts:
     new_runs: int
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptOpening:
+    """What the attempt row opened by a claim records: the command, image and identity it will run with."""
+
+    command: tuple[str, ...]
+    image: str | None
+    identity: Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class Claim:
     """A phase this session now holds, and the attempt row opened for it."""

@@ -73,12 +73,21 @@ class Sessions:
         """Prove the session is alive and extend the leases of the phases it holds."""
         now = utcnow()
 
+        beat = update(SessionRow).where(SessionRow.session_id == session_id).values(heartbeat_at=now)
+        leases = update(PhaseRow).values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+
         def run() -> None:
-            with self._engine.tx() as tx:
-                tx.execute(update(SessionRow).where(SessionRow.session_id == session_id)
-                           .values(heartbeat_at=now))
-                tx.execute(update(PhaseRow).where(PhaseRow.lease_owner == session_id)
-                           .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds)))
+            with self._engine.core() as conn:
+                if self._engine.backend == "postgresql":
+                    # One statement, one round trip: the beat as a data-modifying CTE whose
+                    # RETURNING names the phases to extend (SQLite has no DML in a CTE; its
+                    # two statements run in-process, without a round trip each).
+                    beaten = beat.returning(SessionRow.session_id).cte("beat")
+                    conn.execute(leases.add_cte(beaten)
+                                 .where(PhaseRow.lease_owner == select(beaten.c.session_id).scalar_subquery()))
+                    return
+                conn.execute(beat)
+                conn.execute(leases.where(PhaseRow.lease_owner == session_id))
 
         self._engine.retrying(run)
 

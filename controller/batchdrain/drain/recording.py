@@ -18,6 +18,7 @@ from batchdrain.db import Database
 from batchdrain.domain import (
     TRANSIENT_CLASSES,
     AttemptHistoryItem,
+    AttemptProgress,
     AttemptResult,
     FailureClass,
     Phase,
@@ -58,7 +59,9 @@ class AttemptRecorder:
                 raw_status={"exception": type(err).__name__, "detail": str(err)[:2000]}, charged=False,
             )
 
-    def finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult) -> None:
+    def finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult, *,
+               progress: AttemptProgress | None = None) -> None:
+        """Write the attempt's end (with ``progress`` not written yet) and release or park its phase."""
         incomplete = [f"{p.stream} {p.incomplete}" for p in result.logs if p.incomplete]
         if incomplete:
             result.message = f"{result.message} [{'; '.join(incomplete)}]"
@@ -71,7 +74,7 @@ class AttemptRecorder:
                 self.halt = self.halt or (
                     f"{result.halt}; stopped selecting phases ({phase.run_id}/{phase.phase_id} attempt {attempt})")
         if result.left_running:
-            self.db.interrupt_attempt(attempt_pk, result)
+            self.db.interrupt_attempt(attempt_pk, result, progress=progress)
             self.metrics.record_attempt(result)
             self.observer.attempt_finished(phase, attempt, result)
             return
@@ -79,7 +82,7 @@ class AttemptRecorder:
             # The controller's failure, not the phase's: back to where it was, not counted.
             was = phase.state if phase.state in (PhaseState.QUEUED, PhaseState.FAILED) else (
                 PhaseState.FAILED if phase.last_failure_class else PhaseState.QUEUED)
-            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None)
+            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None, progress=progress)
             self.metrics.record_attempt(result)
             self.observer.attempt_finished(phase, attempt, result)
             return
@@ -94,6 +97,6 @@ class AttemptRecorder:
                                  park_after=self.settings.park_after)
             if parked:
                 state = PhaseState.SKIPPED
-        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked)
+        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked, progress=progress)
         self.metrics.record_attempt(result)
         self.observer.attempt_finished(phase, attempt, result)

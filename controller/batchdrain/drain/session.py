@@ -1,9 +1,11 @@
 """``DrainSession``: one invocation of the controller, from selection to the final report.
 
-The loop is deliberately boring: plan once (pure ``selection``), then let at most
-``parallelism`` worker threads each claim one phase, run it through the executor and
-record the outcome. Claiming happens lazily, just before launch, so several
-controllers on one database share a backlog instead of reserving it up front.
+The loop is deliberately boring: plan once (pure ``selection``), then, whenever worker
+slots are free (at most ``parallelism``), claim that many phases of the plan in one
+transaction and hand each to a worker, which runs it through the executor and records
+the outcome. Claiming happens lazily, just before launch, so several controllers on
+one database share a backlog instead of reserving it up front (``claiming``).
+Progress an executor reports is written in batches (``progress``).
 
 Nothing here swallows an exception. An executor that raises is recorded on the
 attempt as ``api_error`` with the exception's type and text; a database that fails
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchdrain import __version__
-from batchdrain.db import Claim, Database, DatabaseUnavailable
+from batchdrain.db import AttemptOpening, Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
     AttemptProgress,
     Phase,
@@ -33,8 +35,10 @@ from batchdrain.domain import (
     utcnow,
 )
 from batchdrain.drain.adoption import controller_identity, decide, holder_gone, process_gone
+from batchdrain.drain.claiming import CLAIM_BATCH, LostClaims, PlanCursor, Workers
 from batchdrain.drain.observer import DrainObserver, SilentObserver
 from batchdrain.drain.planning import PAGE, make_plan
+from batchdrain.drain.progress import ProgressBuffer
 from batchdrain.drain.recording import AttemptRecorder
 from batchdrain.drain.reporting import PendingReport, ReportFiles, skipped_rows
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
@@ -94,13 +98,14 @@ class DrainSession:
         self.metrics = metrics or Metrics(registry=None)
         self.preflight = preflight or {}
         self.session_id = ""
-        self._not_claimed: list[tuple[str, str]] = []
+        self._not_claimed = LostClaims()
         self._lock = threading.Lock()
         self._adopted: list[tuple[str, str]] = []
         self._notes: list[str] = []
         self._waiting: list[str] = []
         self._recorder = AttemptRecorder(db=db, sink=sink, settings=settings, metrics=self.metrics,
                                          observer=self.observer)
+        self._progress = ProgressBuffer(db, on_error=self._note)
 
     # -- identity ------------------------------------------------------------------
     def _phase_database_url(self) -> str:
@@ -176,10 +181,15 @@ class DrainSession:
         heartbeat = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True)
         heartbeat.start()
         try:
-            yield
+            with self._progress.flushing():
+                yield
         finally:
             stop.set()
             heartbeat.join(timeout=5)
+
+    def _note(self, line: str) -> None:
+        with self._lock:
+            self._notes.append(f"{utcnow().isoformat()} {line}")
 
     def _execute(self, the_plan: Plan) -> set[str]:
         """Adopt orphans, then run the plan page after page; returns the runs touched."""
@@ -187,13 +197,16 @@ class DrainSession:
         self.observer.planned(the_plan)
         with cf.ThreadPoolExecutor(max_workers=self.settings.parallelism,
                                    thread_name_prefix="attempt") as pool:
-            futures = [pool.submit(self._adopt, phase, o) for phase, o in self._orphans()]
+            workers = Workers(pool, self.settings.parallelism)
+            for phase, orphan in self._orphans():
+                while not workers.reserve(1, timeout=0.5):
+                    workers.raise_error()
+                workers.run(self._adopt, phase, orphan)
             page = the_plan
             while True:
-                futures += [pool.submit(self._run_phase, s.phase) for s in page.selected]
                 touched |= {s.phase.run_id for s in page.selected}
-                self._wait(futures)
-                futures = []
+                self._run_page(page, workers)
+                workers.wait_idle()
                 # An unlimited session pages through a large backlog; phases this
                 # session already ran are not picked again by a later page.
                 if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
@@ -205,6 +218,50 @@ class DrainSession:
                 self.observer.planned(page)
         return touched | {run_id for run_id, _ in self._adopted}
 
+    def _run_page(self, page: Plan, workers: Workers) -> None:
+        """Claim the page's phases as worker slots come free, each handed to a worker at once.
+
+        A lost cluster API or a full log store stops new claims: the phases stay QUEUED
+        for a later session instead of each failing the same way.
+        """
+        cursor = PlanCursor(page.phases)
+        while cursor and not (self.stop.stopping or self._halt_reason()):
+            workers.raise_error()
+            free = workers.reserve(CLAIM_BATCH, timeout=0.5)
+            if not free:
+                continue
+            window = cursor.window()
+            want = min(free, len(window))
+            try:
+                claims = self._claim(window, want)
+            except BaseException:
+                workers.unreserve(free)
+                raise
+            workers.unreserve(free - len(claims))
+            lost = cursor.settle(window, {claim.phase.created_seq for claim, _ in claims}, wanted=want)
+            with self._lock:
+                self._not_claimed.add(lost)
+            planned = {phase.created_seq: phase for phase in window}
+            for claim, launch in claims:
+                workers.run(self._run_claimed, planned[claim.phase.created_seq], claim, launch)
+
+    def _claim(self, window: list[Phase], want: int) -> list[tuple[Claim, AttemptLaunch]]:
+        """Claim up to ``want`` phases of ``window``; each with the launch its attempt row records."""
+        launches: dict[int, AttemptLaunch] = {}
+
+        def opening(phase: Phase, attempt: int) -> AttemptOpening:
+            # Built before the attempt row is written, so that the row records what will run.
+            launch = launches[phase.created_seq] = self._launch(phase, attempt)
+            return AttemptOpening(command=launch.command, image=launch.image, identity=launch.identity.masked())
+
+        planned = {phase.created_seq: phase for phase in window}
+        claims = self.db.claim_some(window, want=want, session_id=self.session_id,
+                                    lease_seconds=self.settings.lease_seconds, executor=self.executor.name,
+                                    opening=opening)
+        # A claim found committed on a retry (``claim_some``) built no launch in this call.
+        return [(claim, launches.get(claim.phase.created_seq)
+                 or self._launch(planned[claim.phase.created_seq], claim.attempt)) for claim in claims]
+
     def _report(self, the_plan: Plan, *, before: dict[str, RunCounts], touched: set[str], leaks: list[str],
                 wall_seconds: float) -> PendingReport:
         """The summary, from one pass over the attempts (which writes the rows file) and SQL."""
@@ -212,13 +269,15 @@ class DrainSession:
         self.metrics.set_phase_counts(after.values())
         files = ReportFiles(self.sink, self.session_id)
         expected = {"database_url": mask_url(self._phase_database_url()), "api_url": self.settings.api_url}
+        skipped = skipped_rows(the_plan, self._not_claimed.keys)
         lists = files.gather(self.db.session_attempts(self.session_id), expected=expected,
                              instant_threshold=self.settings.instant_threshold_seconds)
         summary = build_summary(
             session=self.db.session(self.session_id, report=False), tally=self.db.attempt_tally(self.session_id),
             lists=lists, before={r: before.get(r, RunCounts()) for r in sorted(touched)},
             after={r: after.get(r, RunCounts()) for r in sorted(touched)},
-            leaks=leaks, skipped=skipped_rows(the_plan, self._not_claimed),
+            leaks=leaks, skipped=skipped,
+            skipped_count=len(skipped) - len(self._not_claimed.keys) + self._not_claimed.count,
             wall_seconds=wall_seconds, interrupted=self.stop.stopping,
         )
         return PendingReport(summary, files)
@@ -245,7 +304,7 @@ class DrainSession:
         if error:
             status = "failed"
         self.db.end_session(self.session_id, status=status, counts=report["counts"], report=report, error=error)
-        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed, error,
+        return SessionOutcome(self.session_id, report, leaks, self.stop.stopping, self._not_claimed.keys, error,
                               waiting=list(self._waiting), left_for_adoption=left)
 
     def _halt_reason(self) -> str | None:
@@ -256,19 +315,6 @@ class DrainSession:
         self.metrics.leaks.set(len(leaks))
         return leaks
 
-    def _wait(self, futures: list[cf.Future[None]]) -> None:
-        pending = set(futures)
-        while pending:
-            # Short waits keep the main thread responsive to SIGTERM.
-            done, pending = cf.wait(pending, timeout=0.5)
-            for future in done:
-                if future.exception() is not None:
-                    # The session ends, loudly: phases not yet started must not be
-                    # claimed while the pool winds down (the database may be back by then).
-                    for waiting in pending:
-                        waiting.cancel()
-                future.result()
-
     def _heartbeat(self, stop: threading.Event) -> None:
         interval = self.settings.lease_seconds / 4
         while not stop.wait(interval):
@@ -277,8 +323,7 @@ class DrainSession:
             except DatabaseUnavailable as err:
                 # Keep trying: a missed beat only shortens the lease; giving up would let
                 # another controller adopt phases this one is still running.
-                with self._lock:
-                    self._notes.append(f"{utcnow().isoformat()} heartbeat failed: {err}")
+                self._note(f"heartbeat failed: {err}")
 
     def _orphans(self) -> list[tuple[Phase, OrphanAttempt]]:
         """Take over what dead sessions left open: each with its phase and its launch.
@@ -314,41 +359,33 @@ class DrainSession:
 
     def _adopt(self, phase: Phase, orphan: OrphanAttempt) -> None:
         def update(progress: AttemptProgress) -> None:
-            self.db.update_attempt(orphan.attempt_pk, progress)
+            self._progress.put(orphan.attempt_pk, progress)
 
         result = self._recorder.guarded(lambda: self.executor.adopt(orphan, stop=self.stop, on_update=update),
                                what="adopting the attempt")
         if result.raw_status is None:
             result.raw_status = {}
         result.raw_status["adopted_by_session"] = self.session_id
-        self._recorder.finish(phase, orphan.attempt_pk, orphan.launch.identity.attempt, result)
+        self._recorder.finish(phase, orphan.attempt_pk, orphan.launch.identity.attempt, result,
+                              progress=self._progress.take(orphan.attempt_pk))
 
-    def _run_phase(self, phase: Phase) -> None:
-        # A lost cluster API or a full log store stops new claims: the phases stay QUEUED
-        # for a later session instead of each failing the same way.
+    def _run_claimed(self, phase: Phase, claim: Claim, launch: AttemptLaunch) -> None:
+        """Run one claimed attempt of ``phase`` (as planned) in a worker slot and record it."""
         if self.stop.stopping or self._halt_reason():
+            # Claimed for a free slot a moment ago, but the session is stopping: the phase
+            # goes back as it was rather than be held by a session that will not run it.
+            self.db.release_claim(claim, session_id=self.session_id, to_state=phase.state)
             return
-        # Build the launch before claiming, so the attempt row records what will run.
-        probe = self._launch(phase, phase.attempts + 1)
-        claim: Claim | None = self.db.claim(
-            phase, session_id=self.session_id, lease_seconds=self.settings.lease_seconds,
-            executor=self.executor.name, command=list(probe.command), image=probe.image,
-            identity=probe.identity.masked(),
-        )
-        if claim is None:
-            with self._lock:
-                self._not_claimed.append(phase.key)
-            return
-        launch = probe if claim.attempt == probe.identity.attempt else self._launch(phase, claim.attempt)
         self.observer.attempt_started(phase, claim.attempt)
         self.metrics.running.inc()
 
         def update(progress: AttemptProgress) -> None:
-            self.db.update_attempt(claim.attempt_pk, progress)
+            self._progress.put(claim.attempt_pk, progress)
 
         try:
             result = self._recorder.guarded(lambda: self.executor.execute(launch, stop=self.stop, on_update=update),
                                    what="running the attempt")
         finally:
             self.metrics.running.dec()
-        self._recorder.finish(phase, claim.attempt_pk, claim.attempt, result)
+        self._recorder.finish(phase, claim.attempt_pk, claim.attempt, result,
+                              progress=self._progress.take(claim.attempt_pk))
