@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -52,6 +53,9 @@ TOLERATIONS = [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "No
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _REQUEST = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
+# batchdrain opens every stored log with the attempt's identity, between these lines.
+HEADER_START = b"[batchdrain] ===== ENVIRONMENT IDENTITY =====\n"
+HEADER_END = b"[batchdrain] ================================\n"
 
 
 def kubectl() -> str:
@@ -175,6 +179,13 @@ def served_content(path: Path) -> bytes:
     return bytes(out)
 
 
+def stored_matches(data: bytes, expected: bytes, job_name: str | None) -> bool:
+    """The identity header batchdrain writes first (naming this Job), then the served bytes exactly."""
+    head, sep, body = data.partition(HEADER_END)
+    return bool(sep) and head.startswith(HEADER_START) and f"job: {job_name}\n".encode() in head \
+        and body == expected
+
+
 def read_url(url: str) -> bytes:
     return Path(url.removeprefix("file://")).read_bytes()
 
@@ -201,7 +212,8 @@ def check_logs(database_url: str, expected: bytes) -> tuple[LogCheck, list[Any]]
             check.logs += 1
             check.streams[pointer.stream] += 1
             data = read_url(pointer.url)
-            if data == expected and pointer.size_bytes == len(data) and pointer.incomplete is None:
+            if stored_matches(data, expected, row.job_name) and pointer.size_bytes == len(data) \
+                    and pointer.sha256 == hashlib.sha256(data).hexdigest() and pointer.incomplete is None:
                 check.matching += 1
             elif len(check.mismatches) < 5:
                 check.mismatches.append(f"{row.job_name} {pointer.stream}: {data[:80]!r} ({pointer.incomplete})")
