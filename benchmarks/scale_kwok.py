@@ -146,6 +146,40 @@ def request_counts() -> Counter[str]:
     return counts
 
 
+# Where the control plane waits rather than works: the client-side rate limiter of each
+# component's API client (kube-controller-manager: --kube-api-qps 20 by default) and the
+# Job controller's work queue. Loopback endpoints, admin client certificate.
+COMPONENT_METRICS = {"kube-controller-manager": "https://127.0.0.1:10257/metrics",
+                     "kube-scheduler": "https://127.0.0.1:10259/metrics"}
+_WAIT_SERIES = re.compile(r'^(rest_client_rate_limiter_duration_seconds_(?:sum|count))\{[^}]*verb="(\w+)"[^}]*\} (\S+)$'
+                          r'|^(workqueue_queue_duration_seconds_(?:sum|count))\{name="(job)"\} (\S+)$', re.M)
+
+
+def component_waits() -> Counter[str]:
+    """Seconds (and counts) spent waiting, per component: rate limiter by verb, job queue."""
+    waits: Counter[str] = Counter()
+    cert = [str(STATE / "pki" / "admin.crt"), str(STATE / "pki" / "admin.key")]
+    for component, url in COMPONENT_METRICS.items():
+        # The components serve self-signed certificates on loopback.
+        text = subprocess.run(["curl", "-sSfk", "--cert", cert[0], "--key", cert[1], url],
+                              capture_output=True, text=True, check=True).stdout
+        for m in _WAIT_SERIES.finditer(text):
+            name, label, value = (m.group(1), m.group(2), m.group(3)) if m.group(1) else m.groups()[3:]
+            waits[f"{component} {name} {label}"] += float(value)
+    return waits
+
+
+def wait_summary(delta: Counter[str], jobs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in sorted(delta.items()):
+        if key.endswith(("_count GET", "_count POST", "_count PUT", "_count PATCH", "_count DELETE", "_count job")):
+            sum_key = key.replace("_count", "_sum")
+            out[sum_key.replace("_sum", "")] = {"requests_or_items": int(value),
+                                                 "waited_s_total": round(delta[sum_key], 1),
+                                                 "waited_ms_per_job": round(1000 * delta[sum_key] / jobs, 1)}
+    return out
+
+
 def objects_left(namespace: str) -> tuple[int, int]:
     jobs = k("-n", namespace, "get", "jobs", "-o", "name").split()
     pods = k("-n", namespace, "get", "pods", "-o", "name").split()
@@ -305,14 +339,16 @@ def measure(args: argparse.Namespace, db: str, namespace: str, work: Path) -> di
         sys.exit(f"control-plane processes not found: {', '.join(missing)}")
     plane = {name: pids[name] for name in CONTROL_PLANE}
     idle = idle_rate(plane, args.idle_seconds)
-    cpu_before, requests_before = cpu_of(pids), request_counts()
+    cpu_before, requests_before, waits_before = cpu_of(pids), request_counts(), component_waits()
     run = drain(args, db=db, namespace=namespace, work=work)
-    cpu_after, requests_after = cpu_of(pids), request_counts()
+    cpu_after, requests_after, waits_after = cpu_of(pids), request_counts(), component_waits()
+    waits_after.subtract(waits_before)
     left_at_exit, left, until_empty = wait_empty(namespace, args.leftover_wait)
     requests = requests_after - requests_before
     return {"run": run, "idle_cpu_per_s": idle,
             "cpu": {name: cpu_after[name] - cpu_before[name] for name in pids},
             "requests": dict(requests.most_common()), "requests_total": requests.total(),
+            "waits": waits_after,
             "left_at_exit": left_at_exit, "left": left, "seconds_until_empty": until_empty}
 
 
@@ -343,6 +379,7 @@ def summarise(args: argparse.Namespace, result: dict[str, Any], check: LogCheck,
         "api_requests_per_job": round(result["requests_total"] / n, 2),
         "api_requests_per_job_by_verb_resource": {key: round(v / n, 2) for key, v in result["requests"].items()
                                                   if v / n >= 0.05},
+        "control_plane_waits": wait_summary(result["waits"], n),
         "jobs_pods_left_at_exit": result["left_at_exit"], "jobs_pods_left": result["left"],
         "seconds_until_none_left": round(result["seconds_until_empty"], 1),
         "logs_stored": check.logs, "logs_matching_served_file": check.matching,
@@ -352,12 +389,15 @@ def summarise(args: argparse.Namespace, result: dict[str, Any], check: LogCheck,
 
 def print_summary(summary: dict[str, Any]) -> None:
     for key, value in summary.items():
-        if key in ("rss_mb_over_time", "api_requests_per_job_by_verb_resource"):
+        if key in ("rss_mb_over_time", "api_requests_per_job_by_verb_resource", "control_plane_waits"):
             continue
         print(f"{key:38} {value}")
     print("api requests per job by verb/resource:")
     for key, value in summary["api_requests_per_job_by_verb_resource"].items():
         print(f"    {value:7.2f}  {key}")
+    print("control plane waiting (client-side rate limiter by verb; the Job controller's queue):")
+    for key, value in summary["control_plane_waits"].items():
+        print(f"    {key:70} {value}")
     print("controller RSS over time (s, MB, threads):", summary["rss_mb_over_time"])
 
 
