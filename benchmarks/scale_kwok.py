@@ -306,7 +306,16 @@ def drain(args: argparse.Namespace, *, db: str, namespace: str, work: Path) -> d
     t0 = time.monotonic()
     proc = subprocess.Popen(command, env=drain_env(), stdout=subprocess.DEVNULL, stderr=stderr)
     sampler = ProcessSampler(proc.pid, args.sample_seconds)
+    profiler = None
+    if args.py_spy:
+        # Profiling runs are for finding where the time goes, not for the figures: py-spy's
+        # own CPU is not the controller's, but it slows the controller it samples.
+        profiler = subprocess.Popen([args.py_spy_bin, "record", "--pid", str(proc.pid), "--rate", "50",
+                                     "--nonblocking", "--format", "raw", "--output", str(args.py_spy)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _pid, status, usage = os.wait4(proc.pid, 0)
+    if profiler is not None:
+        profiler.wait(timeout=60)
     wall = time.monotonic() - t0
     sampler.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -412,6 +421,8 @@ def main() -> None:
     parser.add_argument("--leftover-wait", type=float, default=120.0)
     parser.add_argument("--log-file", type=Path, default=KWOK_LOG_FILE, help="the file kwok serves")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--py-spy", type=Path, help="also profile the drain with py-spy into this file (raw)")
+    parser.add_argument("--py-spy-bin", default=shutil.which("py-spy") or "py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and namespace")
     args = parser.parse_args()
     nodes = fake_nodes_ready()
