@@ -152,11 +152,11 @@ def request_counts() -> Counter[str]:
 COMPONENT_METRICS = {"kube-controller-manager": "https://127.0.0.1:10257/metrics",
                      "kube-scheduler": "https://127.0.0.1:10259/metrics"}
 _WAIT_SERIES = re.compile(r'^(rest_client_rate_limiter_duration_seconds_(?:sum|count))\{[^}]*verb="(\w+)"[^}]*\} (\S+)$'
-                          r'|^(workqueue_queue_duration_seconds_(?:sum|count))\{name="(job)"\} (\S+)$', re.M)
+                          r'|^(workqueue_(?:queue|work)_duration_seconds_(?:sum|count))\{name="(job)"\} (\S+)$', re.M)
 
 
 def component_waits() -> Counter[str]:
-    """Seconds (and counts) spent waiting, per component: rate limiter by verb, job queue."""
+    """Seconds (and counts) per component: rate-limiter waits by verb; the job queue's wait and work."""
     waits: Counter[str] = Counter()
     cert = [str(STATE / "pki" / "admin.crt"), str(STATE / "pki" / "admin.key")]
     for component, url in COMPONENT_METRICS.items():
@@ -175,8 +175,9 @@ def wait_summary(delta: Counter[str], jobs: int) -> dict[str, Any]:
         if key.endswith(("_count GET", "_count POST", "_count PUT", "_count PATCH", "_count DELETE", "_count job")):
             sum_key = key.replace("_count", "_sum")
             out[sum_key.replace("_sum", "")] = {"requests_or_items": int(value),
-                                                 "waited_s_total": round(delta[sum_key], 1),
-                                                 "waited_ms_per_job": round(1000 * delta[sum_key] / jobs, 1)}
+                                                 "seconds_total": round(delta[sum_key], 1),
+                                                 "ms_per_item": round(1000 * delta[sum_key] / max(value, 1), 1),
+                                                 "ms_per_job": round(1000 * delta[sum_key] / jobs, 1)}
     return out
 
 
