@@ -99,6 +99,8 @@ clean_iptables() {
 }
 
 log "tearing down (state dir $STATE_DIR kept for logs)"
+# kwok (hack/kwok/up.sh), if running, plays nodes of this cluster only.
+stop_component kwok
 stop_component kube-proxy
 stop_component kube-scheduler
 stop_component kube-controller-manager
