@@ -61,9 +61,8 @@ def _drop(errors: list[dict[str, Any]], op: str, pod: str, call: Callable[[], No
         errors.append({"op": op, "pod": pod, **err.as_status()})
 
 
-def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, deleted_jobs: set[str],
-                adopted_jobs: set[str], left_jobs: frozenset[str] = frozenset(),
-                grace_seconds: float = LEAK_GRACE_SECONDS) -> list[str]:
+def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, adopted_jobs: set[str],
+                left_jobs: frozenset[str] = frozenset(), grace_seconds: float = LEAK_GRACE_SECONDS) -> list[str]:
     """Jobs and pods of the session (and Jobs it adopted) still present at its end.
 
     Deleting a Job deletes its pods in the background: while only pods of Jobs this
@@ -73,7 +72,7 @@ def audit_leaks(api: KubeApi, *, session_id: str, inventory: Inventory, deleted_
     their pods are not leaks.
     """
     def settled() -> bool:
-        return not inventory.pods or bool(set(inventory.jobs) - deleted_jobs)
+        return not inventory.pods or not inventory.deleting.issuperset(inventory.jobs)
 
     inventory.wait_for(settled, grace_seconds)
     try:

@@ -69,6 +69,7 @@ class KubernetesExecutor:
         self._logs = LogBook(api)
         self._outcomes = Outcomes(api, settings, self._logs)
         self._supervisor = Supervisor(api, settings, logs=self._logs, outcomes=self._outcomes,
+                                      inventory=self._watches.inventory,
                                       tick_seconds=tick_seconds, idle_seconds=idle_seconds,
                                       job_condition_grace_seconds=job_condition_grace_seconds)
         self._forced_mode = log_mode
@@ -126,7 +127,7 @@ class KubernetesExecutor:
         grace = LEAK_GRACE_SECONDS if watching else 0.0
         try:
             return audit_leaks(self._api, session_id=self._session_id, inventory=self._watches.inventory,
-                               deleted_jobs=self._supervisor.deleted_jobs, adopted_jobs=self._adopted_jobs,
+                               adopted_jobs=self._adopted_jobs,
                                left_jobs=frozenset(self._left), grace_seconds=grace)
         finally:
             self._watches.stop_all()

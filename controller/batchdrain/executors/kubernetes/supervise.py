@@ -39,7 +39,7 @@ from batchdrain.executors.kubernetes.outcome import (
     lost_outcome,
     namespace_gone,
 )
-from batchdrain.executors.kubernetes.watches import container_state
+from batchdrain.executors.kubernetes.watches import Inventory, container_state
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeObject
 from batchdrain.settings import Settings
@@ -49,7 +49,8 @@ class Supervisor:
     """Runs attempts of one executor to their end; stateless between attempts."""
 
     def __init__(self, api: KubeApi, settings: Settings, *, logs: LogBook, outcomes: Outcomes,
-                 tick_seconds: float, idle_seconds: float, job_condition_grace_seconds: float) -> None:
+                 inventory: Inventory, tick_seconds: float, idle_seconds: float,
+                 job_condition_grace_seconds: float) -> None:
         self._api = api
         self._settings = settings
         self._logs = logs
@@ -57,8 +58,7 @@ class Supervisor:
         self._tick = tick_seconds
         self._idle = idle_seconds
         self._grace = job_condition_grace_seconds
-        # Jobs this executor deleted: the leak audit knows their pods are on their way out.
-        self.deleted_jobs: set[str] = set()
+        self._inventory = inventory
         # Set when the session's namespace is being deleted or gone: the session halts.
         self.namespace_lost: str | None = None
 
@@ -262,7 +262,7 @@ class Supervisor:
     def _clean_up(self, attempt: LiveAttempt, result: AttemptResult) -> None:
         cleanup = remove_attempt_objects(self._api, attempt)
         if not any(e.get("op") == "delete_job" for e in cleanup):
-            self.deleted_jobs.add(attempt.job_name)
+            self._inventory.job_deleted(attempt.job_name, gone_seen=attempt.tracker.job_gone)
         if cleanup:
             result.raw_status = {**(result.raw_status or {}), "cleanup_errors": cleanup}
 

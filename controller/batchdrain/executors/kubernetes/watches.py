@@ -198,6 +198,10 @@ class Inventory:
         self.cond = threading.Condition()
         self.jobs: dict[str, KubeObject] = {}
         self.pods: dict[str, KubeObject] = {}
+        # Jobs this session deleted whose DELETED event has not come yet: the leak audit
+        # knows their pods are on their way out. Only those, so that it stays as small as
+        # the Jobs in flight rather than growing with every attempt of the session.
+        self.deleting: set[str] = set()
 
     def _apply(self, into: dict[str, KubeObject], kind: str, obj: KubeObject) -> None:
         with self.cond:
@@ -208,7 +212,21 @@ class Inventory:
             self.cond.notify_all()
 
     def on_job(self, kind: str, obj: KubeObject) -> None:
-        self._apply(self.jobs, kind, obj)
+        with self.cond:
+            if kind == "DELETED":
+                self.deleting.discard(object_name(obj))
+            self._apply(self.jobs, kind, obj)
+
+    def job_deleted(self, name: str, *, gone_seen: bool) -> None:
+        """This session deleted Job ``name``; ``gone_seen``: its tracker already had the DELETED event.
+
+        The hub hears an event before the inventory does (``_both``): a Job gone for its
+        tracker but still listed here is about to leave, and is marked so that the audit
+        never sees it unmarked; one gone from both needs nothing.
+        """
+        with self.cond:
+            if not gone_seen or name in self.jobs:
+                self.deleting.add(name)
 
     def on_pod(self, kind: str, obj: KubeObject) -> None:
         self._apply(self.pods, kind, obj)
