@@ -44,4 +44,9 @@ if [[ -n "$pid" ]] && alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -
   log "kwok stopped"
 fi
 rm -f "$KWOK_PID"
+if [[ -s "$KWOK_STATE/sysctl.orig" ]]; then
+  while IFS='=' read -r key val; do sysctl -qw "$key=$val" 2>/dev/null || true; done <"$KWOK_STATE/sysctl.orig"
+  rm -f "$KWOK_STATE/sysctl.orig"
+  log "restored the inotify limit"
+fi
 log "down in $((SECONDS - T0))s"

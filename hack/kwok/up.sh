@@ -98,6 +98,19 @@ YAML
   done
 } >"$KWOK_STATE/kwok.yaml"
 
+# kwok follows each served log with an inotify instance of its own: one per log stream
+# followed (two per running attempt in split mode). Past the default 128 instances per
+# user it writes "failed to create fsnotify watcher: too many open files" into the log
+# it serves, so raise the limit (down.sh restores it) and kwok's open-file limit.
+INOTIFY_INSTANCES="${KWOK_INOTIFY_INSTANCES:-8192}"
+current="$(sysctl -n fs.inotify.max_user_instances)"
+if ((current < INOTIFY_INSTANCES)); then
+  [[ -s "$KWOK_STATE/sysctl.orig" ]] || echo "fs.inotify.max_user_instances=$current" >"$KWOK_STATE/sysctl.orig"
+  sysctl -qw "fs.inotify.max_user_instances=$INOTIFY_INSTANCES"
+  log "fs.inotify.max_user_instances $current -> $INOTIFY_INSTANCES (restored by down.sh)"
+fi
+ulimit -n 65536 2>/dev/null || log "note: open-file limit stays $(ulimit -n)"
+
 log "starting kwok $KWOK_VERSION (kubelet endpoint https://$NODE_IP:$KWOK_PORT)"
 setsid nohup "$KWOK_BIN" --config="$KWOK_STATE/kwok.yaml" --kubeconfig="$KUBECONFIG_ADMIN" \
   >"$KWOK_LOG" 2>&1 </dev/null &
