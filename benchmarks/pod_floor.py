@@ -246,12 +246,7 @@ def one(kind: str, *, n: int, p: int, image: str) -> dict[str, Any]:
     core = client.CoreV1Api()
     base, env, nice = _with_env(kind)
     namespace = f"pf-{base[:10]}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(namespace).items):
-            break
-        time.sleep(0.2)
+    vs.fresh_namespace(core, namespace)
     work = Path(tempfile.mkdtemp(prefix="pod-floor-"))
     offset = CONTAINERD_LOG.stat().st_size
     tl = Timeline(namespace)

@@ -139,14 +139,19 @@ def run_loop(namespace: str, n: int, p: int, image: str, work: Path) -> float:
     return time.monotonic() - t0
 
 
-def one(kind: str, core: client.CoreV1Api, *, batch: client.BatchV1Api, n: int, p: int, image: str) -> dict:
-    namespace = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
+def fresh_namespace(core: client.CoreV1Api, namespace: str) -> None:
+    """Create the namespace and wait (up to 60 s) for its default ServiceAccount: pods need it."""
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(namespace).items):
             break
         time.sleep(0.2)
+
+
+def one(kind: str, core: client.CoreV1Api, *, batch: client.BatchV1Api, n: int, p: int, image: str) -> dict:
+    namespace = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
+    fresh_namespace(core, namespace)
     work = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     sightings = Sightings(namespace)
     time.sleep(1)  # both watches established before the first Job
