@@ -344,6 +344,21 @@ def test_a_refusal_explains_a_pod_never_scheduled(harness: Callable[..., Harness
 
 
 @pytest.mark.usefixtures("quick_event_lists")
+def test_a_job_the_job_controller_never_gets_to_is_not_charged_and_not_unschedulable(
+    harness: Callable[..., Harness],
+) -> None:
+    # Past the scheduling timeout with no pod (the kwok rig at P=500: the Job controller's
+    # queue ~100 s deep): not "unschedulable", the platform's failure, not the phase's.
+    h = harness(scheduling_timeout_seconds=0.2, start_timeout_seconds=0.3)
+    h.fake.makes_pod = lambda _job: False
+    result = h.run(h.executor(), launch())
+    assert result.failure_class is FailureClass.API_ERROR and not result.charged
+    assert result.message.startswith("no pod made for the Job within 0.5s and no FailedCreate Event"), result.message
+    assert result.exit_code is None and result.exit_code_reason == "the Job controller made no pod"
+    assert not result.pod_names and h.fake.deleted_jobs == [result.job_name]
+
+
+@pytest.mark.usefixtures("quick_event_lists")
 def test_a_failed_events_list_is_noted_and_asked_again_at_the_next_interval(
     harness: Callable[..., Harness],
 ) -> None:
