@@ -22,21 +22,19 @@ from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.models import PhaseRow, RunRow
 from batchdrain.db.records import ImportCounts, NewPhase
 from batchdrain.domain import BadInput, PhaseState, utcnow
+from batchdrain.phase_limits import host_arg_max, phase_problem
 
-MAX_ID = 255
 # Rows per INSERT: large enough that the per-statement cost vanishes, small enough
 # that a batch (its dicts and the lookup of its keys) stays a few MB, and under
 # SQLite's 32,766 bound parameters for the two-column key lookup.
 IMPORT_BATCH = 5000
 
 
-def check_ids(row: int, phase: NewPhase) -> None:
-    """What can be refused without the database: empty or long ids."""
-    for label, value in (("run id", phase.run_id), ("phase id", phase.phase_id)):
-        if not value or not value.strip():
-            raise BadInput(f"row {row}: {label} is empty")
-        if len(value) > MAX_ID:
-            raise BadInput(f"row {row}: {label} is {len(value)} chars, at most {MAX_ID}")
+def check_phase(row: int, phase: NewPhase, *, arg_max: int) -> None:
+    """What can be refused without the database (``phase_limits``): ids, text, sizes."""
+    problem = phase_problem(phase.run_id, phase.phase_id, phase.spec, arg_max=arg_max)
+    if problem:
+        raise BadInput(f"row {row}: {problem}")
 
 
 def batches(phases: Iterable[NewPhase], size: int) -> Iterator[tuple[int, list[NewPhase]]]:
@@ -48,10 +46,10 @@ def batches(phases: Iterable[NewPhase], size: int) -> Iterator[tuple[int, list[N
         first += len(chunk)
 
 
-def _refuse_within(first_row: int, chunk: list[NewPhase]) -> None:
+def _refuse_within(first_row: int, chunk: list[NewPhase], *, arg_max: int) -> None:
     seen: dict[tuple[str, str], int] = {}
     for row, phase in enumerate(chunk, start=first_row):
-        check_ids(row, phase)
+        check_phase(row, phase, arg_max=arg_max)
         key = (phase.run_id, phase.phase_id)
         if key in seen:
             raise BadInput(f"row {row}: duplicate of row {seen[key]} (run {key[0]!r}, phase {key[1]!r})")
@@ -116,10 +114,11 @@ def enqueue_stream(engine: DatabaseEngine, open_rows: Callable[[], Iterable[NewP
 
     def run() -> ImportCounts:
         now = utcnow()
+        arg_max = host_arg_max()
         phases = new_runs = 0
         with engine.core() as conn:
             for first_row, chunk in batches(open_rows(), batch):
-                _refuse_within(first_row, chunk)
+                _refuse_within(first_row, chunk, arg_max=arg_max)
                 new_runs += _insert_runs(conn, {p.run_id for p in chunk}, now)
                 _insert_phases(conn, first_row, chunk, now)
                 phases += len(chunk)
