@@ -79,6 +79,7 @@ def row_loader(source: Chunked, *, pure: bool = False) -> Any:
                 Resolver.__init__(self)
                 self.replay = deque()
                 self.sizes = {}
+                self.open_anchors = set()
                 self.checked = {}
                 self.expanded = 0
 
@@ -94,6 +95,7 @@ def row_loader(source: Chunked, *, pure: bool = False) -> Any:
             Resolver.__init__(self)
             self.replay = deque()
             self.sizes = {}
+            self.open_anchors = set()
             self.checked = {}
             self.expanded = 0
 

@@ -10,7 +10,8 @@ alias bombs and rows too large to hold.
   every consumer that walks the value pays for each use. The size an alias stands for
   is counted once per anchored node (memoised, so the count itself stays linear) and
   summed per row; past ``ALIAS_BUDGET`` characters the row is refused before anything
-  is constructed. A node that contains itself is refused too.
+  is constructed. A node that contains itself (an alias inside its own anchor) is
+  refused too: no phase is an infinite value.
 - ``Chunked``: the stream libyaml reads, in large chunks, counting what it hands out;
   a row that goes on for more than ``MAX_ROW_CHARS`` is refused by the read that
   would pass the bound, so a 200 MB scalar is never held whole.
@@ -85,45 +86,50 @@ class BoundedComposer(Composer):
 
     expanded: int
     sizes: dict[int, int]
+    open_anchors: set[str]
 
     def reset_budget(self) -> None:
         self.expanded = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        if not self.check_event(AliasEvent):  # type: ignore[attr-defined]
-            return super().compose_node(parent, index)
-        mark = self.peek_event().start_mark  # type: ignore[attr-defined]
+        event = self.peek_event()  # type: ignore[attr-defined]
+        if not isinstance(event, AliasEvent):
+            if event.anchor is None:
+                return super().compose_node(parent, index)
+            # Open until composed: an alias to it from inside would make it contain itself.
+            self.open_anchors.add(event.anchor)
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.open_anchors.discard(event.anchor)
+        mark: Any = event.start_mark  # libyaml's marks are a class of their own
+        if event.anchor in self.open_anchors:
+            raise ComposerError(None, None, f"alias *{event.anchor} refers to a node that contains it", mark)
         node = super().compose_node(parent, index)
         if node is None:
             return None
-        self.expanded += self._size(node, mark)
+        self.expanded += self._size(node)
         if self.expanded > ALIAS_BUDGET:
             raise ComposerError(None, None, f"aliases expand to more than {ALIAS_BUDGET} characters "
                                             "(an alias bomb?)", mark)
         return node
 
-    def _size(self, root: Node, mark: Any) -> int:
-        """Characters ``root`` stands for with every alias inside it expanded."""
+    def _size(self, root: Node) -> int:
+        """Characters ``root`` stands for with every alias inside it expanded (``root`` is
+        complete and cannot contain itself: ``compose_node`` refused that)."""
         sizes = self.sizes
         pending: list[tuple[Node, bool]] = [(root, False)]
-        on_path: set[int] = set()
         while pending:
             node, children_done = pending.pop()
-            if id(node) in sizes and not children_done:
+            if id(node) in sizes:
                 continue
             if isinstance(node, ScalarNode):
                 sizes[id(node)] = len(node.value) + 1
-                continue
-            children = _children(node)
-            if children_done:
-                on_path.discard(id(node))
-                sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
-                continue
-            if id(node) in on_path:
-                raise ComposerError(None, None, "an alias refers to a node that contains it", mark)
-            on_path.add(id(node))
-            pending.append((node, True))
-            pending.extend((c, False) for c in children if id(c) not in sizes)
+            elif children_done:
+                sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
+            else:
+                pending.append((node, True))
+                pending.extend((c, False) for c in _children(node) if id(c) not in sizes)
         return sizes[id(root)]
 
 
@@ -145,16 +151,15 @@ class Chunked:
         self._max_row = max_row
         self.name = getattr(stream, "name", "<file>")
         self.handed = 0
-        self._row_from: int | None = None
+        # From the start of the file: libyaml may read a whole scalar ahead of the event
+        # that opens the document (an implicit key is only ruled out after it).
+        self._row_from = 0
 
     def row_started(self) -> None:
         self._row_from = self.handed
 
-    def row_ended(self) -> None:
-        self._row_from = None
-
     def read(self, _size: int = -1) -> str:
-        if self._row_from is not None and self.handed - self._row_from > self._max_row:
+        if self.handed - self._row_from > self._max_row:
             raise RowTooLarge(None, None, f"row is longer than {self._max_row} characters "
                                           f"({self._max_row >> 20} MiB); a phase is at most 1 MiB", None)
         text = self._stream.read(self._chunk)
