@@ -14,6 +14,7 @@ from batchdrain.db import Database
 from batchdrain.domain import BadInput
 from batchdrain.executors.base import Executor
 from batchdrain.executors.local import LocalExecutor
+from batchdrain.executors.resources import capacity_problem, current_limits
 from batchdrain.kube import KubeApi, KubeError
 from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
@@ -47,6 +48,13 @@ def open_store(settings: Settings) -> LogSink:
         fix = f"pip install 'batchdrain[{extra}]'" if extra else f"install {module}"
         raise BadInput(f"log store {settings.log_store}: {module} is not installed: {fix} "
                        "(--log-store or BATCHDRAIN_LOG_STORE)") from exc
+
+
+def check_capacity(settings: Settings, executor: str) -> None:
+    """``--parallelism`` against the open-file and process limits (``executors.resources``)."""
+    problem = capacity_problem(settings.parallelism, executor, current_limits())
+    if problem:
+        raise BadInput(problem)
 
 
 def serve_metrics(metrics: Metrics, port: int) -> None:

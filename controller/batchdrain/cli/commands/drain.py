@@ -21,6 +21,7 @@ from rich.progress import (
 from batchdrain.cli.flags import with_settings
 from batchdrain.cli.render import ProgressObserver, checks_table, err, out, print_plan, summary
 from batchdrain.cli.wiring import (
+    check_capacity,
     choose_executor,
     connect_cluster,
     make_executor,
@@ -51,6 +52,9 @@ def drain(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Run one drain session: select phases safely, run each, record every attempt."""
+    name, why = choose_executor(settings)
+    if not dry_run:
+        check_capacity(settings, name)  # before the database is opened: nothing written
     db = open_db(settings, migrate=False)
     db.ensure_schema(auto_upgrade=db.backend == "sqlite")
     if dry_run:
@@ -61,7 +65,6 @@ def drain(
     metrics = Metrics(registry=None)
     if settings.metrics_port:  # a port in use is refused before anything else is said
         serve_metrics(metrics, settings.metrics_port)
-    name, why = choose_executor(settings)
     err.print(f"executor: {name} ({why})")
     api = connect_cluster(settings, metrics) if name == "kubernetes" else None
     checks = run_preflight(settings, db, api)
