@@ -181,7 +181,9 @@ def unknown_env(environ: Mapping[str, str]) -> list[str]:
         if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS \
                 or upper.startswith(NOT_SETTINGS_PREFIXES):
             continue
-        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "no setting has a name close to it"
+        # Compared without the prefix they all share, which would make any name look close.
+        names = sorted(name.upper() for name in Settings.model_fields)
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.6)
+        hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "no setting has a name close to it"
         warnings.append(f"unknown environment variable {key} ignored ({hint})")
     return warnings
