@@ -74,10 +74,10 @@ def test_capacity_counts_this_process_a_reserve_and_each_attempt():
     limits = Limits(nofile=256, nproc=None, open_fds=10, threads=2, root=False)
     assert capacity_problem(22, "local", limits) is None  # 10 + 64 + 22 * 8 = 250
     assert "needs about 258 open files" in str(capacity_problem(23, "local", limits))
-    assert "RLIMIT_NPROC 100" in str(capacity_problem(20, "local", Limits(nofile=None, nproc=100, open_fds=10,
+    assert "RLIMIT_NPROC 100" in str(capacity_problem(21, "local", Limits(nofile=None, nproc=100, open_fds=10,
                                                                             threads=2, root=False)))
     # the kernel does not apply the process limit to root
-    assert capacity_problem(20, "local", Limits(nofile=None, nproc=100, open_fds=10, threads=2, root=True)) is None
+    assert capacity_problem(21, "local", Limits(nofile=None, nproc=100, open_fds=10, threads=2, root=True)) is None
 
 
 def test_exhaustion_is_told_from_a_phase_failure():
