@@ -30,13 +30,17 @@ NUMERIC = [name for name in Settings.model_fields if _kind(name) is not None]
 # Past what each one feeds (bounds.py): seconds past int64 nanoseconds, counts past int32
 # (or int64 for LIMIT), Kubernetes int32 fields, ports.
 OVERFLOW = {"batch_size": INT64_MAX + 1, "metrics_port": 65536, "phase_termination_grace_seconds": 601,
-            "job_create_rate": 1e7}
+            "job_create_rate": 1e-300}  # a wait of 1e300 s between two Jobs
 
 
 def _overflow(name: str) -> str:
     if name in OVERFLOW:
         return str(OVERFLOW[name])
     return str(MAX_SECONDS + 1) if _kind(name) is float else str(INT32_MAX + 1)
+
+
+def _fragment(name: str) -> str:
+    return f"invalid setting {name} (--{name.replace('_', '-')} or BATCHDRAIN_{name.upper()})"
 
 
 def _refused(capsys, workdir, name: str, args: list[str]) -> str:

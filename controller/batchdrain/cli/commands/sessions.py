@@ -84,7 +84,7 @@ def sessions_watch(
 ) -> None:
     """Live view of a session (run by any process): counts, running attempts, last log line."""
     for flag, seconds in (("--interval", interval), ("--timeout", timeout)):
-        problem = seconds_problem(seconds)
+        problem = seconds_problem(seconds, positive=False)  # --timeout 0: one look
         if problem:
             raise BadInput(f"{flag} {problem}")
     db = open_db(settings)
