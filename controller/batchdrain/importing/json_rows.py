@@ -4,7 +4,12 @@ and JSON Lines.
 The array is read through a bounded window of the file: ``json.JSONDecoder.raw_decode``
 (the standard library's C scanner) decodes one element where the window starts, and
 the window is refilled by chunks and trimmed behind the cursor, so memory follows the
-largest row, not the file. JSON Lines is a row per line and needs nothing of the sort.
+largest row, not the file (a row past ``MAX_ROW_CHARS`` is refused, not read whole).
+JSON Lines is a row per line, each read with a bound too.
+
+The decoder keeps every number's text (``values.Written``: ``1e3`` stays ``1e3`` where
+text is expected), refuses ``NaN``/``Infinity`` (Python's parser takes them, JSON has
+no such numbers) and a key written twice in one object (it keeps the last silently).
 """
 
 from __future__ import annotations
