@@ -129,7 +129,7 @@ def _all_strings(spec: PhaseSpec) -> Iterator[str]:
             yield text
 
 
-def phase_problem(run_id: str, phase_id: str, spec: PhaseSpec, *, arg_max: int) -> str | None:
+def phase_problem(run_id: str, phase_id: str, *, spec: PhaseSpec, arg_max: int) -> str | None:
     """The first reason this phase cannot enter the backlog, or None."""
     for label, value in (("run id", run_id), ("phase id", phase_id)):
         problem = _id_problem(label, value)

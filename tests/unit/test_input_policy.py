@@ -49,15 +49,15 @@ def _spec(**fields: object) -> PhaseSpec:
 
 def test_phase_limits_in_the_order_documented():
     big = 2 << 20
-    assert phase_problem("", "p", _spec(), arg_max=big) == "run id is empty"
-    assert phase_problem("r", "p" * 256, _spec(), arg_max=big) == "phase id is 256 chars, at most 255"
-    assert phase_problem("r", "p", _spec(command=["a", "b\x00"]), arg_max=big) == \
+    assert phase_problem("", "p", spec=_spec(), arg_max=big) == "run id is empty"
+    assert phase_problem("r", "p" * 256, spec=_spec(), arg_max=big) == "phase id is 256 chars, at most 255"
+    assert phase_problem("r", "p", spec=_spec(command=["a", "b\x00"]), arg_max=big) == \
         "command argument 2 contains a NUL byte (at character 2)"
     one_too_many = "a" * MAX_ARG_STRLEN
-    assert "at most 131071 (Linux MAX_ARG_STRLEN)" in str(phase_problem("r", "p", _spec(command=[one_too_many]),
+    assert "at most 131071 (Linux MAX_ARG_STRLEN)" in str(phase_problem("r", "p", spec=_spec(command=[one_too_many]),
                                                                        arg_max=big))
-    assert phase_problem("r", "p", _spec(command=["a" * (MAX_ARG_STRLEN - 1)]), arg_max=big) is None
-    assert "this host's ARG_MAX 131072" in str(phase_problem("r", "p", _spec(command=["a" * 70_000]),
+    assert phase_problem("r", "p", spec=_spec(command=["a" * (MAX_ARG_STRLEN - 1)]), arg_max=big) is None
+    assert "this host's ARG_MAX 131072" in str(phase_problem("r", "p", spec=_spec(command=["a" * 70_000]),
                                                              arg_max=128 << 10))
 
 
@@ -72,12 +72,13 @@ def test_seconds_are_finite_positive_and_within_int64_nanoseconds():
 
 def test_capacity_counts_this_process_a_reserve_and_each_attempt():
     limits = Limits(nofile=256, nproc=None, open_fds=10, threads=2, root=False)
-    assert capacity_problem(22, "local", limits) is None  # 10 + 64 + 22 * 8 = 250
-    assert "needs about 258 open files" in str(capacity_problem(23, "local", limits))
-    assert "RLIMIT_NPROC 100" in str(capacity_problem(21, "local", Limits(nofile=None, nproc=100, open_fds=10,
-                                                                            threads=2, root=False)))
+    assert capacity_problem(22, executor="local", limits=limits) is None  # 10 + 64 + 22 * 8 = 250
+    assert "needs about 258 open files" in str(capacity_problem(23, executor="local", limits=limits))
+    processes = Limits(nofile=None, nproc=100, open_fds=10, threads=2, root=False)
+    assert "RLIMIT_NPROC 100" in str(capacity_problem(21, executor="local", limits=processes))  # 2 + 16 + 84
     # the kernel does not apply the process limit to root
-    assert capacity_problem(21, "local", Limits(nofile=None, nproc=100, open_fds=10, threads=2, root=True)) is None
+    as_root = Limits(nofile=None, nproc=100, open_fds=10, threads=2, root=True)
+    assert capacity_problem(21, executor="local", limits=as_root) is None
 
 
 def test_exhaustion_is_told_from_a_phase_failure():

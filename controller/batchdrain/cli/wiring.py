@@ -52,7 +52,7 @@ def open_store(settings: Settings) -> LogSink:
 
 def check_capacity(settings: Settings, executor: str) -> None:
     """``--parallelism`` against the open-file and process limits (``executors.resources``)."""
-    problem = capacity_problem(settings.parallelism, executor, current_limits())
+    problem = capacity_problem(settings.parallelism, executor=executor, limits=current_limits())
     if problem:
         raise BadInput(problem)
 

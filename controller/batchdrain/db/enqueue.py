@@ -32,7 +32,7 @@ IMPORT_BATCH = 5000
 
 def check_phase(row: int, phase: NewPhase, *, arg_max: int) -> None:
     """What can be refused without the database (``phase_limits``): ids, text, sizes."""
-    problem = phase_problem(phase.run_id, phase.phase_id, phase.spec, arg_max=arg_max)
+    problem = phase_problem(phase.run_id, phase.phase_id, spec=phase.spec, arg_max=arg_max)
     if problem:
         raise BadInput(f"row {row}: {problem}")
 

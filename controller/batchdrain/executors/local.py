@@ -144,7 +144,7 @@ class LocalExecutor:
         pumps = self._start_pumps(proc, writers)
         if isinstance(pumps, str):
             return self._not_started(writers, pumps, created=created, t0=t0)
-        timed_out, interrupted = self._wait(proc, launch, stop, t0=t0)
+        timed_out, interrupted = self._wait(proc, launch, stop=stop, t0=t0)
         returncode = proc.returncode
         finished = utcnow()
         container_seconds = time.monotonic() - t0
@@ -216,7 +216,7 @@ class LocalExecutor:
             return halt
         return pumps
 
-    def _wait(self, proc: subprocess.Popen[bytes], launch: AttemptLaunch, stop: StopSignal, *,
+    def _wait(self, proc: subprocess.Popen[bytes], launch: AttemptLaunch, *, stop: StopSignal,
               t0: float) -> tuple[bool, bool]:
         """Wait for the process within its timeout and the stop signal: (timed out, interrupted)."""
         timed_out = interrupted = False

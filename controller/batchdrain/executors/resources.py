@@ -65,7 +65,7 @@ def current_limits() -> Limits:
                   threads=threading.active_count(), root=os.geteuid() == 0)
 
 
-def capacity_problem(parallelism: int, executor: str, limits: Limits) -> str | None:
+def capacity_problem(parallelism: int, *, executor: str, limits: Limits) -> str | None:
     """Why ``parallelism`` attempts cannot run within these limits, or None."""
     cost = PER_ATTEMPT.get(executor, PER_ATTEMPT["local"])
     fds = limits.open_fds + RESERVE.fds + parallelism * cost.fds

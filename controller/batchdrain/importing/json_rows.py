@@ -76,7 +76,7 @@ def decoder() -> json.JSONDecoder:
                             parse_float=lambda text: Written(text, "float"))
 
 
-def duplicate_line(text: str, start: int, first_line: int, key: str) -> int:
+def duplicate_line(text: str, start: int, *, first_line: int, key: str) -> int:
     """The line of ``key``'s second appearance as a key in ``text[start:]``, the row's text:
     the scanner does not say where the pair was (a key written with escapes, or repeated in
     another mapping of the row first, gives the row's line or that other place)."""
@@ -152,7 +152,7 @@ class _Window:
         return err.pos >= len(self.text) - _TAIL or err.msg.startswith("Unterminated string")
 
     def duplicate_line(self, err: DuplicateKey) -> int:
-        return duplicate_line(self.text, self.pos, self.line, err.key)
+        return duplicate_line(self.text, self.pos, first_line=self.line, key=err.key)
 
     def line_of(self, err: json.JSONDecodeError) -> int:
         return self.line + self.text.count("\n", self.pos, err.pos)

@@ -156,7 +156,7 @@ def _mapping(loader: Any, seen: list[Event]) -> dict[Any, Any]:
         # A plain ``<<`` resolves to the merge tag, not in _SCALAR_TAGS: the composer merges.
         key = _value(loader, event, seen)
         if key in lines:
-            raise duplicate_key(key, lines[key], event.start_mark)
+            raise duplicate_key(key, first_line=lines[key], mark=event.start_mark)
         lines[key] = _line(event)
         value_event = loader.get_event()
         seen.append(value_event)

@@ -65,7 +65,7 @@ for _kind in _TYPED:
     TextConstructor.add_constructor(f"tag:yaml.org,2002:{_kind}", _written(_kind))
 
 
-def duplicate_key(key: object, first_line: int, mark: Any) -> ConstructorError:
+def duplicate_key(key: object, *, first_line: int, mark: Any) -> ConstructorError:
     return ConstructorError(None, None, f"duplicate key {str(key)!r} (first on line {first_line})", mark)
 
 
@@ -77,7 +77,7 @@ def refuse_duplicate_keys(node: MappingNode) -> None:
         key: object = key_node.value if isinstance(key_node, ScalarNode) else id(key_node)
         line = key_node.start_mark.line + 1
         if key in seen:
-            raise duplicate_key(key, seen[key], key_node.start_mark)
+            raise duplicate_key(key, first_line=seen[key], mark=key_node.start_mark)
         seen[key] = line
 
 

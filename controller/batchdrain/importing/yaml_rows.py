@@ -98,7 +98,7 @@ class _Walk:
             key = loader.compose_node(None, None)
             text: object = key.value if isinstance(key, ScalarNode) else id(key)
             if text in lines:
-                raise duplicate_key(text, lines[text], key.start_mark)
+                raise duplicate_key(text, first_line=lines[text], mark=key.start_mark)
             lines[text] = key.start_mark.line + 1
             if text == "phases":
                 if not loader.check_event(yaml.SequenceStartEvent):

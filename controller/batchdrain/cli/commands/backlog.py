@@ -39,7 +39,7 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
         "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu,
     })
     # Refused before the database is opened: a bad phase leaves not even a schema behind.
-    problem = phase_problem(run_id, phase_id, spec, arg_max=host_arg_max())
+    problem = phase_problem(run_id, phase_id, spec=spec, arg_max=host_arg_max())
     if problem:
         raise BadInput(problem)
     open_db(settings).enqueue([NewPhase(run_id, phase_id, spec)])
