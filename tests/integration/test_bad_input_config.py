@@ -144,7 +144,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_controllers_migrating_an_empty_postgres_at_once_all_succeed(workdir, postgres_url):
-    """Each process has imported everything and waits for one file, then all go at once."""
+    """Each process has imported everything and waits for one file, then all go at once:
+    they migrate the empty database (one at a time, under the advisory lock) and enqueue
+    into the same new run (which the first to insert it creates; no "duplicate")."""
     go = workdir / "go"
     script = workdir / "barrier.py"
     script.write_text(BARRIER, encoding="utf-8")

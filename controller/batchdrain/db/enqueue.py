@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 from sqlalchemy import Connection, func, insert, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, aware
@@ -60,7 +62,11 @@ def _insert_runs(conn: Connection, run_ids: set[str], now: dt.datetime) -> int:
     existing = set(conn.scalars(select(RunRow.run_id).where(RunRow.run_id.in_(run_ids))))
     new = sorted(run_ids - existing)
     if new:
-        conn.execute(insert(RunRow), [{"run_id": run_id, "created_at": now} for run_id in new])
+        # Another import may create the same run meanwhile (two enqueues into one new run
+        # at once): that is no duplicate phase, so a run already there is skipped.
+        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(dialect_insert(RunRow).on_conflict_do_nothing(index_elements=["run_id"]),
+                     [{"run_id": run_id, "created_at": now} for run_id in new])
     return len(new)
 
 
