@@ -28,7 +28,10 @@ class Schema:
         """Apply every migration; returns the revision now current."""
         from alembic import command
 
-        self._engine.retrying(lambda: command.upgrade(self.alembic_config(), "head"))
+        # A migration may build an index over a large table: longer than the bound
+        # the watchdog puts on a drain's statements.
+        with self._engine.watchdog.unwatched():
+            self._engine.retrying(lambda: command.upgrade(self.alembic_config(), "head"))
         return self.current_revision() or "(none)"
 
     def current_revision(self) -> str | None:
