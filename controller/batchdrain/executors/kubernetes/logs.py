@@ -9,7 +9,8 @@ attempt has, and how they open and close, is ``logbook``'s.
 Retries: opening a stream goes through the seam's one retry policy; a pump never
 retries a call itself. It only *resumes* (a new request from the cursor) after a stream
 that was open dropped, at most ``LOG_MAX_FAILURES`` times in a row without progress
-(new bytes stored: bytes re-sent and skipped are none). A cursor that cannot store
+(new bytes stored: bytes re-sent and skipped are none; a follow that was only silent
+past its read timeout counts as progress). A cursor that cannot store
 more exactly (``problem``) stops its pump; the attempt's notes say why.
 """
 
@@ -23,7 +24,7 @@ from batchdrain.domain import LogPointer
 from batchdrain.executors.kubernetes.cursor import LogCursor
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import CONTAINER
-from batchdrain.kube import KubeApi, KubeError, LogStreamName, Stream
+from batchdrain.kube import KubeApi, KubeError, LogStreamName, Silent, Stream
 from batchdrain.logstore import LogWriter
 
 LOG_MAX_FAILURES = 8
@@ -252,7 +253,10 @@ class LogPump:
                 self.kubelet_errors.append(guard.error)
         except KubeError as err:
             self.error = err  # dropped mid-stream: resume from the cursor
-            return False, True, cursor.stored > before
+            # A follow silent past its read timeout is a quiet phase as often as a silent
+            # server: it resumes without counting toward LOG_MAX_FAILURES (a silent
+            # server fails the resume's request instead, under the retry policy).
+            return False, True, cursor.stored > before or isinstance(err, Silent)
         finally:
             with self._lock:
                 self._open = None
