@@ -39,6 +39,7 @@ from batchdrain.domain import (
 )
 from batchdrain.drain.adoption import controller_identity, holder_gone, process_gone
 from batchdrain.drain.claiming import CLAIM_BATCH, LostClaims, PlanCursor, Workers
+from batchdrain.drain.launches import launch_for
 from batchdrain.drain.observer import DrainObserver, SilentObserver
 from batchdrain.drain.orphans import take_orphans
 from batchdrain.drain.planning import PAGE, make_plan
@@ -46,7 +47,7 @@ from batchdrain.drain.progress import ProgressBuffer
 from batchdrain.drain.recording import AttemptRecorder
 from batchdrain.drain.reporting import PendingReport, ReportFiles, skipped_rows
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
-from batchdrain.identity import Identity, mask_url
+from batchdrain.identity import mask_url
 from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
 from batchdrain.report import build_summary
@@ -133,27 +134,7 @@ class DrainSession:
         }
 
     def _launch(self, phase: Phase, attempt: int, *, session_id: str | None = None) -> AttemptLaunch:
-        """What one attempt of ``phase`` runs with: its spec, rendered, under an identity.
-
-        The one way a launch is built, for a fresh attempt and for an adopted one
-        (``session_id`` of the dead session that started it), so that an adopted attempt
-        is supervised with the phase's own timeout, memory limit and environment.
-        """
-        session_id = session_id or self.session_id
-        spec = phase.spec
-        identity = Identity(
-            session_id=session_id, run_id=phase.run_id, phase_id=phase.phase_id, attempt=attempt,
-            database_url=self._phase_database_url(), api_url=self.settings.api_url,
-        )
-        values = {"run_id": phase.run_id, "phase_id": phase.phase_id, "attempt": str(attempt),
-                  "session_id": session_id}
-        env = {**dict(spec.env), **identity.env(self.settings)}
-        return AttemptLaunch(
-            identity=identity, spec=spec, command=tuple(spec.render_command(values)),
-            env=tuple(sorted(env.items())),
-            timeout_seconds=spec.timeout_seconds or self.settings.default_timeout_seconds,
-            image=spec.image or self.settings.default_image,
-        )
+        return launch_for(phase, attempt, session_id=session_id or self.session_id, settings=self.settings)
 
     # -- the session ---------------------------------------------------------------
     def run(self) -> SessionOutcome:
