@@ -330,6 +330,9 @@ class FakeKube:
     # Admission of the Job's pod: the refusal's text (then no pod, a FailedCreate Event on
     # the Job, as the Job controller records it), or None to admit it.
     admission: Callable[[KubeObject], str | None] = lambda _job: None
+    # False: the Job controller never gets to the Job (behind its queue, or not running):
+    # no pod, no Event.
+    makes_pod: Callable[[KubeObject], bool] = lambda _job: True
     log_chunk: int = 1 << 16
     max_history: int = 5000
     clock: Callable[[], float] = time.monotonic
@@ -518,6 +521,8 @@ class FakeKube:
             refusal = self.admission(body)
             if refusal is not None:
                 self._event(job, "Job", "FailedCreate", f"Error creating: {refusal}")
+                return job
+            if not self.makes_pod(body):
                 return job
             pod = self._create_pod(job)
         self._run_script(pod["metadata"]["name"], self.script_for(body))

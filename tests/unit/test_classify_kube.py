@@ -214,6 +214,27 @@ def test_unschedulable_only_past_the_scheduling_timeout() -> None:
     assert "0/3 nodes available" in out.message and "FailedScheduling" in out.message
 
 
+def test_scheduling_timeout_counts_from_when_the_pod_was_first_seen() -> None:
+    # The Job waited 100s for the Job controller to make its pod; the pod itself 30s.
+    args = {"container": "phase", "created_at": NOW - dt.timedelta(seconds=130), "start_timeout": 300.0}
+    assert pending_outcome(unscheduled(), now=NOW, scheduling_timeout=60.0,
+                           pod_seen_at=NOW - dt.timedelta(seconds=30), **args) is None
+    late = pending_outcome(unscheduled(), now=NOW, scheduling_timeout=60.0,
+                           pod_seen_at=NOW - dt.timedelta(seconds=61), **args)
+    assert late is not None and late.failure_class is FailureClass.UNSCHEDULABLE and late.charged
+
+
+def test_a_job_without_a_pod_is_the_control_plane_behind_not_unschedulable() -> None:
+    args = {"container": "phase", "scheduling_timeout": 120.0, "start_timeout": 300.0}
+    # past the scheduling timeout, but a Job controller with a deep queue is waited for
+    assert pending_outcome(None, now=NOW, created_at=NOW - dt.timedelta(seconds=400), **args) is None
+    out = pending_outcome(None, now=NOW, created_at=NOW - dt.timedelta(seconds=420), **args)
+    assert out is not None and out.failure_class is FailureClass.API_ERROR
+    assert not out.charged, "the platform's failure is not counted against the phase"
+    assert out.message.startswith("no pod made for the Job within 420s") and "Job controller" in out.message
+    assert out.exit_code is None and out.exit_code_reason == "the Job controller made no pod"
+
+
 def test_start_timeout_is_separate_and_uses_mount_events() -> None:
     p = pod({"waiting": {"reason": "ContainerCreating"}}, phase="Pending")  # scheduled 11:59:00
     args = {"container": "phase", "created_at": NOW - dt.timedelta(minutes=5), "scheduling_timeout": 1.0}

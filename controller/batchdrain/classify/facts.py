@@ -56,6 +56,9 @@ class KubeOutcome:
     exit_code: int | None
     exit_code_reason: str | None = None
     raw_status: Obj | None = None
+    # False when the platform, not the phase, failed (the Job controller made no pod):
+    # the attempt is recorded but not counted against the phase's attempts.
+    charged: bool = True
 
 
 def waiting_outcome(pod: Obj | None, *, container: str, events: Sequence[Obj] = ()) -> KubeOutcome | None:

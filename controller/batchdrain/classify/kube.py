@@ -26,7 +26,7 @@ from batchdrain.classify.facts import (
     refused_outcome,
     waiting_outcome,
 )
-from batchdrain.classify.pending import pending_outcome
+from batchdrain.classify.pending import pending_outcome, podless_limit
 from batchdrain.classify.readers import (
     Obj,
     condition,
@@ -71,6 +71,7 @@ __all__ = [
     "pending_outcome",
     "pod_phase",
     "pod_terminal",
+    "podless_limit",
     "raw_status",
     "refused_outcome",
     "terminated_state",

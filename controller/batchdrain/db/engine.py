@@ -137,7 +137,12 @@ class DatabaseEngine:
             kwargs["connect_args"] = dict(POSTGRES_CONNECT_ARGS)
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
-        except (ArgumentError, NoSuchModuleError, ImportError) as err:
+        except ImportError as err:
+            # psycopg is a dependency of batchdrain: only a broken install lacks it.
+            raise BadInput(f"cannot use database URL {mask_url(url)!r}: the {self.backend} driver "
+                           f"{err.name or 'psycopg'} is not installed: pip install 'psycopg[binary]' "
+                           "(or reinstall batchdrain)") from err
+        except (ArgumentError, NoSuchModuleError) as err:
             raise BadInput(f"cannot use database URL {mask_url(url)!r}: {self.clean(err)}") from err
         self._reached = False
         event.listen(self.engine, "connect", self._on_connect)

@@ -1,7 +1,8 @@
 """Recording what an attempt did: its end written, its phase released, parked or not charged.
 
 The drain loop's workers hand every executor result here. An executor call that raises
-becomes a recorded ``api_error`` (not charged: the controller's bug), a log that could
+becomes a recorded ``api_error`` (not charged: the controller's bug; one that says the
+controller ran out of descriptors or processes also halts the session), a log that could
 not be stored whole or a log store that failed sets ``halt`` (the session stops
 starting attempts), an attempt left running stays open for adoption, an attempt the
 controller's own failure ended puts its phase back uncounted, and a repeated identical
@@ -29,6 +30,7 @@ from batchdrain.domain import (
     utcnow,
 )
 from batchdrain.drain.observer import DrainObserver
+from batchdrain.executors.resources import exhausted
 from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
 from batchdrain.settings import Settings
@@ -103,12 +105,14 @@ class AttemptRecorder:
         try:
             return call()
         except Exception as err:
+            # Out of descriptors or processes: nothing more will start, so the session halts.
             return AttemptResult(
                 failure_class=FailureClass.API_ERROR,
                 message=f"controller error while {what}: {type(err).__name__}: {err}",
                 exit_code=None, exit_code_reason="the controller failed before the exit status was read",
                 created_at=started, finished_at=utcnow(),
                 raw_status={"exception": type(err).__name__, "detail": str(err)[:2000]}, charged=False,
+                halt=exhausted(err),
             )
 
     def finish(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult, *,

@@ -14,6 +14,7 @@ from batchdrain.cli.wiring import open_db
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
 from batchdrain.importing import BacklogFile, BadBacklogFile
+from batchdrain.phase_limits import host_arg_max, phase_problem
 from batchdrain.settings import Settings
 
 app = typer.Typer()
@@ -37,6 +38,10 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
         "command": command, "image": image, "timeout_seconds": timeout,
         "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu,
     })
+    # Refused before the database is opened: a bad phase leaves not even a schema behind.
+    problem = phase_problem(run_id, phase_id, spec=spec, arg_max=host_arg_max())
+    if problem:
+        raise BadInput(problem)
     open_db(settings).enqueue([NewPhase(run_id, phase_id, spec)])
     out.print(f"queued phase [bold]{escape(phase_id)}[/] in run [bold]{escape(run_id)}[/]")
 

@@ -34,6 +34,9 @@ class LiveAttempt:
     # When we first saw the pod scheduled, by our clock: the start timeout counts from
     # here, so skew between our clock and the API server's cannot fire it early.
     scheduled_at: dt.datetime | None = None
+    # When we first saw the Job's pod: the scheduling timeout counts from here, not from
+    # the Job's creation (a Job controller behind its queue is not the pod unschedulable).
+    pod_seen_at: dt.datetime | None = None
     notes: list[str] = field(default_factory=list)
     # Our own sub-second sightings of the container running and ended (the kubelet's
     # times have whole seconds): see ``classify.readers.container_seconds``.

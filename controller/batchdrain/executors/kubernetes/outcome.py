@@ -173,7 +173,8 @@ class Outcomes:
         if refused is not None:
             return refused
         raw = {**(outcome.raw_status or {}), **raw_status(job, None, events)}
-        return KubeOutcome(outcome.failure_class, outcome.message, outcome.exit_code, outcome.exit_code_reason, raw)
+        return KubeOutcome(outcome.failure_class, outcome.message, outcome.exit_code, outcome.exit_code_reason, raw,
+                           charged=outcome.charged)
 
     def _events(self, obj: KubeObject) -> list[KubeObject] | KubeError:
         """Events about a pod or a Job (by name and uid: a same-named predecessor's are not ours)."""
@@ -213,7 +214,7 @@ class Outcomes:
             first_error_line=error_line, logs=pointers, log_mode=self._logs.mode, job_name=attempt.job_name,
             pod_names=sorted(attempt.tracker.pods), pod_uid=meta.get("uid"),
             node=(pod or {}).get("spec", {}).get("nodeName"), image=image or attempt.launch.image,
-            image_digest=digest, raw_status=raw,
+            image_digest=digest, raw_status=raw, charged=outcome.charged,
         )
 
     def never_ran(self, launch: AttemptLaunch, job_name: str, *, failure_class: FailureClass, message: str,

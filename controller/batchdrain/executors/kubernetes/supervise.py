@@ -22,6 +22,7 @@ from batchdrain.classify.kube import (
     job_outcome,
     pending_outcome,
     pod_terminal,
+    podless_limit,
 )
 from batchdrain.domain import AttemptProgress, AttemptResult, utcnow
 from batchdrain.executors.base import AttemptUpdate, StopSignal
@@ -104,8 +105,7 @@ class Supervisor:
         if not container_started(pod, CONTAINER):
             if self._may_give_up(attempt, pod):
                 return min(self._tick, limit)
-            give_up_from = min(self._settings.scheduling_timeout_seconds, self._settings.start_timeout_seconds)
-            limit = min(limit, give_up_from - (utcnow() - attempt.created_at).total_seconds())
+            limit = min(limit, self._give_up_from(attempt, pod) - (utcnow() - attempt.created_at).total_seconds())
         return min(self._idle, limit)
 
     def _enter(self, attempt: LiveAttempt, state: AttemptState, pod: KubeObject | None) -> None:
@@ -136,6 +136,8 @@ class Supervisor:
 
     def _note_sightings(self, attempt: LiveAttempt, pod: KubeObject) -> None:
         """When we first saw the pod scheduled, the container running, the container ended."""
+        if attempt.pod_seen_at is None:
+            attempt.pod_seen_at = utcnow()
         if attempt.scheduled_at is None and condition(pod, "PodScheduled"):
             attempt.scheduled_at = utcnow()
         state = container_state(pod)
@@ -155,7 +157,8 @@ class Supervisor:
         settings = self._settings
         return pending_outcome(
             pod, container=CONTAINER, now=utcnow(), created_at=attempt.created_at,
-            scheduled_at=attempt.scheduled_at, scheduling_timeout=settings.scheduling_timeout_seconds,
+            scheduled_at=attempt.scheduled_at, pod_seen_at=attempt.pod_seen_at,
+            scheduling_timeout=settings.scheduling_timeout_seconds,
             start_timeout=settings.start_timeout_seconds,
         )
 
@@ -178,8 +181,16 @@ class Supervisor:
         """Cheap gate in front of ``pending_outcome``: a waiting reason, or time is up."""
         if pod is not None and container_state(pod).get("waiting"):
             return True
-        limit = min(self._settings.scheduling_timeout_seconds, self._settings.start_timeout_seconds)
-        return (utcnow() - attempt.created_at).total_seconds() >= limit
+        return (utcnow() - attempt.created_at).total_seconds() >= self._give_up_from(attempt, pod)
+
+    def _give_up_from(self, attempt: LiveAttempt, pod: KubeObject | None) -> float:
+        """Seconds after the Job's creation before ``pending_outcome`` may give up."""
+        settings = self._settings
+        if pod is None:
+            return podless_limit(settings.scheduling_timeout_seconds, settings.start_timeout_seconds)
+        seen_after = ((attempt.pod_seen_at - attempt.created_at).total_seconds()
+                      if attempt.pod_seen_at is not None else 0.0)
+        return min(settings.scheduling_timeout_seconds + max(seen_after, 0.0), settings.start_timeout_seconds)
 
     def _finished(self, attempt: LiveAttempt, pod: KubeObject | None) -> bool:
         """The attempt is over: nothing more will run (the log pumps may still be reading)."""
