@@ -30,7 +30,7 @@ from batchdrain.cli.wiring import (
     run_preflight,
     serve_metrics,
 )
-from batchdrain.db import Database
+from batchdrain.db import Database, DatabaseUnavailable
 from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.executors.base import Executor, StopSignal
@@ -75,7 +75,14 @@ def drain(
     with _stop_on_signals(stop, grace_seconds=settings.term_grace_seconds):
         outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
                                quiet=quiet, preflight=as_record(checks))
-    out.print(summary(outcome.report))
+    _print_outcome(outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_outcome(outcome: SessionOutcome) -> None:
+    """The summary on stdout; what waits, what was left, leaks and the error on stderr."""
+    if outcome.report:  # empty when the database was lost before the report could be written
+        out.print(summary(outcome.report))
     for line in outcome.waiting:
         err.print(f"waiting: {escape(line)}", soft_wrap=True)
     if outcome.left_for_adoption:
@@ -88,7 +95,6 @@ def drain(
                   + ", ".join(outcome.leaks))
     if outcome.error:
         err.print(f"[red]batchdrain: error:[/] {escape(outcome.error)}", soft_wrap=True)
-    raise typer.Exit(outcome.exit_code)
 
 
 @contextmanager
@@ -115,7 +121,13 @@ def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: E
         session = DrainSession(db=db, sink=sink, executor=executor, settings=settings,
                                observer=ProgressObserver(progress), stop=stop, metrics=metrics,
                                preflight={"checks": preflight})
-        return session.run()
+        try:
+            return session.run()
+        except DatabaseUnavailable as exc:
+            # Lost after the session began (its start proved the URL good): the
+            # controller's failure, exit 1, not the bad input of exit 2.
+            err.print(f"[red]batchdrain: error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from exc
 
 
 @app.command()

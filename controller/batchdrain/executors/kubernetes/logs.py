@@ -9,7 +9,8 @@ attempt has, and how they open and close, is ``logbook``'s.
 Retries: opening a stream goes through the seam's one retry policy; a pump never
 retries a call itself. It only *resumes* (a new request from the cursor) after a stream
 that was open dropped, at most ``LOG_MAX_FAILURES`` times in a row without progress
-(new bytes stored: bytes re-sent and skipped are none). An open the kubelet refuses
+(new bytes stored: bytes re-sent and skipped are none; a follow that was only silent
+past its read timeout counts as progress). An open the kubelet refuses
 while the pod still exists (its container runtime restarting answers "rpc error: ...
 server is not initialized yet" with a 400) is such a failure too: the log is still on
 the node, so the pump asks again after a growing pause (``resume_pause``) instead of
@@ -27,7 +28,7 @@ from batchdrain.domain import LogPointer
 from batchdrain.executors.kubernetes.cursor import LogCursor
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import CONTAINER
-from batchdrain.kube import KubeApi, KubeError, LogStreamName, NotFound, Stream
+from batchdrain.kube import KubeApi, KubeError, LogStreamName, NotFound, Silent, Stream
 from batchdrain.logstore import LogWriter
 
 LOG_MAX_FAILURES = 8
@@ -274,7 +275,10 @@ class LogPump:
                 self.kubelet_errors.append(guard.error)
         except KubeError as err:
             self.error = err  # dropped mid-stream: resume from the cursor
-            return False, True, cursor.stored > before
+            # A follow silent past its read timeout is a quiet phase as often as a silent
+            # server: it resumes without counting toward LOG_MAX_FAILURES (a silent
+            # server fails the resume's request instead, under the retry policy).
+            return False, True, cursor.stored > before or isinstance(err, Silent)
         finally:
             with self._lock:
                 self._open = None
