@@ -123,24 +123,41 @@ _MAX_ERROR_BODY = 2048
 
 
 class KubeletErrorBody:
-    """Holds back the head of a response until it is known not to be the kubelet's error."""
+    """Holds back what may be the kubelet's error until the response says otherwise.
+
+    The head of every response (the whole body may be the error); with ``tail``, also
+    the unterminated last line of a followed response: a runtime that fails mid-follow
+    makes the kubelet append its error after the lines it already sent. A final read
+    (the container done, nothing followed) keeps its tail: a phase's own last words may
+    look like one.
+    """
 
     def __init__(self) -> None:
         self.error: str | None = None
 
-    def screen(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def screen(self, chunks: Iterable[bytes], *, tail: bool = False) -> Iterator[bytes]:
         held = b""
         deciding = True
         for chunk in chunks:
-            if not deciding:
-                yield chunk
-                continue
             held += chunk
-            if not self._may_be_error(held):
+            if deciding:
+                if self._may_be_error(held):
+                    continue
                 deciding = False
+            if not tail:
                 yield held
                 held = b""
-        if held and deciding:
+                continue
+            # The last line, with or without its newline: the error may come either way.
+            cut = held.rstrip(b"\n").rfind(b"\n") + 1
+            if self._may_be_error(held[cut:]):
+                if cut:
+                    yield held[:cut]
+                    held = held[cut:]
+            else:
+                yield held
+                held = b""
+        if held:
             if b"\n" not in held.rstrip(b"\n") and held.startswith(KUBELET_LOG_ERRORS):
                 self.error = held.decode("utf-8", "replace").strip()
             else:
@@ -264,7 +281,7 @@ class LogPump:
         before = cursor.stored
         guard = KubeletErrorBody()
         try:
-            for chunk in guard.screen(opened):
+            for chunk in guard.screen(opened, tail=not final):
                 cursor.feed(chunk)
                 if cursor.problem is not None:
                     break
