@@ -126,7 +126,7 @@ class KubeletErrorBody:
     """Holds back what may be the kubelet's error until the response says otherwise.
 
     The head of every response (the whole body may be the error); with ``tail``, also
-    the unterminated last line of a followed response: a runtime that fails mid-follow
+    the last line of a followed response: a runtime that fails mid-follow
     makes the kubelet append its error after the lines it already sent. A final read
     (the container done, nothing followed) keeps its tail: a phase's own last words may
     look like one.
