@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import sys
 from pathlib import Path
 
 import psycopg
 import yaml
 
 from batchdrain.domain import FailureClass, PhaseState
-from tests.integration.helpers import attempts, cli, controller_process, phases
+from tests.integration.helpers import attempts, cli, peak_rss_kib, phases
 
 SECRET = "hunter2-very-secret"
 
@@ -200,14 +200,10 @@ def test_huge_and_binary_output_is_stored_byte_exact(workdir, capsys, tmp_path):
 
 def _controller_peak_rss_kib(cwd: Path, url: str) -> int:
     """Peak RSS of one controller process (its phase is a separate, reaped child)."""
-    proc = controller_process("drain", "--database-url", url, "--quiet", "--executor", "local", cwd=cwd)
-    assert proc.stdout is not None and proc.stderr is not None
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
-    proc.stderr.close()
-    assert proc.returncode == 0
-    return int(usage.ru_maxrss)
+    code, err, kib = peak_rss_kib([sys.executable, "-m", "batchdrain.cli", "drain", "--database-url", url,
+                                   "--quiet", "--executor", "local"], cwd=cwd)
+    assert code == 0, err
+    return kib
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, capsys, postgres_url):
