@@ -15,8 +15,9 @@ from batchdrain.domain import BadInput
 from batchdrain.executors.base import Executor
 from batchdrain.executors.local import LocalExecutor
 from batchdrain.kube import KubeApi, KubeError
+from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
-from batchdrain.preflight import Check, check_api_url, check_cluster, check_database
+from batchdrain.preflight import Check, check_api_url, check_cluster, check_database, check_log_store
 from batchdrain.settings import Settings
 
 resources = contextlib.ExitStack()
@@ -30,6 +31,13 @@ def open_db(settings: Settings, *, migrate: bool = True) -> Database:
     if migrate:
         db.ensure_schema(auto_upgrade=False)
     return db
+
+
+def open_sink(settings: Settings) -> LogSink:
+    """The log store of the settings (``BadInput`` for an option it does not take, a missing extra)."""
+    return open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds,
+                         options=settings.log_store_options, retry_attempts=settings.retry_attempts,
+                         retry_max_seconds=settings.retry_max_seconds)
 
 
 def kube_config_present(settings: Settings) -> bool:
@@ -66,8 +74,11 @@ def make_executor(settings: Settings, api: KubeApi | None) -> Executor:
     return LocalExecutor()
 
 
-def run_preflight(settings: Settings, db: Database, api: KubeApi | None) -> list[Check]:
+def run_preflight(settings: Settings, db: Database, api: KubeApi | None,
+                  sink: LogSink | None = None) -> list[Check]:
     checks = check_database(db) + check_api_url(settings)
+    if sink is not None:
+        checks += check_log_store(sink)
     if api is not None:
         checks += check_cluster(api)
     return checks

@@ -20,12 +20,12 @@ from rich.progress import (
 
 from batchdrain.cli.flags import with_settings
 from batchdrain.cli.render import ProgressObserver, checks_table, err, out, print_plan, summary
-from batchdrain.cli.wiring import choose_executor, connect_cluster, make_executor, open_db, run_preflight
+from batchdrain.cli.wiring import choose_executor, connect_cluster, make_executor, open_db, open_sink, run_preflight
 from batchdrain.db import Database
 from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.executors.base import Executor, StopSignal
-from batchdrain.logstore import LogSink, open_log_sink
+from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
 from batchdrain.preflight import PreflightFailed, as_record
 from batchdrain.settings import Settings
@@ -53,14 +53,14 @@ def drain(
     name, why = choose_executor(settings)
     err.print(f"executor: {name} ({why})")
     api = connect_cluster(settings, metrics) if name == "kubernetes" else None
-    checks = run_preflight(settings, db, api)
+    sink = open_sink(settings)
+    checks = run_preflight(settings, db, api, sink)
     if not all(c.ok for c in checks):
         raise PreflightFailed(checks)
     executor = make_executor(settings, api)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
     stop = StopSignal()
-    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
     with _stop_on_signals(stop, grace_seconds=settings.term_grace_seconds):
         outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
                                quiet=quiet, preflight=as_record(checks))
@@ -110,11 +110,11 @@ def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: E
 @app.command()
 @with_settings()
 def doctor(settings: Settings) -> None:
-    """Check the database, the API URL and (for the kubernetes executor) cluster access and RBAC."""
+    """Check the database, the API URL, the log store and (kubernetes executor) cluster access and RBAC."""
     db = open_db(settings, migrate=False)
     name, why = choose_executor(settings)
     api = connect_cluster(settings, Metrics(registry=None)) if name == "kubernetes" else None
-    checks = run_preflight(settings, db, api)
+    checks = run_preflight(settings, db, api, open_sink(settings))
     out.print(checks_table(checks, title=f"Preflight (executor {name}: {why})"))
     if not all(c.ok for c in checks):
         raise PreflightFailed(checks)

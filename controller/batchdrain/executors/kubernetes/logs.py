@@ -24,7 +24,7 @@ from batchdrain.executors.kubernetes.cursor import LogCursor
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeError, LogStreamName, Stream
-from batchdrain.logstore import LogWriter
+from batchdrain.logstore import LogStoreError, LogWriter
 
 LOG_MAX_FAILURES = 8
 TAIL_BYTES = 64 * 1024
@@ -154,6 +154,9 @@ class LogPump:
         self._open: Stream[bytes] | None = None
         self._following = False
         self.error: KubeError | None = None
+        # The log store failed under this pump: nothing more can be stored; the attempt
+        # is left for the next session (``supervise`` raises it on its next look).
+        self.store_error: LogStoreError | None = None
         # Error messages the kubelet sent as a response body instead of log bytes.
         self.kubelet_errors: list[str] = []
         self.reconnects = 0
@@ -215,7 +218,12 @@ class LogPump:
                 # else already outlived the seam's retry policy.
                 self.error = err
                 return
-            ended, dropped, progressed = self._read(opened, final=final)
+            try:
+                ended, dropped, progressed = self._read(opened, final=final)
+            except LogStoreError as err:
+                self.store_error = err
+                self._tracker.poke()  # wake the attempt: it must leave now
+                return
             if ended or self.cursor.problem is not None:
                 return
             if dropped:

@@ -68,6 +68,9 @@ class Supervisor:
         early: KubeOutcome | None = None
         while attempt.state not in machine.TERMINAL:
             seen = tracker.wait(seen, 0.0)
+            failed = attempt.store_error()
+            if failed is not None:
+                raise failed  # the executor leaves the attempt for the next session
             pod = tracker.current_pod()
             if pod is not None:
                 self._report_pod(attempt, pod, on_update)
@@ -231,6 +234,9 @@ class Supervisor:
     def _finish(self, attempt: LiveAttempt, stop: StopSignal, outcome: KubeOutcome | None) -> AttemptResult:
         if not self._collect_logs(attempt, stop):
             return self.interrupted(attempt)
+        failed = attempt.store_error()
+        if failed is not None:
+            raise failed
         if outcome is None:
             outcome = self._classify_end(attempt)
         pod = attempt.tracker.current_pod()
