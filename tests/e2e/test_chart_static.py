@@ -459,7 +459,8 @@ def test_s3_log_store_turns_the_pvc_off_and_wires_options_and_credentials() -> N
 
 
 def test_s3_log_store_with_workload_identity_has_no_credentials_env() -> None:
-    docs = _template(*S3_ARGS, "--set", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/x")
+    role = "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/x"
+    docs = _template(*S3_ARGS, "--set", role)
     env = _env(_one(docs, "CronJob"))
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env)
     account = _one(docs, "ServiceAccount")

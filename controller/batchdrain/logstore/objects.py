@@ -26,35 +26,22 @@ outlives it is a ``LogStoreError``: the session halts, no phase is charged.
 from __future__ import annotations
 
 import base64
-import binascii
 import errno
 import hashlib
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from batchdrain.domain import BadInput, LogPointer
 from batchdrain.logstore.base import LogStoreError, store_error
+from batchdrain.logstore.multipart import MAX_COPY, Segment, Upload, etag_of
 from batchdrain.logstore.s3client import S3Client, S3Options
 
 _PARTS = ".parts/"
-_MAX_COPY = 5 * 1024**3  # the largest object CopyObject / UploadPartCopy takes in one go
 _DELETE_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class Segment:
-    key: str
-    size: int
-    etag: str
-
-
-def _etag(value: Any) -> str:
-    return str(value or "").strip('"')
 
 
 def segment_key(key: str, index: int) -> str:
@@ -131,12 +118,12 @@ class S3LogSink:
         name = self.object_key(key)
         what = f"storing {self.bucket}/{name}"
         buffer = bytearray()
-        upload: _Upload | None = None
+        upload: Upload | None = None
         try:
             for chunk in chunks:
                 buffer += chunk
                 if len(buffer) >= self.options.part_size:
-                    upload = upload or _Upload(self, name)
+                    upload = upload or Upload(self.client, self.bucket, name)
                     upload.part(bytes(buffer))
                     buffer = bytearray()
             if upload is None:
@@ -155,7 +142,7 @@ class S3LogSink:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         response = self.client.call("put_object", what, Bucket=self.bucket, Key=name, Body=data,
                                     ChecksumSHA256=digest)
-        etag = _etag(response.get("ETag"))
+        etag = etag_of(response.get("ETag"))
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if len(etag) == 32 and etag != md5:
             raise LogStoreError(errno.EIO, f"{what}: the server stored other bytes (ETag {etag}, sent {md5})")
@@ -174,7 +161,7 @@ class S3LogSink:
         while True:
             page = self.client.call("list_objects_v2", f"listing {self.bucket}/{name}{_PARTS}",
                                     Bucket=self.bucket, Prefix=name + _PARTS, **token)
-            found += [Segment(o["Key"], int(o["Size"]), _etag(o.get("ETag"))) for o in page.get("Contents") or []]
+            found += [Segment(o["Key"], int(o["Size"]), etag_of(o.get("ETag"))) for o in page.get("Contents") or []]
             if not page.get("IsTruncated"):
                 break
             token = {"ContinuationToken": page["NextContinuationToken"]}
@@ -226,61 +213,6 @@ class S3LogSink:
     def delete(self, key: str) -> None:
         name = self.object_key(key)
         self.client.call("delete_object", f"deleting {self.bucket}/{name}", Bucket=self.bucket, Key=name)
-
-
-class _Upload:
-    """One multipart upload: parts sent or copied in order, completed or aborted."""
-
-    def __init__(self, sink: S3LogSink, name: str) -> None:
-        self._sink = sink
-        self._name = name
-        self._what = f"storing {sink.bucket}/{name}"
-        self.parts: list[dict[str, Any]] = []
-        self._md5s: list[bytes] = []
-        response = sink.client.call("create_multipart_upload", self._what, Bucket=sink.bucket, Key=name)
-        self._id = response["UploadId"]
-
-    def part(self, data: bytes) -> None:
-        number = len(self.parts) + 1
-        md5 = hashlib.md5(data, usedforsecurity=False)
-        response = self._sink.client.call(
-            "upload_part", f"{self._what} part {number}", Bucket=self._sink.bucket, Key=self._name,
-            UploadId=self._id, PartNumber=number, Body=data, ContentMD5=base64.b64encode(md5.digest()).decode())
-        self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
-        self._md5s.append(md5.digest())
-
-    def copy(self, segment: Segment) -> None:
-        for start in range(0, max(segment.size, 1), _MAX_COPY):
-            number = len(self.parts) + 1
-            end = min(segment.size, start + _MAX_COPY) - 1
-            ranged = {"CopySourceRange": f"bytes={start}-{end}"} if segment.size > _MAX_COPY else {}
-            response = self._sink.client.call(
-                "upload_part_copy", f"{self._what} part {number}", Bucket=self._sink.bucket, Key=self._name,
-                UploadId=self._id, PartNumber=number, CopySource={"Bucket": self._sink.bucket, "Key": segment.key},
-                **ranged)
-            etag = _etag((response.get("CopyPartResult") or {}).get("ETag"))
-            self.parts.append({"PartNumber": number, "ETag": f'"{etag}"'})
-            self._md5s.append(binascii.unhexlify(segment.etag) if not ranged and len(segment.etag) == 32 else b"")
-
-    def complete(self) -> None:
-        self._sink.client.call("complete_multipart_upload", self._what, Bucket=self._sink.bucket, Key=self._name,
-                               UploadId=self._id, MultipartUpload={"Parts": self.parts})
-
-    def expected_etag(self) -> str | None:
-        """S3's multipart ETag (md5 of the parts' md5s, ``-N``), when every part's md5 is known."""
-        if not self._md5s or any(not m for m in self._md5s):
-            return None
-        return f"{hashlib.md5(b''.join(self._md5s), usedforsecurity=False).hexdigest()}-{len(self._md5s)}"
-
-    def abort(self) -> None:
-        # Best effort by design: the upload failed already and that error is what is raised;
-        # an upload left behind costs storage, never a wrong log (a bucket lifecycle rule
-        # for incomplete uploads, see README, removes it).
-        try:
-            self._sink.client.call("abort_multipart_upload", f"aborting {self._what}", Bucket=self._sink.bucket,
-                                   Key=self._name, UploadId=self._id)
-        except OSError as err:
-            raise LogStoreError(errno.EIO, f"{self._what}: upload failed, and aborting it too: {err}") from err
 
 
 class S3Writer:
@@ -356,11 +288,11 @@ class S3Writer:
     def _reopen_composed(self, size: int) -> Segment:
         key = segment_key(self._name, 0)
         what = f"resuming {self._url}"
-        if size > _MAX_COPY:
+        if size > MAX_COPY:
             raise LogStoreError(errno.EFBIG, f"{what}: a composed log over 5 GiB cannot be reopened")
         response = self._sink.client.call("copy_object", what, Bucket=self._sink.bucket, Key=key,
                                           CopySource={"Bucket": self._sink.bucket, "Key": self._name})
-        etag = _etag((response.get("CopyObjectResult") or {}).get("ETag"))
+        etag = etag_of((response.get("CopyObjectResult") or {}).get("ETag"))
         self._sink.client.call("delete_object", what, Bucket=self._sink.bucket, Key=self._name)
         return Segment(key, size, etag)
 
@@ -462,7 +394,7 @@ class S3Writer:
         if not self._sealed:
             sink.put_object(self._name, bytes(self._buffer), self._what)
         else:
-            upload = _Upload(sink, self._name)
+            upload = Upload(sink.client, sink.bucket, self._name)
             try:
                 for segment in self._sealed:
                     upload.copy(segment)
@@ -472,7 +404,7 @@ class S3Writer:
             except BaseException:
                 upload.abort()
                 raise
-            self._check(upload.expected_etag())
+            self._check(upload.expectedetag_of())
         stored = [s.key for s in self._sealed]
         if self._flushed:
             stored.append(segment_key(self._name, self._index))
@@ -484,6 +416,6 @@ class S3Writer:
         size = int((head or {}).get("ContentLength") or -1)
         if size != self._size:
             raise LogStoreError(errno.EIO, f"{self._what}: composed {size} bytes, wrote {self._size}")
-        got = _etag((head or {}).get("ETag"))
+        got = etag_of((head or {}).get("ETag"))
         if etag is not None and "-" in got and got != etag:
             raise LogStoreError(errno.EIO, f"{self._what}: composed object has ETag {got}, expected {etag}")
