@@ -187,6 +187,9 @@ def test_a_store_out_of_reach_is_a_store_error_after_the_retries(s3_server, monk
         probe_store(sink)
     assert "s3://nowhere/logs" in str(caught.value) and "\n" not in str(caught.value)
     assert sink.client.retries == 2  # the policy's: three tries
+    with pytest.raises(LogStoreError):  # down now: one try per call, not the budget again
+        sink.tail(sink.url_for("s/runs/r/p.attempt-1.log"), 100)
+    assert sink.client.retries == 2 and sink.client.down
 
 
 def test_credentials_come_from_the_environment(s3_store, monkeypatch):

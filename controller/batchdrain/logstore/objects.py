@@ -82,10 +82,14 @@ class S3LogSink:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
+        """Runs while a log is open: it ends once none is (the next ``open`` starts another)."""
         while True:
             time.sleep(self.options.flush_seconds / 2)
             with self._flusher_lock:
-                writers = list(self._writers)
+                writers = [w for w in self._writers if not w.closed]
+                if not writers:
+                    self._flusher = None
+                    return
             for writer in writers:
                 writer.flush_if_due()
 
@@ -250,6 +254,11 @@ class S3Writer:
     @property
     def stalled(self) -> bool:
         return self._stall_started is not None
+
+    @property
+    def closed(self) -> bool:
+        """Closed, or failed for good: nothing more will be stored."""
+        return self._closed is not None or self._failed is not None
 
     # -- opening ---------------------------------------------------------------------
     def _clear(self) -> None:

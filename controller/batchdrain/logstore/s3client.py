@@ -157,6 +157,7 @@ class S3Client:
         self._fs = s3fs.S3FileSystem(anon=options.anon, endpoint_url=options.endpoint_url,
                                      client_kwargs=client_kwargs, config_kwargs=config, skip_instance_cache=True)
         self.retries = 0  # retries so far: read by tests and the benchmark
+        self.down = False  # a call outlived the policy; cleared by the next success
         self.on_retry: Callable[[], None] | None = None
 
     def _sync(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -168,11 +169,18 @@ class S3Client:
         return self._fs.s3  # connects (sync) on first use
 
     def retrying(self, what: str, fn: Callable[[], T]) -> T:
-        """``fn`` under the policy; its failure translated. The first try runs outside tenacity."""
+        """``fn`` under the policy; its failure translated. The first try runs outside tenacity.
+
+        Once a call has outlived the policy the store is *down*: later calls get one try
+        each until one succeeds, so a session that halts on a dead store does not wait out
+        the whole budget again for every log its report reads.
+        """
         try:
-            return fn()
+            result = fn()
+            self.down = False
+            return result
         except Exception as err:
-            if not retriable(err):
+            if not retriable(err) or self.down:
                 raise translate(err, what) from err
             first: Exception | None = err
 
@@ -189,7 +197,7 @@ class S3Client:
                 self.on_retry()
 
         try:
-            return Retrying(
+            result = Retrying(
                 retry=retry_if_exception(retriable),
                 stop=stop_after_attempt(self.options.retry_attempts) | stop_after_delay(self.options.retry_max_seconds),
                 wait=wait_random_exponential(multiplier=0.1, max=5.0),
@@ -197,7 +205,10 @@ class S3Client:
                 reraise=True,
             )(again)
         except Exception as err:
+            self.down = self.down or retriable(err)
             raise translate(err, what) from err
+        self.down = False
+        return result
 
     def call(self, op: str, what: str, **kwargs: Any) -> dict[str, Any]:
         def once() -> dict[str, Any]:
