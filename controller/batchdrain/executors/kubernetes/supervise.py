@@ -8,7 +8,9 @@ Between looks the loop sleeps on the attempt's tracker, woken by watch events,
 failures, aborts and stop requests; the clock wakes it only for what the clock alone
 decides (``_next_look``), so a thousand running attempts do not poll. Every wait has a
 deadline: the scheduling and start timeouts, the Job's ``activeDeadlineSeconds`` plus a
-margin, the SIGTERM grace, bounded log joins.
+margin, the SIGTERM grace, bounded log joins. A log store that fails (a pump's write, a
+log's close) raises ``LogStoreError`` out of here: the executor leaves the attempt's Job
+for the next session, which resumes its logs from what the store holds.
 """
 
 from __future__ import annotations
