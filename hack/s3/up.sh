@@ -6,9 +6,10 @@
 #
 # Where it listens:
 #   default        127.0.0.1 (only this machine)
-#   --for-pods     the address of the cluster's pod bridge (cni0, see
-#                  hack/cluster/lib.sh): the host and the pods of this machine's
-#                  cluster reach it, nothing off the machine does
+#   --for-pods     the node's address (node_ip in hack/cluster/lib.sh, the
+#                  InternalIP the cluster's components use): the host and the
+#                  pods of this machine's cluster reach it; static credentials
+#                  guard it from anything else on that network
 #   S3_BIND=<ip>   any other address
 # Ports: BATCHDRAIN_S3_PORT (18333, the S3 API) and the MASTER/VOLUME/FILER
 # ports of lib.sh; gRPC ports are each +10000. Telemetry is off.
@@ -22,8 +23,8 @@ source "$HERE/lib.sh"
 
 bind="${S3_BIND:-127.0.0.1}"
 if [[ "${1:-}" == --for-pods ]]; then
-  bind="$(ip -4 -o addr show dev "$CNI_BRIDGE" 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -n 1)"
-  [[ -n "$bind" ]] || die "no address on $CNI_BRIDGE: start the cluster first (hack/cluster/up.sh)"
+  bind="$(node_ip)"
+  [[ -n "$bind" ]] || die "no node address found (set NODE_IP)"
 fi
 
 "$HERE/build.sh"
