@@ -78,8 +78,8 @@ def installed(cluster: Cluster, namespace: str, postgres: PostgresServer, s3: S3
         "image.repository": repository, "image.tag": tag or "latest", "image.pullPolicy": "IfNotPresent",
         "phases.image.repository": repository, "phases.image.tag": tag or "latest",
         "phases.image.pullPolicy": "IfNotPresent",
-        "cronjob.schedule": "* * * * *", "cronjob.suspend": "true", "database.existingSecret": "",
-        "database.url": db_url, "s3.enabled": "true", "s3.url": store, "s3.endpoint": s3.endpoint,
+        "cronjob.schedule": "* * * * *", "database.existingSecret": "",
+        "database.url": db_url, "s3.url": store, "s3.endpoint": s3.endpoint,
         "s3.credentials.existingSecret": "drain-s3", "s3.options.flush_seconds": "1",
     }
     args = [arg for key, value in sets.items() for arg in ("--set-string", f"{key}={value}")]
