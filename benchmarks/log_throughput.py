@@ -245,8 +245,8 @@ def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: st
               node_file: bool = False) -> dict[str, float]:
     """One pod, two readers: MB/s and seconds per reader name (and ``written``, with ``node_file``)."""
     work = Path(tempfile.mkdtemp(prefix="bd-logbench-"))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},
-           "PYTHONPATH": str(ROOT / "controller")}
+    path = os.pathsep.join(p for p in (str(ROOT / "controller"), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")}, "PYTHONPATH": path}
     drain = start_drain(work, env, kubeconfig=kubeconfig, namespace=namespace, image=image, mb=mb, pair=pair)
     followers: list[subprocess.Popen[bytes]] = []
     outs: list[BinaryIO] = []
