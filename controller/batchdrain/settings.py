@@ -32,7 +32,14 @@ class Settings(BaseSettings):
         description="Backlog database (SQLAlchemy URL: sqlite:///file.db or postgresql://...).",
     )
     log_store: str = Field(
-        "./.batchdrain/logs", description="Durable log storage: a directory or an fsspec URL."
+        "./.batchdrain/logs",
+        description="Durable log storage: a directory, s3://bucket/prefix (extra batchdrain[s3]) or an fsspec URL.",
+    )
+    log_store_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Options of an s3:// log store, KEY=VALUE, repeatable (endpoint_url, region, "
+                    "addressing_style, verify, anon, part_size, flush_seconds, connect_timeout, read_timeout); "
+                    "in the environment a JSON object.",
     )
     api_url: str | None = Field(None, description="API URL injected into every phase.")
     executor: ExecutorName = Field(

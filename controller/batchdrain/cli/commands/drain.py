@@ -26,7 +26,7 @@ from batchdrain.cli.wiring import (
     connect_cluster,
     make_executor,
     open_db,
-    open_store,
+    open_sink,
     run_preflight,
     serve_metrics,
 )
@@ -61,13 +61,13 @@ def drain(
         print_plan(plan_dry_run(db, settings))
         return
     make_plan(db, settings)  # bad filters fail here, before anything starts
-    sink = open_store(settings)  # a missing backend fails here too
+    sink = open_sink(settings)  # a missing backend or a bad option fails here too
     metrics = Metrics(registry=None)
     if settings.metrics_port:  # a port in use is refused before anything else is said
         serve_metrics(metrics, settings.metrics_port)
     err.print(f"executor: {name} ({why})")
     api = connect_cluster(settings, metrics) if name == "kubernetes" else None
-    checks = run_preflight(settings, db, api)
+    checks = run_preflight(settings, db, api, sink)
     if not all(c.ok for c in checks):
         raise PreflightFailed(checks)
     executor = make_executor(settings, api)
@@ -133,11 +133,11 @@ def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: E
 @app.command()
 @with_settings()
 def doctor(settings: Settings) -> None:
-    """Check the database, the API URL and (for the kubernetes executor) cluster access and RBAC."""
+    """Check the database, the API URL, the log store and (kubernetes executor) cluster access and RBAC."""
     db = open_db(settings, migrate=False)
     name, why = choose_executor(settings)
     api = connect_cluster(settings, Metrics(registry=None)) if name == "kubernetes" else None
-    checks = run_preflight(settings, db, api)
+    checks = run_preflight(settings, db, api, open_sink(settings))
     out.print(checks_table(checks, title=f"Preflight (executor {name}: {why})"))
     if not all(c.ok for c in checks):
         raise PreflightFailed(checks)

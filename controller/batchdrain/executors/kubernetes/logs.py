@@ -29,7 +29,7 @@ from batchdrain.executors.kubernetes.cursor import LogCursor
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeError, LogStreamName, NotFound, Silent, Stream
-from batchdrain.logstore import LogWriter
+from batchdrain.logstore import LogStoreError, LogWriter
 
 LOG_MAX_FAILURES = 8
 # Pauses before asking again after a refused open: 1, 2, 4, then 8 s (47 s over the
@@ -186,6 +186,9 @@ class LogPump:
         self._open: Stream[bytes] | None = None
         self._following = False
         self.error: KubeError | None = None
+        # The log store failed under this pump: nothing more can be stored; the attempt
+        # is left for the next session (``supervise`` raises it on its next look).
+        self.store_error: LogStoreError | None = None
         # Error messages the kubelet sent as a response body instead of log bytes.
         self.kubelet_errors: list[str] = []
         self.reconnects = 0
@@ -255,7 +258,12 @@ class LogPump:
                     return
                 self._tracker.wait_for(self._abort.is_set, resume_pause(drops))
                 continue
-            ended, dropped, progressed = self._read(opened, final=final)
+            try:
+                ended, dropped, progressed = self._read(opened, final=final)
+            except LogStoreError as err:
+                self.store_error = err
+                self._tracker.poke()  # wake the attempt: it must leave now
+                return
             if ended or self.cursor.problem is not None:
                 return
             if dropped:
