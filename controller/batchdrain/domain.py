@@ -264,6 +264,8 @@ class Phase:
     last_failure_reason: str | None = None
     parked_reason: str | None = None
     lease_owner: str | None = None
+    # A failed phase is not retried before this (retry backoff); None: at once.
+    eligible_at: dt.datetime | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -9,6 +9,7 @@ session would do.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ class SelectionOptions:
     max_attempts: int = 3
     skip_runs_with_queued: bool = True
     include_parked: bool = False
+    # The clock a plan is made at: a failed phase whose retry backoff (``eligible_at``)
+    # runs past it waits. None: backoff is not looked at (every retry is due).
+    now: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class Standing(Protocol):
     def parked_reason(self) -> str | None: ...
     @property
     def lease_owner(self) -> str | None: ...
+    @property
+    def eligible_at(self) -> dt.datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -171,17 +177,44 @@ class PlanTally:
                                                     s.standing.phase_id))
 
 
-def _skip_reason(phase: Standing, options: SelectionOptions, run_queued: int) -> str | None:
+def _state_reason(phase: Standing, options: SelectionOptions, _run_queued: int) -> str | None:
     if phase.state is PhaseState.COMPLETE:
         return "complete"
     if phase.state is PhaseState.EXECUTING:
         return f"executing (held by session {phase.lease_owner or 'unknown'})"
     if phase.state is PhaseState.SKIPPED and not options.include_parked:
         return f"parked: {phase.parked_reason or 'no reason recorded'} (batchdrain retry, or --include-parked)"
-    if phase.attempts - phase.retry_base >= options.max_attempts:
-        used = phase.attempts - phase.retry_base
-        return f"max attempts reached ({used} of {options.max_attempts})"
+    return None
+
+
+def _budget_reason(phase: Standing, options: SelectionOptions, _run_queued: int) -> str | None:
+    used = phase.attempts - phase.retry_base
+    return f"max attempts reached ({used} of {options.max_attempts})" if used >= options.max_attempts else None
+
+
+def _run_queued_reason(phase: Standing, options: SelectionOptions, run_queued: int) -> str | None:
     if phase.state is not PhaseState.QUEUED and options.skip_runs_with_queued and run_queued:
         return (f"run still has {run_queued} queued phase(s); failed phases wait "
                 "(--no-skip-runs-with-queued to override)")
+    return None
+
+
+def _backoff_reason(phase: Standing, options: SelectionOptions, _run_queued: int) -> str | None:
+    if (phase.state is PhaseState.QUEUED or options.now is None or phase.eligible_at is None
+            or phase.eligible_at <= options.now):
+        return None
+    used = phase.attempts - phase.retry_base
+    return (f"retry after {phase.eligible_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}Z "
+            f"(backoff after {used} failed attempt(s))")
+
+
+# The first that applies is the reason a phase waits: this order is the one ``--dry-run`` shows.
+_SKIP_CHECKS = (_state_reason, _budget_reason, _run_queued_reason, _backoff_reason)
+
+
+def _skip_reason(phase: Standing, options: SelectionOptions, run_queued: int) -> str | None:
+    for check in _SKIP_CHECKS:
+        reason = check(phase, options, run_queued)
+        if reason is not None:
+            return reason
     return None

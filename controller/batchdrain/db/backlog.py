@@ -7,16 +7,17 @@ with the backlog, and the indexes of migrations 0002 and 0004 keep it short.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
-from batchdrain.db.engine import DatabaseEngine
+from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.enqueue import IMPORT_BATCH, enqueue_stream
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
 from batchdrain.db.records import ImportCounts, NewPhase, PhaseStanding
@@ -41,7 +42,7 @@ def phase_from_row(row: PhaseRow | Row[Any]) -> Phase:
         attempts=row.attempts, spec=PhaseSpec.from_json(row.spec), created_seq=row.id,
         retry_base=row.retry_base,
         last_failure_class=row.last_failure_class, last_failure_reason=row.last_failure_reason,
-        parked_reason=row.parked_reason, lease_owner=row.lease_owner,
+        parked_reason=row.parked_reason, lease_owner=row.lease_owner, eligible_at=aware(row.eligible_at),
     )
 
 
@@ -53,6 +54,11 @@ def candidate_scope(run_ids: list[str], exclude_session: str | None) -> list[Col
             AttemptRow.session_id == exclude_session, AttemptRow.run_id == PhaseRow.run_id,
             AttemptRow.phase_id == PhaseRow.phase_id))
     return scope
+
+
+def retry_due(now: dt.datetime) -> ColumnElement[bool]:
+    """A failed phase whose retry backoff is over (or that has none)."""
+    return or_(PhaseRow.eligible_at.is_(None), PhaseRow.eligible_at <= now)
 
 
 def candidates_query(*, run_ids: list[str], limit: int, max_attempts: int,
@@ -105,7 +111,7 @@ class Backlog:
         """
         wanted = list(run_ids) if run_ids is not None else None
         columns = (PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.state, PhaseRow.attempts,
-                   PhaseRow.retry_base, PhaseRow.parked_reason, PhaseRow.lease_owner)
+                   PhaseRow.retry_base, PhaseRow.parked_reason, PhaseRow.lease_owner, PhaseRow.eligible_at)
         after = 0
 
         def page() -> list[PhaseStanding]:
@@ -115,7 +121,8 @@ class Backlog:
             with self._engine.tx() as tx:
                 return [PhaseStanding(run_id=r.run_id, phase_id=r.phase_id, state=PhaseState(r.state),
                                       attempts=r.attempts, retry_base=r.retry_base, created_seq=r.id,
-                                      parked_reason=r.parked_reason, lease_owner=r.lease_owner)
+                                      parked_reason=r.parked_reason, lease_owner=r.lease_owner,
+                                      eligible_at=aware(r.eligible_at))
                         for r in tx.execute(query)]
 
         while True:
@@ -126,9 +133,11 @@ class Backlog:
             after = rows[-1].created_seq
 
     def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
-                   include_parked: bool, exclude_session: str | None = None) -> list[Phase]:
+                   include_parked: bool, exclude_session: str | None = None,
+                   now: dt.datetime | None = None) -> list[Phase]:
         """The phases selection may pick, filtered and ordered in SQL: at most ``limit`` queued
         phases and ``limit`` retries, so a session's cost does not grow with the backlog.
+        A retry whose backoff runs past ``now`` (``eligible_at``) is not a candidate.
 
         Mirrors ``selection.plan``'s rules (which then runs on this subset); indexes
         ``ix_phases_state_id`` and ``ix_phases_run_state`` keep both queries short.
@@ -145,7 +154,7 @@ class Backlog:
                     # be picked, so skip the costlier retry query (it scans every FAILED row).
                     return [phase_from_row(row) for row in queued]
                 states = [PhaseState.FAILED.value] + ([PhaseState.SKIPPED.value] if include_parked else [])
-                retry_filter = [PhaseRow.state.in_(states), budget, *scope]
+                retry_filter = [PhaseRow.state.in_(states), budget, *scope, retry_due(now or utcnow())]
                 if skip_runs_with_queued:
                     # NOT EXISTS probes ix_phases_run_state per candidate run, instead of
                     # materialising every queued phase's run id (NOT IN).
@@ -209,7 +218,7 @@ class Backlog:
                     query = query.where(PhaseRow.phase_id.in_(phase_ids))
                 result = tx.execute(query.values(
                     state=PhaseState.QUEUED.value, retry_base=PhaseRow.attempts, parked_reason=None,
-                    updated_at=utcnow(),
+                    eligible_at=None, updated_at=utcnow(),
                 ).execution_options(synchronize_session=False))
                 return int(result.rowcount)  # type: ignore[attr-defined]
 

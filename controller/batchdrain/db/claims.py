@@ -43,11 +43,14 @@ from batchdrain.domain import Phase, PhaseState, utcnow
 # value, computing its cache key) cost more CPU than running it on SQLite.
 _PHASE_COLUMNS = (PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.state, PhaseRow.attempts,
                   PhaseRow.spec, PhaseRow.retry_base, PhaseRow.last_failure_class,
-                  PhaseRow.last_failure_reason, PhaseRow.parked_reason, PhaseRow.lease_owner)
+                  PhaseRow.last_failure_reason, PhaseRow.parked_reason, PhaseRow.lease_owner, PhaseRow.eligible_at)
 _MY_RUNNING_ATTEMPTS = select(AttemptRow.id, AttemptRow.attempt, AttemptRow.run_id, AttemptRow.phase_id).where(
     AttemptRow.session_id == bindparam("session_id"), AttemptRow.run_id.in_(bindparam("run_ids", expanding=True)),
     AttemptRow.phase_id.in_(bindparam("phase_ids", expanding=True)), AttemptRow.status == "running")
 _LEASE_FREE = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < bindparam("now"))
+# A plan read a while ago may offer a phase that failed again since (another controller
+# ran it): its new retry backoff must hold, so the claim re-checks it.
+_RETRY_DUE = or_(PhaseRow.eligible_at.is_(None), PhaseRow.eligible_at <= bindparam("now"))
 # The rows are locked in a CTE, evaluated once (MATERIALIZED: a locking subquery the
 # planner re-ran would lock more rows), so that rows another controller is claiming
 # right now are skipped, not waited for; the UPDATE re-checks state and lease on the
@@ -58,7 +61,7 @@ _LEASE_FREE = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < bi
 def _claim_phases(ids: ColumnElement[bool]) -> Update:
     picked = (
         select(PhaseRow.id)
-        .where(ids, PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
+        .where(ids, PhaseRow.state == bindparam("from_state"), _LEASE_FREE, _RETRY_DUE)
         .order_by(PhaseRow.id).limit(bindparam("want"))
         .with_for_update(skip_locked=True)
         .cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
@@ -66,7 +69,8 @@ def _claim_phases(ids: ColumnElement[bool]) -> Update:
     return (
         update(PhaseRow)
         .add_cte(picked)
-        .where(PhaseRow.id.in_(select(picked.c.id)), PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
+        .where(PhaseRow.id.in_(select(picked.c.id)), PhaseRow.state == bindparam("from_state"), _LEASE_FREE,
+               _RETRY_DUE)
         .values(state=PhaseState.EXECUTING.value, attempts=PhaseRow.attempts + 1,
                 lease_owner=bindparam("session_id"), updated_at=bindparam("now"),
                 lease_expires_at=bindparam("lease_expires_at"))

@@ -37,6 +37,7 @@ class PhaseStanding:
     created_seq: int
     parked_reason: str | None
     lease_owner: str | None
+    eligible_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
