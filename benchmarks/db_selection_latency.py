@@ -6,7 +6,8 @@
 For each size a fresh database is filled with that many QUEUED phases (plus 10% FAILED
 ones spread over 1,000 runs), then we time what a session does: plan a batch of 100
 (``make_plan``: two indexed queries) and claim those 100 phases one by one (each claim
-is one transaction: lock, conditional update, attempt row). Prints a markdown table and
+is one transaction: lock, conditional update, attempt row), and plan a page of 10,000 (what a
+session without a batch size reads). Prints a markdown table and
 the query plans (EXPLAIN) of the candidate queries.
 """
 
@@ -90,6 +91,12 @@ def measure(url: str, size: int) -> dict[str, float]:
         t0 = time.perf_counter()
         the_plan = make_plan(db, settings)
         plans.append(time.perf_counter() - t0)
+    # A session without --batch-size reads pages of 10,000 (drain.planning.PAGE).
+    pages = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        make_plan(db, Settings(database_url=url))
+        pages.append(time.perf_counter() - t0)
     session = db.create_session(executor="bench", settings={}, identity={})
     claims = []
     for selected in the_plan.selected:
@@ -99,6 +106,7 @@ def measure(url: str, size: int) -> dict[str, float]:
         claims.append(time.perf_counter() - t0)
         assert claim is not None
     result = {"size": size, "fill_s": fill_s, "plan_ms": statistics.median(plans) * 1000,
+              "page_ms": statistics.median(pages) * 1000,
               "claim_median_ms": statistics.median(claims) * 1000,
               "claim_p95_ms": sorted(claims)[int(0.95 * len(claims)) - 1] * 1000}
     plan_lines = explain(db)
@@ -129,12 +137,14 @@ def main() -> None:
         for backend, url in targets:
             result = measure(url, size)
             rows.append((backend, result))
-            print(f"{backend} {size}: plan {result['plan_ms']:.1f} ms, claim median {result['claim_median_ms']:.2f}"
+            print(f"{backend} {size}: plan {result['plan_ms']:.1f} ms, page {result['page_ms']:.1f} ms, "
+                  f"claim median {result['claim_median_ms']:.2f}"
                   f" ms p95 {result['claim_p95_ms']:.2f} ms (fill {result['fill_s']:.1f}s)", file=sys.stderr)
-    print("| backend | phases | plan batch of 100 (ms, median of 5) | claim median (ms) | claim p95 (ms) |")
-    print("|---|---|---|---|---|")
+    print("| backend | phases | plan batch of 100 (ms, median of 5) | plan page of 10,000 (ms, median of 3) "
+          "| claim median (ms) | claim p95 (ms) |")
+    print("|---|---|---|---|---|---|")
     for backend, r in rows:
-        print(f"| {backend} | {r['size']:,} | {r['plan_ms']:.1f} | {r['claim_median_ms']:.2f} | "
+        print(f"| {backend} | {r['size']:,} | {r['plan_ms']:.1f} | {r['page_ms']:.1f} | {r['claim_median_ms']:.2f} | "
               f"{r['claim_p95_ms']:.2f} |")
     print()
     for backend, r in rows:

@@ -103,6 +103,8 @@ _SpecCheck = Callable[[dict[str, Any]], str | None]
 _SPEC_FIELDS = frozenset(
     {"command", "image", "env", "timeout_seconds", "timeout", "cpu", "memory", "image_pull_policy",
      "node_selector", "run_id", "phase_id"}
+    # Scheduling fields of a row: columns of their own (``importing.schedule``), not the spec.
+    | {"priority", "run_weight"}
 )
 
 
@@ -266,6 +268,9 @@ class Phase:
     lease_owner: str | None = None
     # A failed phase is not retried before this (retry backoff); None: at once.
     eligible_at: dt.datetime | None = None
+    # Higher first; within one priority the runs take turns, ``weight`` (the run's) phases each.
+    priority: int = 0
+    weight: int = 1
 
     @property
     def key(self) -> tuple[str, str]:

@@ -1,6 +1,8 @@
 """Which phases a drain session runs, and why every other phase waits: pure functions.
 
-Safety first (SPEC section 2): queued work goes before retries, and a FAILED phase is
+Higher priorities first; within a priority, queued phases in fair order (the runs take
+turns, ``fairshare``) before retries. Safety first (SPEC section 2): queued work goes
+before retries of the same priority, and a FAILED phase is
 not retried while its run still has QUEUED phases, because in practice those queued
 phases are often what the failed one depends on. The plan is a function of the
 backlog snapshot and the options only, so ``--dry-run`` shows exactly what a real
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from batchdrain.domain import BadInput, Phase, PhaseState
+from batchdrain.fairshare import fair_order
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def plan(phases: Iterable[Phase], options: SelectionOptions) -> Plan:
     wanted = set(options.run_ids)
     snapshot = [p for p in phases if not wanted or p.run_id in wanted]
     queued_per_run = Counter(p.run_id for p in snapshot if p.state is PhaseState.QUEUED)
+    weights = {p.run_id: p.weight for p in snapshot}
 
     fresh: list[Phase] = []
     retries: list[Phase] = []
@@ -77,14 +81,16 @@ def plan(phases: Iterable[Phase], options: SelectionOptions) -> Plan:
         elif phase.state in (PhaseState.FAILED, PhaseState.SKIPPED):
             retries.append(phase)
 
-    fresh.sort(key=lambda p: (p.created_seq, p.run_id, p.phase_id))
-    # Phases with fewer attempts first: spread retries instead of hammering one phase.
-    retries.sort(key=lambda p: (p.attempts - p.retry_base, p.created_seq, p.run_id, p.phase_id))
-    ordered = [Selected(p, "queued") for p in fresh] + [
-        Selected(p, f"retry of {p.state.value.lower()} phase (attempt "
-                    f"{p.attempts - p.retry_base + 1} of {options.max_attempts})")
-        for p in retries
-    ]
+    # Priority first; within one priority queued phases (runs interleaved, ``fairshare``)
+    # before retries, and retries with fewer attempts first: spread retries instead of
+    # hammering one phase.
+    tiers = [(-p.priority, 0, index, Selected(p, "queued"))
+             for index, p in enumerate(fair_order(fresh, lambda run: weights.get(run, 1)))]
+    retries.sort(key=lambda p: (-p.priority, p.attempts - p.retry_base, p.created_seq, p.run_id, p.phase_id))
+    tiers += [(-p.priority, 1, index, Selected(p, f"retry of {p.state.value.lower()} phase (attempt "
+                                                  f"{p.attempts - p.retry_base + 1} of {options.max_attempts})"))
+              for index, p in enumerate(retries)]
+    ordered = [item for *_, item in sorted(tiers, key=lambda t: t[:3])]
     if options.batch_size is not None and len(ordered) > options.batch_size:
         over = ordered[options.batch_size:]
         ordered = ordered[: options.batch_size]

@@ -131,7 +131,8 @@ def _dump_database(url: str) -> str:
 
 
 def test_selection_safety_and_parking(database_url, workdir, capsys):
-    common = ["--database-url", database_url, "--quiet", "--executor", "local"]
+    # No retry backoff: the next session retries at once (tests/integration/test_retry_backoff.py has the wait).
+    common = ["--database-url", database_url, "--quiet", "--executor", "local", "--retry-delay-seconds", "0"]
     fail = ["python3", "-c", "import sys; print('ValueError: same every time', file=sys.stderr); sys.exit(2)"]
     ok = ["python3", "-c", "print('fine')"]
     assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "first", *common[:2], "--", *fail)[0] == 0

@@ -8,10 +8,10 @@ with the backlog, and the indexes of migrations 0002 and 0004 keep it short.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import Connection, exists, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.enqueue import IMPORT_BATCH, enqueue_stream
+from batchdrain.db.fairness import fair_heads, run_heads
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
 from batchdrain.db.records import ImportCounts, NewPhase, PhaseStanding
 from batchdrain.domain import (
@@ -33,9 +34,11 @@ from batchdrain.domain import (
 
 # Rows per read when a command walks the whole backlog: one short transaction each.
 STANDINGS_PAGE = 5_000
+# Candidates' specs read per statement (under SQLite's bound parameters).
+SPEC_READ = 2_000
 
 
-def phase_from_row(row: PhaseRow | Row[Any]) -> Phase:
+def phase_from_row(row: PhaseRow | Row[Any], *, weight: int = 1) -> Phase:
     """A phases row (ORM object or plain row with the same columns) as a domain value."""
     return Phase(
         run_id=row.run_id, phase_id=row.phase_id, state=PhaseState(row.state),
@@ -43,7 +46,18 @@ def phase_from_row(row: PhaseRow | Row[Any]) -> Phase:
         retry_base=row.retry_base,
         last_failure_class=row.last_failure_class, last_failure_reason=row.last_failure_reason,
         parked_reason=row.parked_reason, lease_owner=row.lease_owner, eligible_at=aware(row.eligible_at),
+        priority=row.priority, weight=weight,
     )
+
+
+def _phases_by_id(conn: Connection, ids: list[int], weights: Mapping[str, int]) -> list[Phase]:
+    """The phases of ``ids`` with their specs, in the order of ``ids``."""
+    rows: dict[int, Row[Any]] = {}
+    for start in range(0, len(ids), SPEC_READ):
+        chunk = ids[start:start + SPEC_READ]
+        rows.update((row.id, row) for row in conn.execute(
+            select(*PhaseRow.__table__.columns).where(PhaseRow.id.in_(chunk))))
+    return [phase_from_row(rows[i], weight=weights.get(rows[i].run_id, 1)) for i in ids if i in rows]
 
 
 def candidate_scope(run_ids: list[str], exclude_session: str | None) -> list[ColumnElement[bool]]:
@@ -61,14 +75,16 @@ def retry_due(now: dt.datetime) -> ColumnElement[bool]:
     return or_(PhaseRow.eligible_at.is_(None), PhaseRow.eligible_at <= now)
 
 
-def candidates_query(*, run_ids: list[str], limit: int, max_attempts: int,
-                     exclude_session: str | None) -> Select[PhaseRow]:
-    """The queued candidates, oldest first (the first of ``candidates``' two queries)."""
-    budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
-    return (select(PhaseRow)
-            .where(PhaseRow.state == PhaseState.QUEUED.value, budget,
-                   *candidate_scope(run_ids, exclude_session))
-            .order_by(PhaseRow.id).limit(limit))
+def queued_filters(*, max_attempts: int, exclude_session: str | None) -> list[ColumnElement[bool]]:
+    """What makes a queued phase a candidate (its run aside)."""
+    return [PhaseRow.state == PhaseState.QUEUED.value, PhaseRow.attempts - PhaseRow.retry_base < max_attempts,
+            *candidate_scope([], exclude_session)]
+
+
+def candidates_query(*, run_id: str, limit: int, max_attempts: int,
+                     exclude_session: str | None) -> Select[int, str, int]:
+    """The read of one run's queued head that ``candidates`` runs per run (``fairness``)."""
+    return run_heads(run_id, None, limit, queued_filters(max_attempts=max_attempts, exclude_session=exclude_session))
 
 
 class Backlog:
@@ -111,7 +127,8 @@ class Backlog:
         """
         wanted = list(run_ids) if run_ids is not None else None
         columns = (PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.state, PhaseRow.attempts,
-                   PhaseRow.retry_base, PhaseRow.parked_reason, PhaseRow.lease_owner, PhaseRow.eligible_at)
+                   PhaseRow.retry_base, PhaseRow.parked_reason, PhaseRow.lease_owner, PhaseRow.eligible_at,
+                   PhaseRow.priority)
         after = 0
 
         def page() -> list[PhaseStanding]:
@@ -122,7 +139,7 @@ class Backlog:
                 return [PhaseStanding(run_id=r.run_id, phase_id=r.phase_id, state=PhaseState(r.state),
                                       attempts=r.attempts, retry_base=r.retry_base, created_seq=r.id,
                                       parked_reason=r.parked_reason, lease_owner=r.lease_owner,
-                                      eligible_at=aware(r.eligible_at))
+                                      eligible_at=aware(r.eligible_at), priority=r.priority)
                         for r in tx.execute(query)]
 
         while True:
@@ -137,34 +154,38 @@ class Backlog:
                    now: dt.datetime | None = None) -> list[Phase]:
         """The phases selection may pick, filtered and ordered in SQL: at most ``limit`` queued
         phases and ``limit`` retries, so a session's cost does not grow with the backlog.
-        A retry whose backoff runs past ``now`` (``eligible_at``) is not a candidate.
 
-        Mirrors ``selection.plan``'s rules (which then runs on this subset); indexes
-        ``ix_phases_state_id`` and ``ix_phases_run_state`` keep both queries short.
+        Mirrors ``selection.plan``'s rules (which then runs on this subset): queued phases
+        in fair order (``fairness``), retries by priority then fewest attempts. A retry
+        whose backoff runs past ``now`` (``eligible_at``) is not a candidate.
         """
 
         def run() -> list[Phase]:
-            with self._engine.tx() as tx:
-                scope = candidate_scope(run_ids, exclude_session)
+            with self._engine.core() as conn:
                 budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
-                queued = tx.scalars(candidates_query(
-                    run_ids=run_ids, limit=limit, max_attempts=max_attempts, exclude_session=exclude_session)).all()
-                if len(queued) >= limit:
-                    # Queued phases come first and already fill the page: no retry could
-                    # be picked, so skip the costlier retry query (it scans every FAILED row).
-                    return [phase_from_row(row) for row in queued]
+                heads, weights = fair_heads(
+                    conn, filters=queued_filters(max_attempts=max_attempts, exclude_session=exclude_session),
+                    run_ids=run_ids, limit=limit)
+                queued = _phases_by_id(conn, [h.created_seq for h in heads], weights)
                 states = [PhaseState.FAILED.value] + ([PhaseState.SKIPPED.value] if include_parked else [])
-                retry_filter = [PhaseRow.state.in_(states), budget, *scope, retry_due(now or utcnow())]
+                retry_filter = [PhaseRow.state.in_(states), budget, *candidate_scope(run_ids, exclude_session),
+                                retry_due(now or utcnow())]
+                if len(queued) >= limit:
+                    # Queued phases fill the page: only a retry of a higher priority than the
+                    # page's last could be picked (ix_phases_state_priority finds those without
+                    # walking every FAILED row).
+                    retry_filter.append(PhaseRow.priority > min(p.priority for p in queued))
                 if skip_runs_with_queued:
-                    # NOT EXISTS probes ix_phases_run_state per candidate run, instead of
-                    # materialising every queued phase's run id (NOT IN).
+                    # NOT EXISTS probes ix_phases_run_state_priority per candidate run, instead
+                    # of materialising every queued phase's run id (NOT IN).
                     queued_phase = aliased(PhaseRow)
                     retry_filter.append(~exists().where(queued_phase.run_id == PhaseRow.run_id,
                                                         queued_phase.state == PhaseState.QUEUED.value))
-                retries = tx.scalars(
-                    select(PhaseRow).where(*retry_filter)
-                    .order_by(PhaseRow.attempts - PhaseRow.retry_base, PhaseRow.id).limit(limit)).all()
-                return [phase_from_row(row) for row in [*queued, *retries]]
+                retries = conn.execute(
+                    select(*PhaseRow.__table__.columns).where(*retry_filter)
+                    .order_by(PhaseRow.priority.desc(), PhaseRow.attempts - PhaseRow.retry_base, PhaseRow.id)
+                    .limit(limit)).all()
+                return [*queued, *(phase_from_row(row) for row in retries)]
 
         return self._engine.retrying(run)
 

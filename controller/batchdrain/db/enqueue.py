@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
-from sqlalchemy import Connection, func, insert, select, tuple_
+from sqlalchemy import Connection, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, aware
@@ -66,10 +66,30 @@ def _insert_runs(conn: Connection, run_ids: set[str], now: dt.datetime) -> int:
     return len(new)
 
 
+def _run_weights(first_row: int, chunk: list[NewPhase], given: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """The run weights this batch sets; two rows of one input that disagree are refused."""
+    weights: dict[str, int] = {}
+    for row, phase in enumerate(chunk, start=first_row):
+        if phase.run_weight is None:
+            continue
+        earlier = given.setdefault(phase.run_id, (phase.run_weight, row))
+        if earlier[0] != phase.run_weight:
+            raise BadInput(f"row {row}: run_weight {phase.run_weight} of run {phase.run_id!r} differs from "
+                           f"{earlier[0]} on row {earlier[1]}")
+        weights[phase.run_id] = phase.run_weight
+    return weights
+
+
+def _set_weights(conn: Connection, weights: dict[str, int]) -> None:
+    for run_id, weight in sorted(weights.items()):
+        conn.execute(update(RunRow).where(RunRow.run_id == run_id).values(weight=weight))
+
+
 def _insert_phases(conn: Connection, first_row: int, chunk: list[NewPhase], now: dt.datetime) -> None:
     queued = PhaseState.QUEUED.value
     values = [{"run_id": p.run_id, "phase_id": p.phase_id, "state": queued, "spec": p.spec.to_json(),
-               "attempts": 0, "retry_base": 0, "created_at": now, "updated_at": now} for p in chunk]
+               "attempts": 0, "retry_base": 0, "priority": p.priority, "created_at": now, "updated_at": now}
+              for p in chunk]
     savepoint = conn.begin_nested()
     try:
         conn.execute(insert(PhaseRow), values)
@@ -117,10 +137,12 @@ def enqueue_stream(engine: DatabaseEngine, open_rows: Callable[[], Iterable[NewP
     def run() -> ImportCounts:
         now = utcnow()
         phases = new_runs = 0
+        given_weights: dict[str, tuple[int, int]] = {}
         with engine.core() as conn:
             for first_row, chunk in batches(open_rows(), batch):
                 _refuse_within(first_row, chunk)
                 new_runs += _insert_runs(conn, {p.run_id for p in chunk}, now)
+                _set_weights(conn, _run_weights(first_row, chunk, given_weights))
                 _insert_phases(conn, first_row, chunk, now)
                 phases += len(chunk)
         return ImportCounts(phases=phases, new_runs=new_runs)

@@ -23,6 +23,9 @@ class NewPhase:
     run_id: str
     phase_id: str
     spec: PhaseSpec
+    # Higher runs first (``fairshare``); the run's weight, when given, is set on its run.
+    priority: int = 0
+    run_weight: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,7 @@ class PhaseStanding:
     parked_reason: str | None
     lease_owner: str | None
     eligible_at: dt.datetime | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
+from batchdrain.importing.schedule import schedule_fields
 
 REQUIRED = ("run_id", "phase_id", "command")
 
@@ -47,6 +48,7 @@ def to_phase(path: Path, raw: RawRow) -> NewPhase:
         raise BadBacklogFile(f"{where(path, raw.line)}: row {raw.row}: missing {', '.join(missing)}")
     try:
         spec = PhaseSpec.from_json(data)
+        schedule = schedule_fields(data)
     except BadInput as exc:
         raise BadBacklogFile(f"{where(path, raw.line)}: row {raw.row}: {exc}") from exc
-    return NewPhase(str(data["run_id"]), str(data["phase_id"]), spec)
+    return NewPhase(str(data["run_id"]), str(data["phase_id"]), spec, **schedule)

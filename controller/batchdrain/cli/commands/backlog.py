@@ -14,6 +14,7 @@ from batchdrain.cli.wiring import open_db
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
 from batchdrain.importing import BacklogFile, BadBacklogFile
+from batchdrain.importing.schedule import schedule_fields
 from batchdrain.settings import Settings
 
 app = typer.Typer()
@@ -31,13 +32,17 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the phase.")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256Mi.")] = None,
     cpu: Annotated[str | None, typer.Option(help="CPU request/limit, e.g. 500m.")] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher runs first (default 0).")] = None,
+    run_weight: Annotated[int | None, typer.Option(
+        help="Phases of this run per round when runs take turns (default 1); sets the run's weight.")] = None,
 ) -> None:
     """Add one phase to the backlog: batchdrain enqueue --run-id R --phase-id P -- CMD ARGS..."""
     spec = PhaseSpec.from_json({
         "command": command, "image": image, "timeout_seconds": timeout,
         "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu,
     })
-    open_db(settings).enqueue([NewPhase(run_id, phase_id, spec)])
+    schedule = schedule_fields({"priority": priority, "run_weight": run_weight})
+    open_db(settings).enqueue([NewPhase(run_id, phase_id, spec, **schedule)])
     out.print(f"queued phase [bold]{escape(phase_id)}[/] in run [bold]{escape(run_id)}[/]")
 
 
