@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from batchdrain.domain import BadInput, Phase, PhaseState
+from batchdrain.dependencies import needs_reason
+from batchdrain.domain import BadInput, Need, Phase, PhaseState
 from batchdrain.fairshare import fair_order
 
 
@@ -66,7 +67,8 @@ def plan(phases: Iterable[Phase], options: SelectionOptions) -> Plan:
     """Order and filter a backlog snapshot into the phases this session will run."""
     wanted = set(options.run_ids)
     snapshot = [p for p in phases if not wanted or p.run_id in wanted]
-    queued_per_run = Counter(p.run_id for p in snapshot if p.state is PhaseState.QUEUED)
+    # Queued phases that declare needs wait on what they named, so they hold no one back.
+    queued_per_run = Counter(p.run_id for p in snapshot if p.state is PhaseState.QUEUED and not p.declares_needs)
     weights = {p.run_id: p.weight for p in snapshot}
 
     fresh: list[Phase] = []
@@ -120,6 +122,10 @@ class Standing(Protocol):
     def lease_owner(self) -> str | None: ...
     @property
     def eligible_at(self) -> dt.datetime | None: ...
+    @property
+    def declares_needs(self) -> bool: ...
+    @property
+    def unmet_needs(self) -> tuple[Need, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -198,8 +204,14 @@ def _budget_reason(phase: Standing, options: SelectionOptions, _run_queued: int)
     return f"max attempts reached ({used} of {options.max_attempts})" if used >= options.max_attempts else None
 
 
+def _needs_reason(phase: Standing, options: SelectionOptions, _run_queued: int) -> str | None:
+    return needs_reason(phase.unmet_needs, max_attempts=options.max_attempts, include_parked=options.include_parked)
+
+
 def _run_queued_reason(phase: Standing, options: SelectionOptions, run_queued: int) -> str | None:
-    if phase.state is not PhaseState.QUEUED and options.skip_runs_with_queued and run_queued:
+    # A phase that declares its needs is not held back by the heuristic for them.
+    if (phase.state is not PhaseState.QUEUED and options.skip_runs_with_queued and run_queued
+            and not phase.declares_needs):
         return (f"run still has {run_queued} queued phase(s); failed phases wait "
                 "(--no-skip-runs-with-queued to override)")
     return None
@@ -215,7 +227,7 @@ def _backoff_reason(phase: Standing, options: SelectionOptions, _run_queued: int
 
 
 # The first that applies is the reason a phase waits: this order is the one ``--dry-run`` shows.
-_SKIP_CHECKS = (_state_reason, _budget_reason, _run_queued_reason, _backoff_reason)
+_SKIP_CHECKS = (_state_reason, _budget_reason, _needs_reason, _run_queued_reason, _backoff_reason)
 
 
 def _skip_reason(phase: Standing, options: SelectionOptions, run_queued: int) -> str | None:

@@ -21,6 +21,7 @@ from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.enqueue import IMPORT_BATCH, enqueue_stream
 from batchdrain.db.fairness import fair_heads, run_heads
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
+from batchdrain.db.needs import declares_needs, needs_met, needs_of_page
 from batchdrain.db.records import ImportCounts, NewPhase, PhaseStanding
 from batchdrain.domain import (
     AttemptHistoryItem,
@@ -32,13 +33,15 @@ from batchdrain.domain import (
     utcnow,
 )
 
+# A plain row of any columns (the phases' own, and computed ones such as ``declares_needs``).
+AnyRow = Row[*tuple[Any, ...]]
 # Rows per read when a command walks the whole backlog: one short transaction each.
 STANDINGS_PAGE = 5_000
 # Candidates' specs read per statement (under SQLite's bound parameters).
 SPEC_READ = 2_000
 
 
-def phase_from_row(row: PhaseRow | Row[Any], *, weight: int = 1) -> Phase:
+def phase_from_row(row: PhaseRow | AnyRow, *, weight: int = 1) -> Phase:
     """A phases row (ORM object or plain row with the same columns) as a domain value."""
     return Phase(
         run_id=row.run_id, phase_id=row.phase_id, state=PhaseState(row.state),
@@ -46,17 +49,18 @@ def phase_from_row(row: PhaseRow | Row[Any], *, weight: int = 1) -> Phase:
         retry_base=row.retry_base,
         last_failure_class=row.last_failure_class, last_failure_reason=row.last_failure_reason,
         parked_reason=row.parked_reason, lease_owner=row.lease_owner, eligible_at=aware(row.eligible_at),
-        priority=row.priority, weight=weight,
+        priority=row.priority, weight=weight, declares_needs=bool(getattr(row, "declares_needs", False)),
     )
 
 
 def _phases_by_id(conn: Connection, ids: list[int], weights: Mapping[str, int]) -> list[Phase]:
     """The phases of ``ids`` with their specs, in the order of ``ids``."""
-    rows: dict[int, Row[Any]] = {}
+    rows: dict[int, AnyRow] = {}
     for start in range(0, len(ids), SPEC_READ):
         chunk = ids[start:start + SPEC_READ]
         rows.update((row.id, row) for row in conn.execute(
-            select(*PhaseRow.__table__.columns).where(PhaseRow.id.in_(chunk))))
+            select(*PhaseRow.__table__.columns, declares_needs().label("declares_needs"))
+            .where(PhaseRow.id.in_(chunk))))
     return [phase_from_row(rows[i], weight=weights.get(rows[i].run_id, 1)) for i in ids if i in rows]
 
 
@@ -76,9 +80,9 @@ def retry_due(now: dt.datetime) -> ColumnElement[bool]:
 
 
 def queued_filters(*, max_attempts: int, exclude_session: str | None) -> list[ColumnElement[bool]]:
-    """What makes a queued phase a candidate (its run aside)."""
+    """What makes a queued phase a candidate (its run aside): budget left, every need COMPLETE."""
     return [PhaseRow.state == PhaseState.QUEUED.value, PhaseRow.attempts - PhaseRow.retry_base < max_attempts,
-            *candidate_scope([], exclude_session)]
+            *candidate_scope([], exclude_session), needs_met()]
 
 
 def candidates_query(*, run_id: str, limit: int, max_attempts: int,
@@ -135,12 +139,16 @@ class Backlog:
             query = select(*columns).where(PhaseRow.id > after).order_by(PhaseRow.id).limit(STANDINGS_PAGE)
             if wanted:
                 query = query.where(PhaseRow.run_id.in_(wanted))
-            with self._engine.tx() as tx:
+            with self._engine.core() as conn:
+                rows = conn.execute(query).all()
+                needs = needs_of_page(conn, rows[0].id, rows[-1].id, wanted) if rows else {}
                 return [PhaseStanding(run_id=r.run_id, phase_id=r.phase_id, state=PhaseState(r.state),
                                       attempts=r.attempts, retry_base=r.retry_base, created_seq=r.id,
                                       parked_reason=r.parked_reason, lease_owner=r.lease_owner,
-                                      eligible_at=aware(r.eligible_at), priority=r.priority)
-                        for r in tx.execute(query)]
+                                      eligible_at=aware(r.eligible_at), priority=r.priority,
+                                      declares_needs=(r.run_id, r.phase_id) in needs,
+                                      unmet_needs=tuple(needs.get((r.run_id, r.phase_id), ())))
+                        for r in rows]
 
         while True:
             rows = self._engine.retrying(page)
@@ -177,15 +185,34 @@ class Backlog:
                     retry_filter.append(PhaseRow.priority > min(p.priority for p in queued))
                 if skip_runs_with_queued:
                     # NOT EXISTS probes ix_phases_run_state_priority per candidate run, instead
-                    # of materialising every queued phase's run id (NOT IN).
+                    # of materialising every queued phase's run id (NOT IN). A phase that
+                    # declares needs is not held back by the heuristic, and a queued phase
+                    # that declares needs holds no one back (it waits on what it named).
                     queued_phase = aliased(PhaseRow)
-                    retry_filter.append(~exists().where(queued_phase.run_id == PhaseRow.run_id,
-                                                        queued_phase.state == PhaseState.QUEUED.value))
+                    retry_filter.append(or_(declares_needs(), ~exists().where(
+                        queued_phase.run_id == PhaseRow.run_id, queued_phase.state == PhaseState.QUEUED.value,
+                        ~declares_needs(queued_phase))))
                 retries = conn.execute(
-                    select(*PhaseRow.__table__.columns).where(*retry_filter)
+                    select(*PhaseRow.__table__.columns, declares_needs().label("declares_needs"))
+                    .where(*retry_filter, needs_met())
                     .order_by(PhaseRow.priority.desc(), PhaseRow.attempts - PhaseRow.retry_base, PhaseRow.id)
                     .limit(limit)).all()
                 return [*queued, *(phase_from_row(row) for row in retries)]
+
+        return self._engine.retrying(run)
+
+    def undeclared_queued(self, run_ids: Iterable[str] | None = None) -> dict[str, int]:
+        """Queued phases per run that declare no needs: those ``--skip-runs-with-queued`` counts."""
+        wanted = list(run_ids) if run_ids is not None else None
+
+        def run() -> dict[str, int]:
+            query = (select(PhaseRow.run_id, func.count())
+                     .where(PhaseRow.state == PhaseState.QUEUED.value, ~declares_needs())
+                     .group_by(PhaseRow.run_id))
+            if wanted:
+                query = query.where(PhaseRow.run_id.in_(wanted))
+            with self._engine.core() as conn:
+                return {run_id: count for run_id, count in conn.execute(query)}
 
         return self._engine.retrying(run)
 

@@ -123,6 +123,9 @@ class Database:
             run_ids=run_ids, limit=limit, max_attempts=max_attempts, skip_runs_with_queued=skip_runs_with_queued,
             include_parked=include_parked, exclude_session=exclude_session, now=now)
 
+    def undeclared_queued(self, run_ids: Iterable[str] | None = None) -> dict[str, int]:
+        return self._backlog.undeclared_queued(run_ids)
+
     def run_counts(self, run_ids: Iterable[str] | None = None) -> dict[str, RunCounts]:
         return self._backlog.run_counts(run_ids)
 

@@ -7,6 +7,8 @@ than one batch: duplicates inside a batch are found with a dict of that batch's 
 a duplicate of an earlier batch or of a phase already in the backlog is found by the
 unique constraint ``uq_phases_run_phase``, and only then is the batch looked up again
 (in a savepoint, so the transaction stays usable on Postgres) to name the row.
+Declared needs go in with their batch and are checked (unknown ids, cycles) before the
+transaction commits (``needs``); the cycle check holds the edges this input declares.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.models import PhaseRow, RunRow
+from batchdrain.db.needs import Declared, check_needs, insert_needs
 from batchdrain.db.records import ImportCounts, NewPhase
 from batchdrain.domain import BadInput, PhaseState, utcnow
 
@@ -138,13 +141,17 @@ def enqueue_stream(engine: DatabaseEngine, open_rows: Callable[[], Iterable[NewP
         now = utcnow()
         phases = new_runs = 0
         given_weights: dict[str, tuple[int, int]] = {}
+        declared: Declared = {}
         with engine.core() as conn:
             for first_row, chunk in batches(open_rows(), batch):
                 _refuse_within(first_row, chunk)
                 new_runs += _insert_runs(conn, {p.run_id for p in chunk}, now)
                 _set_weights(conn, _run_weights(first_row, chunk, given_weights))
                 _insert_phases(conn, first_row, chunk, now)
+                insert_needs(conn, chunk, declared)
                 phases += len(chunk)
+            # Needs may name phases later in the input: checked once all of it is in.
+            check_needs(conn, declared)
         return ImportCounts(phases=phases, new_runs=new_runs)
 
     try:

@@ -70,6 +70,17 @@ class PhaseRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+class NeedRow(Base):
+    """A declared dependency: ``phase_id`` of ``run_id`` runs once ``needs_phase_id`` is COMPLETE."""
+
+    __tablename__ = "phase_needs"
+    __table_args__ = (Index("ix_phase_needs_run_need", "run_id", "needs_phase_id"),)
+
+    run_id: Mapped[str] = mapped_column(String(ID_LEN), ForeignKey("runs.run_id"), primary_key=True)
+    phase_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    needs_phase_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+
+
 class SessionRow(Base):
     __tablename__ = "drain_sessions"
 

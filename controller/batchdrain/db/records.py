@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchdrain.domain import FailureClass, LogMode, LogPointer, Phase, PhaseSpec, PhaseState
+from batchdrain.domain import FailureClass, LogMode, LogPointer, Need, Phase, PhaseSpec, PhaseState
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class NewPhase:
     # Higher runs first (``fairshare``); the run's weight, when given, is set on its run.
     priority: int = 0
     run_weight: int | None = None
+    # Phase ids of the same run that must be COMPLETE before this one runs.
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class PhaseStanding:
     lease_owner: str | None
     eligible_at: dt.datetime | None = None
     priority: int = 0
+    declares_needs: bool = False
+    unmet_needs: tuple[Need, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,7 @@ def dry_run(db: Database, settings: Settings, *, shown: int = 200) -> DryRun:
     """
     now = utcnow()
     first_page = make_plan(db, settings, now=now)
-    queued = {run: counts.queued for run, counts in db.run_counts(settings.run_id or None).items()
-              if counts.queued}
+    queued = db.undeclared_queued(settings.run_id or None)
     tally = PlanTally(options=selection_options(settings, now=now), queued_per_run=queued,
                       selected=frozenset(s.phase.key for s in first_page.selected), shown=shown)
     for standing in db.standings(settings.run_id or None):

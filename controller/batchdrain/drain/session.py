@@ -37,7 +37,7 @@ from batchdrain.domain import (
 from batchdrain.drain.adoption import controller_identity, decide, holder_gone, process_gone
 from batchdrain.drain.claiming import CLAIM_BATCH, LostClaims, PlanCursor, Workers
 from batchdrain.drain.observer import DrainObserver, SilentObserver
-from batchdrain.drain.planning import PAGE, make_plan
+from batchdrain.drain.planning import make_plan
 from batchdrain.drain.progress import ProgressBuffer
 from batchdrain.drain.recording import AttemptRecorder
 from batchdrain.drain.reporting import PendingReport, ReportFiles, skipped_rows
@@ -208,9 +208,10 @@ class DrainSession:
                 self._run_page(page, workers)
                 workers.wait_idle()
                 # An unlimited session pages through a large backlog; phases this
-                # session already ran are not picked again by a later page.
-                if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
-                        or self._halt_reason()):
+                # session already ran are not picked again by a later page. A short page
+                # is planned after too: phases it completed may have released dependents
+                # (declared needs), which this session then runs.
+                if self.settings.batch_size or self.stop.stopping or self._halt_reason():
                     break
                 page = make_plan(self.db, self.settings, exclude_session=self.session_id)
                 if not page.selected:

@@ -1,4 +1,4 @@
-"""The scheduling fields of a backlog row: ``priority``, ``run_weight`` (and ``needs``).
+"""The scheduling fields of a backlog row: ``priority``, ``run_weight`` and ``needs``.
 
 They say when a phase runs, not what it runs, so they are columns of their own rather
 than part of the spec. Integers are taken from JSON numbers and YAML integers, and from
@@ -16,6 +16,7 @@ from batchdrain.domain import BadInput
 PRIORITY_RANGE = (-(2**31) + 1, 2**31 - 1)
 WEIGHT_RANGE = (1, 10_000)
 _INTEGER = re.compile(r"[-+]?[0-9]+")
+MAX_ID = 255
 
 
 def _integer(label: str, value: object, bounds: tuple[int, int]) -> int:
@@ -38,4 +39,18 @@ def schedule_fields(data: dict[str, Any]) -> dict[str, Any]:
         fields["priority"] = _integer("priority", data["priority"], PRIORITY_RANGE)
     if data.get("run_weight") is not None:
         fields["run_weight"] = _integer("run_weight", data["run_weight"], WEIGHT_RANGE)
+    if data.get("needs") is not None:
+        fields["needs"] = needs_of(data["needs"])
     return fields
+
+
+def needs_of(value: object) -> tuple[str, ...]:
+    """The phase ids a row needs: a list of non-blank ids of at most 255 characters, kept once each."""
+    if isinstance(value, str) or not isinstance(value, list):
+        raise BadInput(f"needs must be a list of phase ids, got {value!r}")
+    needs: dict[str, None] = {}
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item) > MAX_ID:
+            raise BadInput(f"needs must hold phase ids (text, 1 to {MAX_ID} characters), got {item!r}")
+        needs[str(item)] = None
+    return tuple(needs)

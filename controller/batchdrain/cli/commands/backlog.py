@@ -35,13 +35,15 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
     priority: Annotated[int | None, typer.Option(help="Higher runs first (default 0).")] = None,
     run_weight: Annotated[int | None, typer.Option(
         help="Phases of this run per round when runs take turns (default 1); sets the run's weight.")] = None,
+    needs: Annotated[list[str] | None, typer.Option(
+        "--needs", help="A phase of the same run that must be COMPLETE first (repeatable).")] = None,
 ) -> None:
     """Add one phase to the backlog: batchdrain enqueue --run-id R --phase-id P -- CMD ARGS..."""
     spec = PhaseSpec.from_json({
         "command": command, "image": image, "timeout_seconds": timeout,
         "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu,
     })
-    schedule = schedule_fields({"priority": priority, "run_weight": run_weight})
+    schedule = schedule_fields({"priority": priority, "run_weight": run_weight, "needs": needs})
     open_db(settings).enqueue([NewPhase(run_id, phase_id, spec, **schedule)])
     out.print(f"queued phase [bold]{escape(phase_id)}[/] in run [bold]{escape(run_id)}[/]")
 
