@@ -159,7 +159,7 @@ def test_selection_safety_and_parking(database_url, workdir, capsys):
 
 
 def test_override_retries_failed_even_with_queued(database_url, workdir, capsys):
-    common = ["--database-url", database_url, "--quiet", "--executor", "local"]
+    common = ["--database-url", database_url, "--quiet", "--executor", "local", "--retry-delay-seconds", "0"]
     assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "bad", *common[:2], "--", "false")[0] == 0
     assert cli(capsys, "drain", *common)[0] == 0
     assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "new", *common[:2], "--", "true")[0] == 0

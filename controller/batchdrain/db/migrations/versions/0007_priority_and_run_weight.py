@@ -38,7 +38,7 @@ def downgrade() -> None:
     op.create_index("ix_phases_run_state", "phases", ["run_id", "state"])
     op.drop_index("ix_phases_state_priority", table_name="phases")
     op.drop_index("ix_phases_run_state_priority", table_name="phases")
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("weight")
-    with op.batch_alter_table("phases") as batch:
-        batch.drop_column("priority")
+    # Plain DROP COLUMN (SQLite >= 3.35): a batch copy of ``runs`` cannot drop the table
+    # that ``phases`` references.
+    op.drop_column("runs", "weight")
+    op.drop_column("phases", "priority")
