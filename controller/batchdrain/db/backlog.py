@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.enqueue import IMPORT_BATCH, enqueue_stream
-from batchdrain.db.fairness import fair_heads, run_heads
+from batchdrain.db.fairness import fair_heads, queued_filters, run_heads
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
 from batchdrain.db.needs import declares_needs, needs_met, needs_of_page
 from batchdrain.db.records import ImportCounts, NewPhase, PhaseStanding
@@ -79,16 +79,10 @@ def retry_due(now: dt.datetime) -> ColumnElement[bool]:
     return or_(PhaseRow.eligible_at.is_(None), PhaseRow.eligible_at <= now)
 
 
-def queued_filters(*, max_attempts: int, exclude_session: str | None) -> list[ColumnElement[bool]]:
-    """What makes a queued phase a candidate (its run aside): budget left, every need COMPLETE."""
-    return [PhaseRow.state == PhaseState.QUEUED.value, PhaseRow.attempts - PhaseRow.retry_base < max_attempts,
-            *candidate_scope([], exclude_session), needs_met()]
-
-
 def candidates_query(*, run_id: str, limit: int, max_attempts: int,
                      exclude_session: str | None) -> Select[int, str, int]:
     """The read of one run's queued head that ``candidates`` runs per run (``fairness``)."""
-    return run_heads(run_id, None, limit, queued_filters(max_attempts=max_attempts, exclude_session=exclude_session))
+    return run_heads(run_id, limit, queued_filters(max_attempts=max_attempts, exclude_session=exclude_session))
 
 
 class Backlog:
@@ -171,9 +165,8 @@ class Backlog:
         def run() -> list[Phase]:
             with self._engine.core() as conn:
                 budget = PhaseRow.attempts - PhaseRow.retry_base < max_attempts
-                heads, weights = fair_heads(
-                    conn, filters=queued_filters(max_attempts=max_attempts, exclude_session=exclude_session),
-                    run_ids=run_ids, limit=limit)
+                heads, weights = fair_heads(conn, max_attempts=max_attempts, exclude_session=exclude_session,
+                                            run_ids=run_ids, limit=limit)
                 queued = _phases_by_id(conn, [h.created_seq for h in heads], weights)
                 states = [PhaseState.FAILED.value] + ([PhaseState.SKIPPED.value] if include_parked else [])
                 retry_filter = [PhaseRow.state.in_(states), budget, *candidate_scope(run_ids, exclude_session),

@@ -14,13 +14,17 @@ one to two pages of short index reads, whatever the backlog's size.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Select, and_, exists, or_, select, union_all
+from sqlalchemy import Connection, Dialect, Select, bindparam, exists, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from batchdrain.db.models import PhaseRow, RunRow
+from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
+from batchdrain.db.needs import needs_met
+from batchdrain.domain import PhaseState
 from batchdrain.fairshare import settled_prefix
 
 # Runs read per statement (a UNION ALL of one short read each): SQLite allows 500 terms.
@@ -36,6 +40,23 @@ class Head:
     priority: int
 
 
+def queued_filters(*, max_attempts: int, exclude_session: str | None) -> list[ColumnElement[bool]]:
+    """What makes a queued phase a candidate (its run aside): attempts left, every need COMPLETE,
+    not attempted by ``exclude_session`` already. Named parameters: the statements built
+    from these are compiled once and run with new values."""
+    filters: list[ColumnElement[bool]] = [
+        PhaseRow.state == PhaseState.QUEUED.value,
+        PhaseRow.attempts - PhaseRow.retry_base < bindparam("max_attempts", max_attempts),
+        needs_met(),
+    ]
+    if exclude_session is not None:
+        # Probes ix_attempts_session_phase (migration 0004) once per candidate.
+        filters.append(~exists().where(
+            AttemptRow.session_id == bindparam("exclude_session", exclude_session),
+            AttemptRow.run_id == PhaseRow.run_id, AttemptRow.phase_id == PhaseRow.phase_id))
+    return filters
+
+
 def active_runs(conn: Connection, filters: Sequence[ColumnElement[bool]], run_ids: list[str]) -> dict[str, int]:
     """The runs (in scope) with at least one phase passing ``filters``, and their weights."""
     query = select(RunRow.run_id, RunRow.weight).where(exists().where(PhaseRow.run_id == RunRow.run_id, *filters))
@@ -44,29 +65,56 @@ def active_runs(conn: Connection, filters: Sequence[ColumnElement[bool]], run_id
     return {row.run_id: max(1, row.weight) for row in conn.execute(query.order_by(RunRow.run_id))}
 
 
-def run_heads(run_id: str, after: Head | None, count: int,
-              filters: Sequence[ColumnElement[bool]]) -> Select[int, str, int]:
-    query = select(PhaseRow.id, PhaseRow.run_id, PhaseRow.priority).where(PhaseRow.run_id == run_id, *filters)
-    if after is not None:
-        query = query.where(or_(PhaseRow.priority < after.priority,
-                                and_(PhaseRow.priority == after.priority, PhaseRow.id > after.created_seq)))
-    return query.order_by(PhaseRow.priority.desc(), PhaseRow.id).limit(count)
+def run_heads(run_id: str, count: int, filters: Sequence[ColumnElement[bool]], *, index: int = 0,
+              skip: int = 0) -> Select[int, str, int]:
+    """One run's queued head: ``count`` phases after the first ``skip``, in (priority desc, id) order."""
+    return (select(PhaseRow.id, PhaseRow.run_id, PhaseRow.priority)
+            .where(PhaseRow.run_id == bindparam(f"run_{index}", run_id), *filters)
+            .order_by(PhaseRow.priority.desc(), PhaseRow.id)
+            .limit(bindparam(f"count_{index}", count)).offset(bindparam(f"skip_{index}", skip)))
 
 
-def _read_more(conn: Connection, wanted: dict[str, int], per_run: dict[str, list[Head]],
-               filters: Sequence[ColumnElement[bool]]) -> set[str]:
+class _Templates:
+    """The UNION ALL of ``n`` run reads, compiled once per (dialect, n, shape).
+
+    Building and compiling a 200-term statement cost SQLAlchemy ~20 ms of CPU per term
+    batch, far more than running it; the compiled text is reused with new parameters.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._compiled: dict[tuple[str, int, bool], Any] = {}
+
+    def get(self, dialect: Dialect, terms: int, *, excluding: bool) -> Any:
+        key = (dialect.name, terms, excluding)
+        with self._lock:
+            if key not in self._compiled:
+                filters = queued_filters(max_attempts=0, exclude_session="" if excluding else None)
+                parts = [run_heads("", 0, filters, index=i).subquery() for i in range(terms)]
+                statement = union_all(*[select(*part.c).select_from(part) for part in parts]) if terms > 1 \
+                    else select(*parts[0].c).select_from(parts[0])
+                self._compiled[key] = statement.compile(dialect=dialect)
+            return self._compiled[key]
+
+
+_TEMPLATES = _Templates()
+
+
+def _read_more(conn: Connection, wanted: dict[str, int], per_run: dict[str, list[Head]], *, max_attempts: int,
+               exclude_session: str | None) -> set[str]:
     """Read up to ``wanted[run]`` more phases of each run; returns the runs that had fewer (read whole)."""
     runs = sorted(wanted)
     exhausted: set[str] = set()
     for start in range(0, len(runs), RUNS_PER_STATEMENT):
         chunk = runs[start:start + RUNS_PER_STATEMENT]
-        parts = [run_heads(run, per_run[run][-1] if per_run[run] else None, wanted[run], filters).subquery()
-                 for run in chunk]
-        statement = union_all(*[select(*part.c).select_from(part) for part in parts]) if len(parts) > 1 \
-            else select(*parts[0].c).select_from(parts[0])
+        compiled = _TEMPLATES.get(conn.dialect, len(chunk), excluding=exclude_session is not None)
+        values: dict[str, Any] = {**compiled.params, "max_attempts": max_attempts, "exclude_session": exclude_session}
+        for i, run in enumerate(chunk):
+            values.update({f"run_{i}": run, f"count_{i}": wanted[run], f"skip_{i}": len(per_run[run])})
+        params: Any = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
         got: dict[str, list[Head]] = {run: [] for run in chunk}
-        for row in conn.execute(statement):
-            got[row.run_id].append(Head(row.id, row.run_id, row.priority))
+        for row in conn.exec_driver_sql(str(compiled), params):
+            got[row[1]].append(Head(row[0], row[1], row[2]))
         for run in chunk:
             # A UNION ALL keeps no order between or within its terms: each run's rows sorted here.
             per_run[run] += sorted(got[run], key=lambda h: (-h.priority, h.created_seq))
@@ -75,9 +123,10 @@ def _read_more(conn: Connection, wanted: dict[str, int], per_run: dict[str, list
     return exhausted
 
 
-def fair_heads(conn: Connection, *, filters: Sequence[ColumnElement[bool]], run_ids: list[str],
+def fair_heads(conn: Connection, *, max_attempts: int, exclude_session: str | None, run_ids: list[str],
                limit: int) -> tuple[list[Head], dict[str, int]]:
-    """The first ``limit`` queued phases passing ``filters`` in fair order, and the runs' weights."""
+    """The first ``limit`` queued candidates in fair order, and the weights of the runs read."""
+    filters = queued_filters(max_attempts=max_attempts, exclude_session=exclude_session)
     weights = active_runs(conn, filters, run_ids)
     if not weights or limit < 1:
         return [], weights
@@ -87,7 +136,8 @@ def fair_heads(conn: Connection, *, filters: Sequence[ColumnElement[bool]], run_
     per_run: dict[str, list[Head]] = {run: [] for run in weights}
     part_read = set(weights)
     while True:
-        part_read -= _read_more(conn, {run: wanted[run] for run in part_read}, per_run, filters)
+        part_read -= _read_more(conn, {run: wanted[run] for run in part_read}, per_run,
+                                max_attempts=max_attempts, exclude_session=exclude_session)
         settled = settled_prefix(per_run, part_read, weights=weights)
         if len(settled) >= limit or not part_read:
             return settled[:limit], weights
