@@ -20,6 +20,7 @@ from typing import Protocol
 from batchdrain.dependencies import needs_reason
 from batchdrain.domain import BadInput, Need, Phase, PhaseState
 from batchdrain.fairshare import fair_order
+from batchdrain.forecast import Forecast
 
 
 @dataclass(frozen=True)
@@ -159,14 +160,18 @@ class PlanTally:
     skipped: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[SkippedStanding] = field(default_factory=list)
+    # Fed every phase that would run, with its own past duration, when given.
+    forecast: Forecast | None = None
 
-    def add(self, phase: Standing) -> None:
+    def add(self, phase: Standing, past_seconds: float | None = None) -> None:
         if self.options.run_ids and phase.run_id not in self.options.run_ids:
             return
         reason = _skip_reason(phase, self.options, self.queued_per_run.get(phase.run_id, 0))
         if reason is None:
             self.eligible += 1
             if self.options.batch_size is None or (phase.run_id, phase.phase_id) in self.selected:
+                if self.forecast is not None:
+                    self.forecast.add(phase.run_id, past_seconds)
                 return
             reason = f"beyond --batch-size {self.options.batch_size}"
         if reason == "complete":

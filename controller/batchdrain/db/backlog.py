@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
+from batchdrain.db.durations import medians, phase_means
 from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.enqueue import IMPORT_BATCH, enqueue_stream
 from batchdrain.db.fairness import fair_heads, queued_filters, run_heads
@@ -117,8 +118,10 @@ class Backlog:
 
         return self._engine.retrying(run)
 
-    def standings(self, run_ids: Iterable[str] | None = None) -> Iterator[PhaseStanding]:
-        """Every phase (of these runs), in id order, page by page and without its spec.
+    def standings(self, run_ids: Iterable[str] | None = None, *,
+                  with_durations: bool = False) -> Iterator[PhaseStanding]:
+        """Every phase (of these runs), in id order, page by page and without its spec;
+        ``with_durations`` adds each one's mean succeeded duration (``past_seconds``).
 
         Keyset pages, each read in its own transaction: memory stays one page whatever
         the backlog's size, and no transaction stays open while the caller works.
@@ -136,12 +139,14 @@ class Backlog:
             with self._engine.core() as conn:
                 rows = conn.execute(query).all()
                 needs = needs_of_page(conn, rows[0].id, rows[-1].id, wanted) if rows else {}
+                past = phase_means(conn, rows[0].id, rows[-1].id) if rows and with_durations else {}
                 return [PhaseStanding(run_id=r.run_id, phase_id=r.phase_id, state=PhaseState(r.state),
                                       attempts=r.attempts, retry_base=r.retry_base, created_seq=r.id,
                                       parked_reason=r.parked_reason, lease_owner=r.lease_owner,
                                       eligible_at=aware(r.eligible_at), priority=r.priority,
                                       declares_needs=(r.run_id, r.phase_id) in needs,
-                                      unmet_needs=tuple(needs.get((r.run_id, r.phase_id), ())))
+                                      unmet_needs=tuple(needs.get((r.run_id, r.phase_id), ())),
+                                      past_seconds=past.get((r.run_id, r.phase_id)))
                         for r in rows]
 
         while True:
@@ -191,6 +196,14 @@ class Backlog:
                     .order_by(PhaseRow.priority.desc(), PhaseRow.attempts - PhaseRow.retry_base, PhaseRow.id)
                     .limit(limit)).all()
                 return [*queued, *(phase_from_row(row) for row in retries)]
+
+        return self._engine.retrying(run)
+
+    def duration_medians(self) -> tuple[dict[str, float], float | None]:
+        """Median succeeded attempt duration per run and overall (``durations.medians``)."""
+        def run() -> tuple[dict[str, float], float | None]:
+            with self._engine.core() as conn:
+                return medians(conn)
 
         return self._engine.retrying(run)
 

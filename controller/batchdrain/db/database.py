@@ -113,8 +113,12 @@ class Database:
     def phases(self, run_ids: Iterable[str] | None = None) -> list[Phase]:
         return self._backlog.phases(run_ids)
 
-    def standings(self, run_ids: Iterable[str] | None = None) -> Iterator[PhaseStanding]:
-        return self._backlog.standings(run_ids)
+    def standings(self, run_ids: Iterable[str] | None = None, *,
+                  with_durations: bool = False) -> Iterator[PhaseStanding]:
+        return self._backlog.standings(run_ids, with_durations=with_durations)
+
+    def duration_medians(self) -> tuple[dict[str, float], float | None]:
+        return self._backlog.duration_medians()
 
     def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
                    include_parked: bool, exclude_session: str | None = None,

@@ -46,6 +46,8 @@ class PhaseStanding:
     priority: int = 0
     declares_needs: bool = False
     unmet_needs: tuple[Need, ...] = ()
+    # The mean duration of its succeeded attempts, if it has any (a forecast's basis).
+    past_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from batchdrain.db import Database
 from batchdrain.domain import utcnow
+from batchdrain.forecast import DurationHistory, Forecast
 from batchdrain.selection import Plan, PlanTally, SelectionOptions, check_run_filter, plan
 from batchdrain.settings import Settings
 
@@ -33,6 +34,7 @@ class DryRun:
 
     first_page: Plan
     tally: PlanTally
+    forecast: Forecast
 
 
 def make_plan(db: Database, settings: Settings, *, exclude_session: str | None = None,
@@ -57,13 +59,17 @@ def dry_run(db: Database, settings: Settings, *, shown: int = 200) -> DryRun:
     """The first page a session would run, and every phase of the filtered runs counted.
 
     The whole backlog is walked once, page by page and without specs, into a tally of
-    counts and the first ``shown`` skips: a dry run of a million phases stays small.
+    counts and the first ``shown`` skips, and a forecast of how long the phases that would
+    run take at ``--parallelism``: a dry run of a million phases stays small.
     """
     now = utcnow()
     first_page = make_plan(db, settings, now=now)
     queued = db.undeclared_queued(settings.run_id or None)
+    per_run, overall = db.duration_medians()
+    forecast = Forecast(parallelism=settings.parallelism,
+                        history=DurationHistory(run_medians=per_run, overall_median=overall))
     tally = PlanTally(options=selection_options(settings, now=now), queued_per_run=queued,
-                      selected=frozenset(s.phase.key for s in first_page.selected), shown=shown)
-    for standing in db.standings(settings.run_id or None):
-        tally.add(standing)
-    return DryRun(first_page=first_page, tally=tally)
+                      selected=frozenset(s.phase.key for s in first_page.selected), shown=shown, forecast=forecast)
+    for standing in db.standings(settings.run_id or None, with_durations=True):
+        tally.add(standing, standing.past_seconds)
+    return DryRun(first_page=first_page, tally=tally, forecast=forecast)

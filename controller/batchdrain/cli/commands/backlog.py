@@ -13,6 +13,7 @@ from batchdrain.cli.render import out, runs_table
 from batchdrain.cli.wiring import open_db
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
+from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.importing import BacklogFile, BadBacklogFile
 from batchdrain.importing.schedule import schedule_fields
 from batchdrain.settings import Settings
@@ -63,12 +64,22 @@ def import_(settings: Settings, file: Annotated[Path, typer.Argument(
     out.print(f"imported {counts.phases} phases ({counts.new_runs} new run(s))")
 
 
+# What ``runs`` forecasts with: the selection a drain with these flags would make.
+FORECAST_FIELDS = (*DB_FIELDS, "parallelism", "batch_size", "max_attempts", "skip_runs_with_queued",
+                   "include_parked", "run_id")
+
+
 @app.command()
-@with_settings(DB_FIELDS)
-def runs(settings: Settings) -> None:
-    """Phases per run and state."""
-    counts = open_db(settings).run_counts()
+@with_settings(FORECAST_FIELDS)
+def runs(settings: Settings, forecast: Annotated[bool, typer.Option(
+        help="Also estimate how long draining the backlog takes at --parallelism (walks the backlog once).")] = True,
+         ) -> None:
+    """Phases per run and state, and how long draining what a session would select takes."""
+    db = open_db(settings)
+    counts = db.run_counts()
     out.print(runs_table(counts) if counts else "no runs yet (batchdrain enqueue / batchdrain import)")
+    if counts and forecast:
+        out.print(plan_dry_run(db, settings).forecast.line(), soft_wrap=True)
 
 
 @app.command()
