@@ -131,7 +131,8 @@ def test_helm_lint_is_clean_with_defaults_and_every_option() -> None:
          ["CronJob", "Role", "RoleBinding", "ServiceAccount"]),
         (["--set", "persistence.existingClaim=my-logs"], ["CronJob", "Role", "RoleBinding", "ServiceAccount"]),
         (["--values", str(ALL_VALUES)],
-         ["CronJob", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]),
+         ["ConfigMap", "CronJob", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service",
+          "ServiceAccount"]),
     ],
     ids=["defaults", "no-rbac", "existing-sa", "fsspec-logs", "existing-claim", "all-values"],
 )
@@ -139,7 +140,8 @@ def test_template_renders(args: list[str], kinds: list[str]) -> None:
     docs = _template(*args)
     assert _kinds(docs) == kinds
     for doc in docs:
-        assert doc["metadata"]["namespace"] == NAMESPACE
+        # The dashboard goes where the Grafana sidecar watches (metrics.dashboard.namespace).
+        assert doc["metadata"]["namespace"] == ("monitoring" if doc["kind"] == "ConfigMap" else NAMESPACE)
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/part-of"] == "batchdrain"
@@ -432,3 +434,15 @@ def test_notes_show_the_ad_hoc_session_and_session_listing(tmp_path: Path) -> No
     notes = yaml.safe_load(result.stdout)["notes"]
     assert f"kubectl -n {NAMESPACE} create job --from=cronjob/nightly-batchdrain manual-1" in notes
     assert f"kubectl -n {NAMESPACE} get jobs -l batchdrain.io/session=" in notes
+
+
+def test_the_dashboard_ships_as_a_configmap_for_the_grafana_sidecar_only_when_enabled() -> None:
+    assert not [o for o in _template() if o["kind"] == "ConfigMap"]  # off by default
+    (configmap,) = [o for o in _template("--set", "metrics.dashboard.enabled=true") if o["kind"] == "ConfigMap"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == NAMESPACE
+    shipped = json.loads(configmap["data"]["batchdrain.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "batchdrain.json").read_text())
+    (elsewhere,) = [o for o in _template("--values", str(ALL_VALUES)) if o["kind"] == "ConfigMap"]
+    assert elsewhere["metadata"]["namespace"] == "monitoring"
+    assert elsewhere["metadata"]["annotations"] == {"grafana_folder": "Batch"}

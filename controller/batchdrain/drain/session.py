@@ -153,6 +153,7 @@ class DrainSession:
         """Plan, run the plan (adopting dead sessions' attempts first), report."""
         the_plan = make_plan(self.db, self.settings)
         before = self.db.run_counts()
+        self.metrics.set_run_counts(before)  # queue depth by run, for the dashboard
         self._begin()
         started = time.monotonic()
         with self._heartbeating():
@@ -267,7 +268,7 @@ class DrainSession:
                 wall_seconds: float) -> PendingReport:
         """The summary, from one pass over the attempts (which writes the rows file) and SQL."""
         after = self.db.run_counts()
-        self.metrics.set_phase_counts(after.values())
+        self.metrics.set_run_counts(after)
         files = ReportFiles(self.sink, self.session_id)
         expected = {"database_url": mask_url(self._phase_database_url()), "api_url": self.settings.api_url}
         skipped = skipped_rows(the_plan, self._not_claimed.keys)
