@@ -62,9 +62,11 @@ def declares_needs(phase: type[PhaseRow] | Any = PhaseRow) -> ColumnElement[bool
 
 def needs_met(phase: type[PhaseRow] | Any = PhaseRow) -> ColumnElement[bool]:
     """Every need of the phase (none, for most) is COMPLETE."""
-    return ~exists().where(NeedRow.run_id == phase.run_id, NeedRow.phase_id == phase.phase_id,
-                           _NEED.run_id == NeedRow.run_id, _NEED.phase_id == NeedRow.needs_phase_id,
-                           _NEED.state != PhaseState.COMPLETE.value)
+    unmet = (select(NeedRow.needs_phase_id)
+             .join(_NEED, and_(_NEED.run_id == NeedRow.run_id, _NEED.phase_id == NeedRow.needs_phase_id))
+             .where(NeedRow.run_id == phase.run_id, NeedRow.phase_id == phase.phase_id,
+                    _NEED.state != PhaseState.COMPLETE.value))
+    return ~unmet.exists()
 
 
 def needs_of_page(conn: Connection, first_id: int, last_id: int,
