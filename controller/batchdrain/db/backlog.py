@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, or_, select, update
+from sqlalchemy import Connection, exists, func, literal, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from batchdrain.db.durations import medians, phase_means
 from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.enqueue import IMPORT_BATCH, enqueue_stream
-from batchdrain.db.fairness import fair_heads, queued_filters, run_heads
+from batchdrain.db.fairness import fair_heads, not_attempted_by, queued_filters, run_heads
 from batchdrain.db.models import AttemptRow, PhaseRow, RunRow
 from batchdrain.db.needs import declares_needs, needs_met, needs_of_page
 from batchdrain.db.records import ImportCounts, NewPhase, PhaseStanding
@@ -68,10 +68,7 @@ def _phases_by_id(conn: Connection, ids: list[int], weights: Mapping[str, int]) 
 def candidate_scope(run_ids: list[str], exclude_session: str | None) -> list[ColumnElement[bool]]:
     scope: list[ColumnElement[bool]] = [PhaseRow.run_id.in_(run_ids)] if run_ids else []
     if exclude_session is not None:
-        # Probes ix_attempts_session_phase (migration 0004) once per candidate.
-        scope.append(~exists().where(
-            AttemptRow.session_id == exclude_session, AttemptRow.run_id == PhaseRow.run_id,
-            AttemptRow.phase_id == PhaseRow.phase_id))
+        scope += not_attempted_by(literal(exclude_session))
     return scope
 
 

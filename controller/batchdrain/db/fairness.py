@@ -53,11 +53,19 @@ def queued_filters(*, max_attempts: int, exclude_session: str | None) -> list[Co
         needs_met(),
     ]
     if exclude_session is not None:
-        # Probes ix_attempts_session_phase (migration 0004) once per candidate.
-        filters.append(~exists().where(
-            AttemptRow.session_id == bindparam("exclude_session", exclude_session),
-            AttemptRow.run_id == PhaseRow.run_id, AttemptRow.phase_id == PhaseRow.phase_id))
+        filters += not_attempted_by(bindparam("exclude_session", exclude_session))
     return filters
+
+
+def not_attempted_by(session: ColumnElement[str]) -> list[ColumnElement[bool]]:
+    """The phase has no attempt this session launched or adopted: a later page of a session
+    does not run again what it already ran (or finished for a dead session)."""
+    def probe(column: Any) -> ColumnElement[bool]:
+        return ~exists().where(column == session, AttemptRow.run_id == PhaseRow.run_id,
+                               AttemptRow.phase_id == PhaseRow.phase_id)
+
+    # ix_attempts_session_phase (migration 0004) and ix_attempts_adopted_by (0005), once per candidate.
+    return [probe(AttemptRow.session_id), probe(AttemptRow.adopted_by)]
 
 
 def runs_in_scope(conn: Connection, run_ids: list[str]) -> dict[str, int]:
