@@ -82,9 +82,11 @@ def settled_prefix(per_run: Mapping[str, Sequence[Q]], part_read: Iterable[str],
     if any(not per_run.get(run) for run in part_read):
         return []  # a run of which nothing was read may hold the very first phase
     ordered = keyed((p for phases in per_run.values() for p in phases), lambda run: weights.get(run, 1))
-    keys = {(key[2], key[3]): key for key, _ in ordered}
-    bounds = [keys[(run, per_run[run][-1].created_seq)] for run in part_read]
-    if not bounds:
+    if not part_read:
         return [phase for _, phase in ordered]
-    bound = min(bounds)
+    # Keys grow along a run: the last key seen of a run is that of its last phase read.
+    last: dict[str, FairKey] = {}
+    for key, phase in ordered:
+        last[phase.run_id] = key
+    bound = min(last[run] for run in part_read)
     return [phase for key, phase in ordered if key <= bound]

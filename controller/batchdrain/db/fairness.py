@@ -68,10 +68,17 @@ def not_attempted_by(session: ColumnElement[str]) -> list[ColumnElement[bool]]:
     return [probe(AttemptRow.session_id), probe(AttemptRow.adopted_by)]
 
 
-def runs_in_scope(conn: Connection, run_ids: list[str]) -> dict[str, int]:
-    """The runs a page may read from, and their weights; those with no candidate read as empty
-    at once (one index probe each), which is cheaper than finding them first."""
+def runs_to_read(conn: Connection, filters: Sequence[ColumnElement[bool]], run_ids: list[str]) -> dict[str, int]:
+    """The runs a page reads from, and their weights.
+
+    On SQLite the runs with a candidate, found by one EXISTS probe each (cheap there), so
+    that the shares of the page go to runs that fill them and one read settles it. On
+    Postgres every run in scope: the planner took the run's unique index for that probe
+    (0.7 s at 10^6 phases), while a run with no candidate costs its LATERAL read nothing.
+    """
     query = select(RunRow.run_id, RunRow.weight)
+    if conn.dialect.name != "postgresql":
+        query = query.where(exists().where(PhaseRow.run_id == RunRow.run_id, *filters))
     if run_ids:
         query = query.where(RunRow.run_id.in_(run_ids))
     return {row.run_id: max(1, row.weight) for row in conn.execute(query.order_by(RunRow.run_id))}
@@ -172,7 +179,7 @@ def _read_more(conn: Connection, wanted: dict[str, int], per_run: dict[str, list
 def fair_heads(conn: Connection, *, max_attempts: int, exclude_session: str | None, run_ids: list[str],
                limit: int) -> tuple[list[Head], dict[str, int]]:
     """The first ``limit`` queued candidates in fair order, and the weights of the runs read."""
-    weights = runs_in_scope(conn, run_ids)
+    weights = runs_to_read(conn, queued_filters(max_attempts=max_attempts, exclude_session=exclude_session), run_ids)
     if not weights or limit < 1:
         return [], weights
     total = sum(weights.values())
