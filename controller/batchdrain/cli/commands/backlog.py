@@ -72,7 +72,8 @@ FORECAST_FIELDS = (*DB_FIELDS, "parallelism", "batch_size", "max_attempts", "ski
 @app.command()
 @with_settings(FORECAST_FIELDS)
 def runs(settings: Settings, forecast: Annotated[bool, typer.Option(
-        help="Also estimate how long draining the backlog takes at --parallelism (walks the backlog once).")] = True,
+        help="Also estimate how long draining what a session would select takes at --parallelism "
+             "(walks the backlog once, as --dry-run does: seconds on 10^6 phases).")] = False,
          ) -> None:
     """Phases per run and state, and how long draining what a session would select takes."""
     db = open_db(settings)
