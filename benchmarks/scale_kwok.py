@@ -363,7 +363,9 @@ def measure(args: argparse.Namespace, db: str, namespace: str, work: Path) -> di
 
 
 def summarise(args: argparse.Namespace, result: dict[str, Any], check: LogCheck, rows: list[Any]) -> dict[str, Any]:
-    run, n = result["run"], args.phases
+    # Per Job: per attempt (one Job each), not per phase asked for: a session that halts
+    # early (a lost API) made fewer Jobs than --phases, and dividing by that flattered it.
+    run, n = result["run"], max(len(rows), 1)
     ends = [row.finished_at.timestamp() for row in rows if row.finished_at is not None]
     rate, lo, hi = sustained_rate(ends)
     plane_cpu = sum(result["cpu"][name] for name in CONTROL_PLANE)
@@ -371,7 +373,7 @@ def summarise(args: argparse.Namespace, result: dict[str, Any], check: LogCheck,
     succeeded = sum(row.failure_class == "succeeded" for row in rows)
     rss = [s.rss_mb for s in run["samples"]]
     return {
-        "phases": n, "parallelism": args.parallelism, "job_create_rate": args.job_create_rate,
+        "phases": args.phases, "parallelism": args.parallelism, "job_create_rate": args.job_create_rate,
         "fake_nodes": result["fake_nodes"], "exit": run["exit"], "wall_s": round(run["wall"], 1),
         "attempts": check.attempts, "succeeded": succeeded,
         "classes": dict(Counter(str(row.failure_class) for row in rows)),

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from batchdrain.bounds import seconds_problem
+
 # What Kubernetes accepts, checked at enqueue time so a bad spec is refused at the door
 # instead of failing every attempt later.
 _IMAGE_REF = re.compile(
@@ -140,10 +142,9 @@ def _check_timeout(data: dict[str, Any]) -> str | None:
     timeout = _timeout_of(data)
     if timeout is None:
         return None
-    # bool is an int to Python, never a number of seconds to a person.
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        return f"timeout must be a positive number of seconds, got {timeout!r}"
-    return None
+    # bool is an int to Python, never a number of seconds to a person (seconds_problem says so).
+    problem = seconds_problem(timeout)
+    return f"timeout {problem}" if problem else None
 
 
 def _check_image(data: dict[str, Any]) -> str | None:

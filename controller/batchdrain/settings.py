@@ -1,17 +1,26 @@
 """All configuration, from ``BATCHDRAIN_*`` environment variables, overridden by CLI flags.
 
 One flat model on purpose: the CLI derives one ``--flag`` per field from it, so an
-option cannot exist as an env var and be missing as a flag (or the reverse).
+option cannot exist as an env var and be missing as a flag (or the reverse). Every
+number is bounded by what it feeds (``bounds``): no ``inf``, no ``nan``, nothing that
+overflows a wait, a Kubernetes field or a database column.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from batchdrain.bounds import INT32_MAX, INT64_MAX, MAX_PORT, MAX_SECONDS
+
 ExecutorName = Literal["auto", "local", "kubernetes"]
+# Jobs per second: the limiter sleeps 1/rate between creations, which must be a wait
+# Python can make (``bounds.MAX_SECONDS``). Any finite rate above is fine (1e9: no wait).
+MIN_RATE = 1 / MAX_SECONDS
 
 
 class Settings(BaseSettings):
@@ -34,52 +43,63 @@ class Settings(BaseSettings):
     run_id: list[str] = Field(
         default_factory=list, description="Only drain these runs (repeatable)."
     )
-    batch_size: int | None = Field(None, ge=1, description="Most phases started per session.")
-    max_attempts: int = Field(3, ge=1, description="Most attempts per phase, over all sessions.")
-    parallelism: int = Field(4, ge=1, description="Most phases running at once.")
+    batch_size: int | None = Field(None, ge=1, le=INT64_MAX, description="Most phases started per session.")
+    max_attempts: int = Field(3, ge=1, le=INT32_MAX, description="Most attempts per phase, over all sessions.")
+    parallelism: int = Field(4, ge=1, le=INT32_MAX, description="Most phases running at once.")
     skip_runs_with_queued: bool = Field(
         True, description="Do not retry FAILED phases of a run that still has QUEUED phases."
     )
     include_parked: bool = Field(False, description="Also select phases parked as SKIPPED.")
     park_after: int = Field(
-        3, ge=2, description="Park a phase after this many identical non-transient failures."
+        3, ge=2, le=INT32_MAX, description="Park a phase after this many identical non-transient failures."
     )
     # Retry backoff (README "Retry backoff"): a failed phase waits
     # retry_delay * factor^(attempts-1), capped, before it is a candidate again.
     retry_delay_seconds: float = Field(
-        60.0, ge=0, le=86400 * 30,
+        60.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
         description="Wait after a phase's first failed attempt before retrying it (0: at once).",
     )
     retry_backoff_factor: float = Field(
-        2.0, ge=1, le=100, description="Each further failed attempt multiplies the wait by this."
+        2.0, ge=1, le=100, allow_inf_nan=False,
+        description="Each further failed attempt multiplies the wait by this."
     )
     retry_delay_max_seconds: float = Field(
-        3600.0, ge=0, le=86400 * 30, description="The longest wait between attempts of a phase."
+        3600.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="The longest wait between attempts of a phase."
     )
     transient_retry_delay_seconds: float | None = Field(
-        None, ge=0, le=86400 * 30,
+        None, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
         description="Flat wait after a transient failure (evicted, node_lost, pod_deleted, "
                     "controller_interrupted, api_error); unset: the same backoff as other failures.",
     )
 
     # -- execution
     default_image: str = Field("python:3.11-slim", description="Image when a phase names none.")
-    default_timeout_seconds: float = Field(3600.0, gt=0, description="Timeout when none given.")
+    default_timeout_seconds: float = Field(
+        3600.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Timeout when none given."
+    )
     term_grace_seconds: float = Field(
-        20.0, ge=0, description="After SIGTERM, how long to keep collecting running phases."
+        20.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="After SIGTERM, how long to keep collecting running phases."
     )
     lease_seconds: float = Field(
-        120.0, gt=1, description="A claimed phase's lease; renewed while its session lives."
+        120.0, gt=1, le=MAX_SECONDS, allow_inf_nan=False,
+        description="A claimed phase's lease; renewed while its session lives."
     )
     instant_threshold_seconds: float = Field(
-        0.5, ge=0, description="Attempts faster than this without an explaining class are flagged."
+        0.5, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Attempts faster than this without an explaining class are flagged."
     )
     retry_attempts: int = Field(
-        6, ge=1, description="Bounded retries for transient API server and database errors."
+        6, ge=1, le=INT32_MAX, description="Bounded retries for transient API server and database errors."
     )
-    retry_max_seconds: float = Field(30.0, gt=0, description="Give up retrying after this long.")
+    retry_max_seconds: float = Field(
+        30.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Give up retrying after this long."
+    )
     log_write_retry_seconds: float = Field(
-        300.0, ge=0,
+        300.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
         description="How long a log write waits for space on a full log store (ENOSPC) before "
                     "the log is marked incomplete and the session stops.",
     )
@@ -117,21 +137,26 @@ class Settings(BaseSettings):
     )
     database_url_secret_key: str = Field("database-url", description="Key inside that Secret.")
     job_ttl_seconds: int = Field(
-        3600, ge=0, description="ttlSecondsAfterFinished backstop; the controller deletes first."
+        3600, ge=0, le=INT32_MAX, description="ttlSecondsAfterFinished backstop; the controller deletes first."
     )
-    job_create_rate: float = Field(10.0, gt=0, description="Most Jobs created per second.")
+    job_create_rate: float = Field(
+        10.0, ge=MIN_RATE, allow_inf_nan=False,
+        description="Most Jobs created per second."
+    )
     phase_termination_grace_seconds: int = Field(
         30, ge=0, le=600,
         description="terminationGracePeriodSeconds of phase pods: SIGTERM to SIGKILL when a deadline "
                     "or a deletion stops a phase (a phase run as PID 1 without a handler ignores SIGTERM).",
     )
     scheduling_timeout_seconds: float = Field(
-        120.0, gt=0, description="Pending unscheduled past this is classed unschedulable."
+        120.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Pending unscheduled past this is classed unschedulable."
     )
     start_timeout_seconds: float = Field(
-        300.0, gt=0, description="Scheduled but not started past this is a failure."
+        300.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Scheduled but not started past this is a failure."
     )
-    metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus here.")
+    metrics_port: int | None = Field(None, ge=1, le=MAX_PORT, description="Serve Prometheus here.")
 
     @field_validator("run_id")
     @classmethod
@@ -150,3 +175,33 @@ class Settings(BaseSettings):
             "session_id": self.env_session_id,
             "attempt": self.env_attempt,
         }
+
+
+ENV_PREFIX = "BATCHDRAIN_"
+# Variables of our prefix that are not settings: the identity given to phases (default
+# names) and the switches of the project's own tests and tooling.
+NOT_SETTINGS = frozenset({"BATCHDRAIN_PHASE_ID", "BATCHDRAIN_SESSION_ID", "BATCHDRAIN_ATTEMPT", "BATCHDRAIN_DEBUG",
+                          "BATCHDRAIN_CACHE", "BATCHDRAIN_TOOLS_DIR", "BATCHDRAIN_CLUSTER_STATE"})
+NOT_SETTINGS_PREFIXES = ("BATCHDRAIN_TEST_", "BATCHDRAIN_E2E_", "BATCHDRAIN_FAULTS_")
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``BATCHDRAIN_*`` variable that is no setting (pydantic-settings
+    ignores them silently: a typo would drain with the default), naming the closest one."""
+    known = {env_name(name) for name in Settings.model_fields}
+    warnings = []
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS \
+                or upper.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        # Compared without the prefix they all share, which would make any name look close.
+        names = sorted(name.upper() for name in Settings.model_fields)
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.6)
+        hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "no setting has a name close to it"
+        warnings.append(f"unknown environment variable {key} ignored ({hint})")
+    return warnings

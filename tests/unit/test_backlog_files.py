@@ -13,6 +13,7 @@ from batchdrain.db import NewPhase
 from batchdrain.domain import PhaseSpec
 from batchdrain.importing import BacklogFile, BacklogFormat, BadBacklogFile, format_of
 from batchdrain.importing.json_rows import json_rows, jsonl_rows
+from batchdrain.importing.values import Written
 from batchdrain.importing.yaml_rows import yaml_rows
 
 PATH = Path("backlog")
@@ -36,8 +37,23 @@ class CountingStream(io.StringIO):
         return data
 
 
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def typed(value):
+    """A row as the plain parsers type it: each ``Written`` scalar made the value of its kind."""
+    if isinstance(value, Written):
+        tag = f"tag:yaml.org,2002:{value.kind}"
+        return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, str(value)))
+    if isinstance(value, dict):
+        return {typed(k): typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return value
+
+
 def data_of(rows):
-    return [r.data for r in rows]
+    return [typed(r.data) for r in rows]
 
 
 # -- JSON ----------------------------------------------------------------------------
@@ -146,7 +162,7 @@ def test_multi_document_yaml_numbers_rows_across_documents_and_keeps_anchors_per
     rows = list(yaml_rows(io.StringIO(text), PATH))
     assert [(r.row, r.line, r.data["run_id"], r.data["phase_id"]) for r in rows] == [
         (1, 1, "r", "a"), (2, 5, "r", "b"), (3, 6, "r", "c"), (4, 8, "s", "a")]
-    assert rows[2].data["timeout"] == 5
+    assert typed(rows[2].data["timeout"]) == 5
     with pytest.raises(BadBacklogFile, match="not valid YAML"):
         list(yaml_rows(io.StringIO(text.replace("- {run_id: s, phase_id: a", "- {<<: *base")), PATH))
 
@@ -236,8 +252,6 @@ YAML_CORPUS = """\
   1: int key
   1.5: float key
   true: bool key
-  dup: first
-  dup: last
 - &base {run_id: r, phase_id: a, command: [x], env: &env {A: "1"}}
 - {<<: *base, phase_id: b}
 - {run_id: r, phase_id: c, command: [x], env: *env}
@@ -265,11 +279,11 @@ def test_yaml_rows_equal_what_safe_load_makes_of_the_same_text(monkeypatch, liby
     monkeypatch.setattr(yaml, "__with_libyaml__", libyaml and yaml.__with_libyaml__)
     expected = yaml.safe_load(YAML_CORPUS)
     rows = list(yaml_rows(io.StringIO(YAML_CORPUS), PATH))
-    assert _comparable([r.data for r in rows]) == _comparable(expected)
-    assert [r.line for r in rows] == [1, 2, 17, 18, 19, 20, 21, 23, 24, 25, 26, 28, 29, 30]
+    assert _comparable(data_of(rows)) == _comparable(expected)
+    assert [r.line for r in rows] == [1, 2, 15, 16, 17, 18, 19, 21, 22, 23, 24, 26, 27, 28]
     # across documents, too (anchors are per document, as in safe_load_all)
     doubled = YAML_CORPUS + "---\n" + YAML_CORPUS.replace("&base", "&base2").replace("*base", "*base2")
-    assert _comparable([r.data for r in yaml_rows(io.StringIO(doubled), PATH)]) == _comparable(
+    assert _comparable(data_of(yaml_rows(io.StringIO(doubled), PATH))) == _comparable(
         [row for doc in yaml.safe_load_all(doubled) for row in doc])
 
 

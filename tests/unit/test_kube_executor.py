@@ -20,12 +20,13 @@ import pytest
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, PhaseSpec
 from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
 from batchdrain.executors.kubernetes import KubernetesExecutor, pacing
+from batchdrain.executors.kubernetes import logs as logs_module
 from batchdrain.executors.kubernetes.cursor import LineCursor
 from batchdrain.executors.kubernetes.logs import KubeletErrorBody, StoredLog
 from batchdrain.executors.kubernetes.pacing import Backoff, RateLimiter
 from batchdrain.identity import Identity
 from batchdrain.jobspec import JobSpecBuilder
-from batchdrain.kube import Forbidden, Invalid, RetryingKubeApi, Unreachable
+from batchdrain.kube import Forbidden, Invalid, KubeError, RetryingKubeApi, Unreachable
 from batchdrain.logstore import FileLogSink, LogWriter, legacy_log_key
 from batchdrain.settings import Settings
 from tests.unit.fake_kube import (
@@ -535,6 +536,30 @@ def test_log_stream_dropped_mid_line_resumes_without_gaps_or_repeats(harness: Ca
     assert any(r["since"] for r in h.fake.log_requests)  # resumed from a timestamp
 
 
+def test_log_opens_the_kubelet_refuses_while_the_pod_runs_are_asked_again(
+    harness: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bug (a containerd restart under a running phase): the kubelet answered the reopen
+    with a 400 "rpc error: ... server is not initialized yet", the pump gave up and the
+    rest of the log was never read, while the attempt was recorded as succeeded."""
+    monkeypatch.setattr(logs_module, "resume_pause", lambda _failures: 0.01)
+    gate = threading.Event()
+    lines = [f"line {i:02d}\n".encode() for i in range(12)]
+    h = harness(script(Schedule(), Start(), *[Out(line) for line in lines[:6]], Gate(gate),
+                       *[Out(line) for line in lines[6:]], Exit(0)), split=False)
+    ex = h.executor()
+    h.fake.drop_log(launch_name(), after_bytes=30)
+    refusal = KubeError("rpc error: code = Unknown desc = server is not initialized yet", status=400,
+                        reason="BadRequest")
+    h.fake.inject("stream_pod_log", refusal, times=3)
+    worker, box = h.start(ex, launch())
+    assert wait_for(lambda: len(h.fake.log_requests) >= 2)
+    gate.set()
+    worker.join(10)
+    assert box and box[0].succeeded, box
+    assert logs(box[0])["combined"] == b"".join(lines)
+
+
 def test_split_log_dropped_mid_line_is_read_again_and_goes_on_after_the_stored_bytes(
     harness: Callable[..., Harness],
 ) -> None:
@@ -888,6 +913,9 @@ def test_the_job_tells_its_story_in_events(harness: Callable[..., Harness]) -> N
                                                                                 " for containerd://4e0f"),
     ([b'failed to try resolving symlinks in path "/var/log/pods/x/0.log": lstat: no such file'], b"",
      'failed to try resolving symlinks in path "/var/log/pods/x/0.log": lstat: no such file'),
+    # a restarting container runtime's gRPC error, which the kubelet sends the same way
+    ([b"rpc error: code = Unknown desc = server is not initialized yet"], b"",
+     "rpc error: code = Unknown desc = server is not initialized yet"),
     # output that only begins like it, or goes on after it, is the phase's own
     ([b"unable to", b" reach the db\nretrying\n"], b"unable to reach the db\nretrying\n", None),
     ([b"unable to retrieve container logs for x\n", b"and more output\n"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import types
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Union, get_args, get_origin
@@ -18,7 +19,7 @@ import typer
 from pydantic import ValidationError
 
 from batchdrain.domain import BadInput
-from batchdrain.settings import Settings
+from batchdrain.settings import Settings, env_name, unknown_env
 
 # The settings a command needs to open the database, and also the log store.
 DB_FIELDS = ("database_url", "retry_attempts", "retry_max_seconds")
@@ -47,7 +48,7 @@ def _settings_parameters(fields: Sequence[str] | None) -> list[inspect.Parameter
             continue
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if info.annotation is bool else [flag]
-        env = f"BATCHDRAIN_{name.upper()}"
+        env = env_name(name)
         option = typer.Option(None, *decls, help=f"{info.description} [env: {env}]", show_default=False,
                               rich_help_panel="Settings")
         annotation = bool | None if info.annotation is bool else _cli_type(info.annotation)
@@ -78,12 +79,18 @@ def _parse_override(name: str, value: Any) -> Any:
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
+    for warning in unknown_env(os.environ):
+        typer.echo(f"batchdrain: warning: {warning}", err=True)
     try:
         return Settings(**{k: _parse_override(k, v) for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise BadInput(f"invalid setting {where}: {first['msg']}") from exc
+        field = str(first["loc"][0]) if first["loc"] else ""
+        named = f" (--{field.replace('_', '-')} or {env_name(field)})" if field in Settings.model_fields else ""
+        given = first.get("input")
+        got = f", got {given!r}" if isinstance(given, str | int | float) and not isinstance(given, bool) else ""
+        raise BadInput(f"invalid setting {where}{named}: {first['msg']}{got}") from exc
 
 
 def with_settings(fields: Sequence[str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -14,7 +14,9 @@ from batchdrain.db import Database
 from batchdrain.domain import BadInput
 from batchdrain.executors.base import Executor
 from batchdrain.executors.local import LocalExecutor
+from batchdrain.executors.resources import capacity_problem, current_limits
 from batchdrain.kube import KubeApi, KubeError
+from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
 from batchdrain.preflight import Check, check_api_url, check_cluster, check_database
 from batchdrain.settings import Settings
@@ -30,6 +32,37 @@ def open_db(settings: Settings, *, migrate: bool = True) -> Database:
     if migrate:
         db.ensure_schema(auto_upgrade=False)
     return db
+
+
+# (module, extra of batchdrain that installs it): the fsspec backend of a log store's scheme.
+STORE_EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3")}
+
+
+def open_store(settings: Settings) -> LogSink:
+    """The log store, or one line naming what to install when its backend is missing."""
+    try:
+        return open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
+    except ImportError as exc:
+        scheme = settings.log_store.partition("://")[0]
+        module, extra = STORE_EXTRAS.get(scheme, (exc.name or f"the fsspec backend for {scheme}://", None))
+        fix = f"pip install 'batchdrain[{extra}]'" if extra else f"install {module}"
+        raise BadInput(f"log store {settings.log_store}: {module} is not installed: {fix} "
+                       "(--log-store or BATCHDRAIN_LOG_STORE)") from exc
+
+
+def check_capacity(settings: Settings, executor: str) -> None:
+    """``--parallelism`` against the open-file and process limits (``executors.resources``)."""
+    problem = capacity_problem(settings.parallelism, executor=executor, limits=current_limits())
+    if problem:
+        raise BadInput(problem)
+
+
+def serve_metrics(metrics: Metrics, port: int) -> None:
+    try:
+        metrics.serve(port)
+    except OSError as exc:
+        raise BadInput(f"cannot serve metrics on port {port}: {exc.strerror or exc} "
+                       "(--metrics-port or BATCHDRAIN_METRICS_PORT)") from exc
 
 
 def kube_config_present(settings: Settings) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Engine
@@ -84,6 +85,14 @@ class Database:
 
     def dispose(self) -> None:
         self._engine.dispose()
+
+    def retry_budget(self, seconds: float) -> AbstractContextManager[None]:
+        """This thread's calls in the block wait up to ``seconds`` for a lost server (see ``engine``)."""
+        return self._engine.retry_budget(seconds)
+
+    def silences(self) -> list[str]:
+        """One line per connection shut down because its server went silent (``watchdog``)."""
+        return [s.line() for s in self._engine.watchdog.silences()]
 
     # -- schema ---------------------------------------------------------------------
     def upgrade(self) -> str:
@@ -152,6 +161,10 @@ class Database:
     def end_session(self, session_id: str, *, status: str, counts: dict[str, Any],
                     report: dict[str, Any] | None, error: str | None = None) -> None:
         self._sessions.end(session_id, status=status, counts=counts, report=report, error=error)
+
+    def close_abandoned(self, session_id: str, *, by: str, why: str) -> bool:
+        """Close a dead session's row left ``running`` (no open attempt without an adopter)."""
+        return self._sessions.close_abandoned(session_id, by=by, why=why)
 
     def sessions(self, limit: int = 50) -> list[SessionRecord]:
         """The latest sessions, without their reports (``report`` is None)."""

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 from sqlalchemy import Connection, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, aware
@@ -25,21 +27,19 @@ from batchdrain.db.models import PhaseRow, RunRow
 from batchdrain.db.needs import Declared, check_needs, insert_needs
 from batchdrain.db.records import ImportCounts, NewPhase
 from batchdrain.domain import BadInput, PhaseState, utcnow
+from batchdrain.phase_limits import host_arg_max, phase_problem
 
-MAX_ID = 255
 # Rows per INSERT: large enough that the per-statement cost vanishes, small enough
 # that a batch (its dicts and the lookup of its keys) stays a few MB, and under
 # SQLite's 32,766 bound parameters for the two-column key lookup.
 IMPORT_BATCH = 5000
 
 
-def check_ids(row: int, phase: NewPhase) -> None:
-    """What can be refused without the database: empty or long ids."""
-    for label, value in (("run id", phase.run_id), ("phase id", phase.phase_id)):
-        if not value or not value.strip():
-            raise BadInput(f"row {row}: {label} is empty")
-        if len(value) > MAX_ID:
-            raise BadInput(f"row {row}: {label} is {len(value)} chars, at most {MAX_ID}")
+def check_phase(row: int, phase: NewPhase, *, arg_max: int) -> None:
+    """What can be refused without the database (``phase_limits``): ids, text, sizes."""
+    problem = phase_problem(phase.run_id, phase.phase_id, spec=phase.spec, arg_max=arg_max)
+    if problem:
+        raise BadInput(f"row {row}: {problem}")
 
 
 def batches(phases: Iterable[NewPhase], size: int) -> Iterator[tuple[int, list[NewPhase]]]:
@@ -51,10 +51,10 @@ def batches(phases: Iterable[NewPhase], size: int) -> Iterator[tuple[int, list[N
         first += len(chunk)
 
 
-def _refuse_within(first_row: int, chunk: list[NewPhase]) -> None:
+def _refuse_within(first_row: int, chunk: list[NewPhase], *, arg_max: int) -> None:
     seen: dict[tuple[str, str], int] = {}
     for row, phase in enumerate(chunk, start=first_row):
-        check_ids(row, phase)
+        check_phase(row, phase, arg_max=arg_max)
         key = (phase.run_id, phase.phase_id)
         if key in seen:
             raise BadInput(f"row {row}: duplicate of row {seen[key]} (run {key[0]!r}, phase {key[1]!r})")
@@ -65,7 +65,11 @@ def _insert_runs(conn: Connection, run_ids: set[str], now: dt.datetime) -> int:
     existing = set(conn.scalars(select(RunRow.run_id).where(RunRow.run_id.in_(run_ids))))
     new = sorted(run_ids - existing)
     if new:
-        conn.execute(insert(RunRow), [{"run_id": run_id, "created_at": now} for run_id in new])
+        # Another import may create the same run meanwhile (two enqueues into one new run
+        # at once): that is no duplicate phase, so a run already there is skipped.
+        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(dialect_insert(RunRow).on_conflict_do_nothing(index_elements=["run_id"]),
+                     [{"run_id": run_id, "created_at": now} for run_id in new])
     return len(new)
 
 
@@ -139,12 +143,13 @@ def enqueue_stream(engine: DatabaseEngine, open_rows: Callable[[], Iterable[NewP
 
     def run() -> ImportCounts:
         now = utcnow()
+        arg_max = host_arg_max()
         phases = new_runs = 0
         given_weights: dict[str, tuple[int, int]] = {}
         declared: Declared = {}
         with engine.core() as conn:
             for first_row, chunk in batches(open_rows(), batch):
-                _refuse_within(first_row, chunk)
+                _refuse_within(first_row, chunk, arg_max=arg_max)
                 new_runs += _insert_runs(conn, {p.run_id for p in chunk}, now)
                 _set_weights(conn, _run_weights(first_row, chunk, given_weights))
                 _insert_phases(conn, first_row, chunk, now)

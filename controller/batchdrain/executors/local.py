@@ -3,11 +3,13 @@
 It is the embedded default for a first run without a cluster, and the reference for
 what the Kubernetes executor must record. stdout and stderr are copied chunk by chunk
 into the ``LogSink`` by two threads per attempt, so output is durable as soon as it is
-printed and memory stays flat whatever the phase prints.
+printed and memory stays flat whatever the phase prints. Running out of descriptors or
+processes while starting one is the controller's failure (``resources.exhausted``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -21,6 +23,7 @@ from typing import Any
 from batchdrain.classify import classify_process_exit, first_error_line
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, utcnow
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
+from batchdrain.executors.resources import exhausted
 from batchdrain.identity import identity_header
 from batchdrain.logstore import CHUNK, LogSink, LogWriter, log_key
 
@@ -108,13 +111,17 @@ class LocalExecutor:
     def _open_logs(self, launch: AttemptLaunch, *, resume: bool) -> dict[str, LogWriter]:
         assert self._sink is not None, "begin() must be called first"
         ident = launch.identity
-        return {
-            stream: self._sink.open(
-                log_key(ident.session_id, ident.run_id, ident.phase_id, ident.attempt, stream),
-                stream=stream, resume=resume,
-            )
-            for stream in ("stdout", "stderr")
-        }
+        writers: dict[str, LogWriter] = {}
+        try:
+            for stream in ("stdout", "stderr"):
+                writers[stream] = self._sink.open(
+                    log_key(ident.session_id, ident.run_id, ident.phase_id, ident.attempt, stream),
+                    stream=stream, resume=resume)
+        except BaseException:
+            for writer in writers.values():  # the one opened is not left open behind the error
+                writer.close()
+            raise
+        return writers
 
     def execute(self, launch: AttemptLaunch, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         created = utcnow()
@@ -127,53 +134,17 @@ class LocalExecutor:
         for writer in writers.values():
             writer.write(header)
 
-        env = {**self._base_env, **dict(launch.env)}
         t0 = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                list(launch.command), env=env, cwd=self._cwd, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            )
-        except (OSError, ValueError) as err:
-            reason = f"{getattr(err, 'strerror', None) or err}: {launch.command[0]!r}"
-            for writer in writers.values():
-                writer.write(f"[batchdrain] launch failed: {reason}\n".encode())
-            pointers = [w.close() for w in writers.values()]
-            cls, message, code, code_reason = classify_process_exit(
-                None, timed_out=False, timeout_seconds=launch.timeout_seconds, interrupted=False,
-                launch_error=reason, error_line=None)
-            return AttemptResult(
-                failure_class=cls, message=message, exit_code=code, exit_code_reason=code_reason,
-                created_at=created, started_at=None, finished_at=utcnow(), container_seconds=None,
-                total_seconds=time.monotonic() - t0, logs=pointers, log_mode=LogMode.SPLIT,
-                node=self._host, image="(host)")
-
+        spawned = self._spawn(launch, writers, created=created, t0=t0)
+        if isinstance(spawned, AttemptResult):
+            return spawned
+        proc = spawned
         started = utcnow()
         on_update(AttemptProgress(started_at=started, node=self._host, pid=proc.pid, host=self._host))
-        assert proc.stdout is not None and proc.stderr is not None
-        pumps = {
-            "stdout": _Pump(proc.stdout.fileno(), writers["stdout"]),
-            "stderr": _Pump(proc.stderr.fileno(), writers["stderr"]),
-        }
-        for pump in pumps.values():
-            pump.start()
-
-        timed_out = interrupted = False
-        deadline = t0 + launch.timeout_seconds
-        while proc.poll() is None:
-            now = time.monotonic()
-            if stop.stopping and stop.expired():
-                interrupted = True
-                self._kill_group(proc)
-            elif now >= deadline:
-                timed_out = True
-                self._kill_group(proc)
-            else:
-                wake = min(deadline, stop.deadline or deadline, now + 0.5)
-                try:
-                    proc.wait(timeout=max(POLL_SECONDS, wake - now))
-                except subprocess.TimeoutExpired:
-                    continue
+        pumps = self._start_pumps(proc, writers)
+        if isinstance(pumps, str):
+            return self._not_started(writers, pumps, created=created, t0=t0)
+        timed_out, interrupted = self._wait(proc, launch, stop=stop, t0=t0)
         returncode = proc.returncode
         finished = utcnow()
         container_seconds = time.monotonic() - t0
@@ -195,6 +166,89 @@ class LocalExecutor:
             first_error_line=error_line, logs=pointers, log_mode=LogMode.SPLIT,
             node=self._host, image="(host)", raw_status={"pid": proc.pid, "host": self._host,
                                                         "returncode": returncode})
+
+    def _spawn(self, launch: AttemptLaunch, writers: dict[str, LogWriter], *, created: dt.datetime,
+               t0: float) -> subprocess.Popen[bytes] | AttemptResult:
+        """The phase's process, or the result of an attempt that could not start."""
+        env = {**self._base_env, **dict(launch.env)}
+        try:
+            return subprocess.Popen(
+                list(launch.command), env=env, cwd=self._cwd, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except (OSError, ValueError) as err:
+            halt = exhausted(err)
+            if halt:
+                return self._not_started(writers, halt, created=created, t0=t0)
+            reason = f"{getattr(err, 'strerror', None) or err}: {launch.command[0]!r}"
+            for writer in writers.values():
+                writer.write(f"[batchdrain] launch failed: {reason}\n".encode())
+            pointers = [w.close() for w in writers.values()]
+            cls, message, code, code_reason = classify_process_exit(
+                None, timed_out=False, timeout_seconds=launch.timeout_seconds, interrupted=False,
+                launch_error=reason, error_line=None)
+            return AttemptResult(
+                failure_class=cls, message=message, exit_code=code, exit_code_reason=code_reason,
+                created_at=created, started_at=None, finished_at=utcnow(), container_seconds=None,
+                total_seconds=time.monotonic() - t0, logs=pointers, log_mode=LogMode.SPLIT,
+                node=self._host, image="(host)")
+
+    def _start_pumps(self, proc: subprocess.Popen[bytes],
+                     writers: dict[str, LogWriter]) -> dict[str, _Pump] | str:
+        """The two pump threads; or, when no thread can start, the phase stopped and why."""
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = {
+            "stdout": _Pump(proc.stdout.fileno(), writers["stdout"]),
+            "stderr": _Pump(proc.stderr.fileno(), writers["stderr"]),
+        }
+        try:
+            for pump in pumps.values():
+                pump.start()
+        except RuntimeError as err:
+            halt = exhausted(err)
+            if not halt:
+                raise
+            # Without its pumps the phase would block on a full pipe: stop it, uncharged.
+            self._kill_group(proc)
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+            return halt
+        return pumps
+
+    def _wait(self, proc: subprocess.Popen[bytes], launch: AttemptLaunch, *, stop: StopSignal,
+              t0: float) -> tuple[bool, bool]:
+        """Wait for the process within its timeout and the stop signal: (timed out, interrupted)."""
+        timed_out = interrupted = False
+        deadline = t0 + launch.timeout_seconds
+        while proc.poll() is None:
+            now = time.monotonic()
+            if stop.stopping and stop.expired():
+                interrupted = True
+                self._kill_group(proc)
+            elif now >= deadline:
+                timed_out = True
+                self._kill_group(proc)
+            else:
+                wake = min(deadline, stop.deadline or deadline, now + 0.5)
+                try:
+                    proc.wait(timeout=max(POLL_SECONDS, wake - now))
+                except subprocess.TimeoutExpired:
+                    continue
+        return timed_out, interrupted
+
+    def _not_started(self, writers: dict[str, LogWriter], halt: str, *, created: dt.datetime,
+                     t0: float) -> AttemptResult:
+        """The controller ran out of a resource before the phase could run: the attempt is
+        the controller's failure (not charged, the session halts), never a ``launch_error``."""
+        for writer in writers.values():
+            writer.write(f"[batchdrain] not started: {halt}\n".encode())
+        pointers = [w.close() for w in writers.values()]
+        return AttemptResult(
+            failure_class=FailureClass.CONTROLLER_INTERRUPTED, message=halt, exit_code=None,
+            exit_code_reason="the controller could not start the process", created_at=created,
+            finished_at=utcnow(), total_seconds=time.monotonic() - t0, logs=pointers, log_mode=LogMode.SPLIT,
+            node=self._host, image="(host)", halt=halt, charged=False)
 
     def _drain_pumps(self, proc: subprocess.Popen[bytes], pumps: dict[str, _Pump],
                      notes: list[str]) -> None:

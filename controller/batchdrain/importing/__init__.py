@@ -7,7 +7,9 @@ format follows the file name: ``.json``, ``.jsonl``/``.ndjson``, and YAML for th
 rest (YAML reads JSON too: every file was read as YAML before, which is why a ``.json``
 file that is not JSON from its start is still read as YAML).
 Errors are ``BadBacklogFile`` lines naming the file, the line where it is known, and
-the row.
+the row. Values are taken exactly as written (``values``: YAML's ``007`` stays ``007``);
+duplicate keys, alias bombs and rows past 16 MiB are refused (``yaml_guards``, and the
+JSON decoder's hooks in ``json_rows``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The readers (``json_rows``, ``yaml_rows``) yield ``RawRow`` values in file order;
 ``to_phase`` is the one place that decides whether a row is a phase, so every format
-refuses the same rows with the same words.
+refuses the same rows with the same words; its values are taken as written
+(``values.clean_row``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
 from batchdrain.importing.schedule import schedule_fields
+from batchdrain.importing.values import clean_row, describe
 
 REQUIRED = ("run_id", "phase_id", "command")
 
@@ -42,13 +44,14 @@ def to_phase(path: Path, raw: RawRow) -> NewPhase:
     data = raw.data
     if not isinstance(data, dict):
         raise BadBacklogFile(
-            f"{where(path, raw.line)}: row {raw.row}: expected a mapping, got {type(data).__name__}")
-    missing = [k for k in REQUIRED if data.get(k) in (None, "")]
-    if missing:
-        raise BadBacklogFile(f"{where(path, raw.line)}: row {raw.row}: missing {', '.join(missing)}")
+            f"{where(path, raw.line)}: row {raw.row}: expected a mapping, got {describe(data)}")
     try:
+        data = clean_row(data)
+        missing = [k for k in REQUIRED if data.get(k) in (None, "")]
+        if missing:
+            raise BadInput(f"missing {', '.join(missing)}")
         spec = PhaseSpec.from_json(data)
         schedule = schedule_fields(data)
     except BadInput as exc:
         raise BadBacklogFile(f"{where(path, raw.line)}: row {raw.row}: {exc}") from exc
-    return NewPhase(str(data["run_id"]), str(data["phase_id"]), spec, **schedule)
+    return NewPhase(data["run_id"], data["phase_id"], spec, **schedule)

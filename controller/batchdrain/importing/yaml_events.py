@@ -7,17 +7,17 @@ from the events directly and resolves each scalar exactly as ``safe_load`` does
 (``Resolver.resolve``, then ``SafeConstructor``'s own constructor for its tag). A row
 with anything more (an anchor, an alias, a ``<<`` merge, an explicit collection tag,
 a key that is not a scalar) is handed to the composer instead: the events already
-read are replayed to it, so that row is read exactly as ``safe_load`` reads it.
+read are replayed to it, so that row is read exactly as ``safe_load`` reads it, but
+for the guards both paths share (``yaml_guards``): typed scalars come back as the text
+written, duplicate keys and alias bombs are refused.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, TextIO
+from typing import Any
 
 import yaml
-from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
 from yaml.events import (
     Event,
     MappingEndEvent,
@@ -27,7 +27,12 @@ from yaml.events import (
     SequenceStartEvent,
 )
 from yaml.nodes import ScalarNode
+from yaml.parser import Parser
+from yaml.reader import Reader
 from yaml.resolver import Resolver
+from yaml.scanner import Scanner
+
+from batchdrain.importing.yaml_guards import BoundedComposer, Chunked, TextConstructor, duplicate_key
 
 _STR = "tag:yaml.org,2002:str"
 # Scalar tags whose safe constructor is a plain function of the node (not ``merge``).
@@ -37,18 +42,6 @@ _SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in
 
 class NeedsComposer(Exception):
     """The row uses a YAML feature ``build_row`` leaves to PyYAML's composer."""
-
-
-class _Chunked:
-    """A stream that reads in large chunks: libyaml asks for a few KB at a time."""
-
-    def __init__(self, stream: TextIO, chunk: int) -> None:
-        self._stream = stream
-        self._chunk = chunk
-        self.name = getattr(stream, "name", "<file>")
-
-    def read(self, _size: int = -1) -> str:
-        return self._stream.read(self._chunk)
 
 
 class _Replaying:
@@ -72,31 +65,52 @@ class _Replaying:
         return bool(super().check_event(*choices))  # type: ignore[misc]
 
 
-def row_loader(stream: TextIO, chunk: int) -> Any:
-    """libyaml's parser (C) under PyYAML's composer, which alone can compose one node."""
-    if yaml.__with_libyaml__:
+def row_loader(source: Chunked, *, pure: bool = False) -> Any:
+    """libyaml's parser (C) under PyYAML's composer, which alone can compose one node;
+    PyYAML's own parser when ``pure`` (or without libyaml)."""
+    if yaml.__with_libyaml__ and not pure:
         from yaml._yaml import CParser
 
-        class CRowLoader(_Replaying, CParser, Composer, SafeConstructor, Resolver):
-            def __init__(self, source: _Chunked) -> None:
+        class CRowLoader(_Replaying, CParser, BoundedComposer, TextConstructor, Resolver):
+            def __init__(self, source: Chunked) -> None:
                 CParser.__init__(self, source)
-                Composer.__init__(self)
-                SafeConstructor.__init__(self)
+                BoundedComposer.__init__(self)
+                TextConstructor.__init__(self)
                 Resolver.__init__(self)
                 self.replay = deque()
+                self.sizes = {}
+                self.open_anchors = set()
+                self.checked = {}
+                self.expanded = 0
 
-        return CRowLoader(_Chunked(stream, chunk))
+        return CRowLoader(source)
 
-    class RowLoader(_Replaying, yaml.SafeLoader):
-        def __init__(self, source: TextIO) -> None:
-            yaml.SafeLoader.__init__(self, source)
+    class RowLoader(_Replaying, Reader, Scanner, Parser, BoundedComposer, TextConstructor, Resolver):
+        def __init__(self, source: Chunked) -> None:
+            Reader.__init__(self, source)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            BoundedComposer.__init__(self)
+            TextConstructor.__init__(self)
+            Resolver.__init__(self)
             self.replay = deque()
+            self.sizes = {}
+            self.open_anchors = set()
+            self.checked = {}
+            self.expanded = 0
 
-    return RowLoader(stream)
+    return RowLoader(source)
+
+
+def start_value(loader: Any) -> None:
+    """A row (or a value beside the rows) begins: its alias budget and checks start afresh."""
+    loader.expanded = 0
+    loader.checked = {}
 
 
 def build_row(loader: Any) -> tuple[int, Any]:
     """(line, value) of the next node; falls back to the composer (see the module)."""
+    start_value(loader)
     seen: list[Event] = []
     try:
         first = loader.get_event()
@@ -131,6 +145,7 @@ def _sequence(loader: Any, seen: list[Event]) -> list[Any]:
 
 def _mapping(loader: Any, seen: list[Event]) -> dict[Any, Any]:
     mapping: dict[Any, Any] = {}
+    lines: dict[Any, int] = {}
     while True:
         event = loader.get_event()
         seen.append(event)
@@ -140,9 +155,17 @@ def _mapping(loader: Any, seen: list[Event]) -> dict[Any, Any]:
             raise NeedsComposer  # a key that is a collection: PyYAML's rules and errors apply
         # A plain ``<<`` resolves to the merge tag, not in _SCALAR_TAGS: the composer merges.
         key = _value(loader, event, seen)
+        if key in lines:
+            raise duplicate_key(key, first_line=lines[key], mark=event.start_mark)
+        lines[key] = _line(event)
         value_event = loader.get_event()
         seen.append(value_event)
         mapping[key] = _value(loader, value_event, seen)
+
+
+def _line(event: Event) -> int:
+    mark: Any = event.start_mark  # libyaml's marks are its own class
+    return int(mark.line) + 1
 
 
 def _scalar(loader: Any, event: ScalarEvent) -> Any:

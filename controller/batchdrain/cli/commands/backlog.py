@@ -16,6 +16,7 @@ from batchdrain.domain import BadInput, PhaseSpec
 from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.importing import BacklogFile, BadBacklogFile
 from batchdrain.importing.schedule import schedule_fields
+from batchdrain.phase_limits import host_arg_max, phase_problem
 from batchdrain.settings import Settings
 
 app = typer.Typer()
@@ -45,6 +46,10 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
         "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu,
     })
     schedule = schedule_fields({"priority": priority, "run_weight": run_weight, "needs": needs})
+    # Refused before the database is opened: a bad phase leaves not even a schema behind.
+    problem = phase_problem(run_id, phase_id, spec=spec, arg_max=host_arg_max())
+    if problem:
+        raise BadInput(problem)
     open_db(settings).enqueue([NewPhase(run_id, phase_id, spec, **schedule)])
     out.print(f"queued phase [bold]{escape(phase_id)}[/] in run [bold]{escape(run_id)}[/]")
 

@@ -20,12 +20,21 @@ from rich.progress import (
 
 from batchdrain.cli.flags import with_settings
 from batchdrain.cli.render import ProgressObserver, checks_table, err, out, print_plan, summary
-from batchdrain.cli.wiring import choose_executor, connect_cluster, make_executor, open_db, run_preflight
-from batchdrain.db import Database
+from batchdrain.cli.wiring import (
+    check_capacity,
+    choose_executor,
+    connect_cluster,
+    make_executor,
+    open_db,
+    open_store,
+    run_preflight,
+    serve_metrics,
+)
+from batchdrain.db import Database, DatabaseUnavailable
 from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.executors.base import Executor, StopSignal
-from batchdrain.logstore import LogSink, open_log_sink
+from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
 from batchdrain.preflight import PreflightFailed, as_record
 from batchdrain.settings import Settings
@@ -43,28 +52,37 @@ def drain(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Run one drain session: select phases safely, run each, record every attempt."""
+    name, why = choose_executor(settings)
+    if not dry_run:
+        check_capacity(settings, name)  # before the database is opened: nothing written
     db = open_db(settings, migrate=False)
     db.ensure_schema(auto_upgrade=db.backend == "sqlite")
     if dry_run:
         print_plan(plan_dry_run(db, settings))
         return
     make_plan(db, settings)  # bad filters fail here, before anything starts
+    sink = open_store(settings)  # a missing backend fails here too
     metrics = Metrics(registry=None)
-    name, why = choose_executor(settings)
+    if settings.metrics_port:  # a port in use is refused before anything else is said
+        serve_metrics(metrics, settings.metrics_port)
     err.print(f"executor: {name} ({why})")
     api = connect_cluster(settings, metrics) if name == "kubernetes" else None
     checks = run_preflight(settings, db, api)
     if not all(c.ok for c in checks):
         raise PreflightFailed(checks)
     executor = make_executor(settings, api)
-    if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
     stop = StopSignal()
-    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
     with _stop_on_signals(stop, grace_seconds=settings.term_grace_seconds):
         outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
                                quiet=quiet, preflight=as_record(checks))
-    out.print(summary(outcome.report))
+    _print_outcome(outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_outcome(outcome: SessionOutcome) -> None:
+    """The summary on stdout; what waits, what was left, leaks and the error on stderr."""
+    if outcome.report:  # empty when the database was lost before the report could be written
+        out.print(summary(outcome.report))
     for line in outcome.waiting:
         err.print(f"waiting: {escape(line)}", soft_wrap=True)
     if outcome.left_for_adoption:
@@ -77,7 +95,6 @@ def drain(
                   + ", ".join(outcome.leaks))
     if outcome.error:
         err.print(f"[red]batchdrain: error:[/] {escape(outcome.error)}", soft_wrap=True)
-    raise typer.Exit(outcome.exit_code)
 
 
 @contextmanager
@@ -104,7 +121,13 @@ def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: E
         session = DrainSession(db=db, sink=sink, executor=executor, settings=settings,
                                observer=ProgressObserver(progress), stop=stop, metrics=metrics,
                                preflight={"checks": preflight})
-        return session.run()
+        try:
+            return session.run()
+        except DatabaseUnavailable as exc:
+            # Lost after the session began (its start proved the URL good): the
+            # controller's failure, exit 1, not the bad input of exit 2.
+            err.print(f"[red]batchdrain: error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from exc
 
 
 @app.command()

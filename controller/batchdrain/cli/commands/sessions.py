@@ -14,11 +14,11 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 
+from batchdrain.bounds import INT64_MAX, seconds_problem
 from batchdrain.cli.flags import DB_FIELDS, STORE_FIELDS, with_settings
 from batchdrain.cli.render import attempts_table, err, out, session_lines, sessions_table, watch_view
-from batchdrain.cli.wiring import open_db
+from batchdrain.cli.wiring import open_db, open_store
 from batchdrain.domain import BadInput
-from batchdrain.logstore import open_log_sink
 from batchdrain.report import as_summary, json_chunks, left_running, stored_rows, where_they_went
 from batchdrain.report_html import html_chunks
 from batchdrain.report_markdown import markdown_chunks
@@ -44,7 +44,8 @@ class LogStream(StrEnum):
 
 @sessions_app.command("list")
 @with_settings(DB_FIELDS)
-def sessions_list(settings: Settings, limit: Annotated[int, typer.Option(help="How many.")] = 20) -> None:
+def sessions_list(settings: Settings, limit: Annotated[int, typer.Option(
+        min=1, max=INT64_MAX, help="How many.")] = 20) -> None:
     """Recent drain sessions."""
     out.print(sessions_table(open_db(settings).sessions(limit)))
 
@@ -54,7 +55,7 @@ def sessions_list(settings: Settings, limit: Annotated[int, typer.Option(help="H
 def sessions_show(
     settings: Settings,
     session_id: Annotated[str, typer.Argument()],
-    limit: Annotated[int, typer.Option(min=0, help="List at most N attempts: those that did not succeed "
+    limit: Annotated[int, typer.Option(min=0, max=INT64_MAX, help="List at most N attempts: those that did not succeed "
                                                     "first, then the latest.")] = 50,
 ) -> None:
     """One session: its counts and durations, and its attempts that did not succeed first."""
@@ -82,13 +83,17 @@ def sessions_watch(
     timeout: Annotated[float, typer.Option(help="Stop watching after N seconds.")] = 3600.0,
 ) -> None:
     """Live view of a session (run by any process): counts, running attempts, last log line."""
+    for flag, seconds in (("--interval", interval), ("--timeout", timeout)):
+        problem = seconds_problem(seconds, positive=False)  # --timeout 0: one look
+        if problem:
+            raise BadInput(f"{flag} {problem}")
     db = open_db(settings)
     if session_id is None:
         latest = db.sessions(1)
         if not latest:
             raise BadInput("no sessions yet")
         session_id = latest[0].session_id
-    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
+    sink = open_store(settings)
     deadline = time.monotonic() + timeout
     with Live(console=out, refresh_per_second=4) as live:
         while True:
@@ -112,11 +117,28 @@ def _write(chunks: Iterable[str], output: Path | None) -> None:
         with tmp.open("w", encoding="utf-8") as handle:
             for chunk in chunks:
                 handle.write(chunk)
+        tmp.replace(output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {output}: {exc.strerror or exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.replace(output)
     err.print(f"wrote {output}")
+
+
+def check_output(output: Path | None) -> None:
+    """Refuse an output that cannot be written before the report is read from the database."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise BadInput(f"cannot write {output}: it is a directory")
+    probe = output.with_name(output.name + ".tmp")
+    try:
+        probe.open("w", encoding="utf-8").close()
+    except OSError as exc:
+        raise BadInput(f"cannot write {output}: {exc.strerror or exc}") from exc
+    probe.unlink(missing_ok=True)
 
 
 @app.command()
@@ -132,6 +154,7 @@ def report(
     The stored summary, with the attempts' rows read page by page from the database
     as they are now (an attempt left running says where it went).
     """
+    check_output(output)
     db = open_db(settings)
     session = db.session(session_id)
     if session.report is None:
@@ -169,7 +192,7 @@ def logs(
         raise BadInput(f"no attempt of phase {phase_id!r} in session {session_id}")
     if len({a.run_id for a in attempts}) > 1:
         raise BadInput(f"phase {phase_id!r} is in several runs of this session: pass --run-id")
-    sink = open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
+    sink = open_store(settings)
     for attempt in attempts:
         for pointer in attempt.logs:
             if stream is LogStream.ALL or stream.value == pointer.stream:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from batchdrain.db.models import Base
 
 config = context.config
+given = config.attributes.get("connection")  # one that holds the migration lock (Postgres)
 engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url") or "")
 
-with engine.begin() as connection:
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -18,3 +20,11 @@ with engine.begin() as connection:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+if given is not None:
+    with given.begin():
+        _migrate(given)
+else:
+    with engine.begin() as connection:
+        _migrate(connection)

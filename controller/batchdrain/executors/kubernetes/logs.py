@@ -9,8 +9,13 @@ attempt has, and how they open and close, is ``logbook``'s.
 Retries: opening a stream goes through the seam's one retry policy; a pump never
 retries a call itself. It only *resumes* (a new request from the cursor) after a stream
 that was open dropped, at most ``LOG_MAX_FAILURES`` times in a row without progress
-(new bytes stored: bytes re-sent and skipped are none). A cursor that cannot store
-more exactly (``problem``) stops its pump; the attempt's notes say why.
+(new bytes stored: bytes re-sent and skipped are none; a follow that was only silent
+past its read timeout counts as progress). An open the kubelet refuses
+while the pod still exists (its container runtime restarting answers "rpc error: ...
+server is not initialized yet" with a 400) is such a failure too: the log is still on
+the node, so the pump asks again after a growing pause (``resume_pause``) instead of
+leaving the rest of the log unread. A cursor that cannot store more exactly
+(``problem``) stops its pump; the attempt's notes say why.
 """
 
 from __future__ import annotations
@@ -23,10 +28,18 @@ from batchdrain.domain import LogPointer
 from batchdrain.executors.kubernetes.cursor import LogCursor
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import CONTAINER
-from batchdrain.kube import KubeApi, KubeError, LogStreamName, Stream
+from batchdrain.kube import KubeApi, KubeError, LogStreamName, NotFound, Silent, Stream
 from batchdrain.logstore import LogWriter
 
 LOG_MAX_FAILURES = 8
+# Pauses before asking again after a refused open: 1, 2, 4, then 8 s (47 s over the
+# eight failures allowed), longer than a container runtime takes to restart.
+LOG_LONGEST_PAUSE_SECONDS = 8.0
+
+
+def resume_pause(failures: int) -> float:
+    """Seconds to wait before the next open after ``failures`` refused ones in a row."""
+    return min(2.0 ** max(failures - 1, 0), LOG_LONGEST_PAUSE_SECONDS)
 TAIL_BYTES = 64 * 1024
 # An idle log pump thread waits this long for the next attempt's pump before it exits.
 PUMP_IDLE_SECONDS = 10.0
@@ -103,7 +116,9 @@ class PumpThreads:
 # What the kubelet writes as the *body* of a 200 log response when it cannot read the
 # log after all (kubelet_pods.go sends 200 before asking the runtime): the container is
 # gone, or its log file is. A response that is exactly one such line is no phase output.
-KUBELET_LOG_ERRORS = (b"unable to retrieve container logs for ", b"failed to try resolving symlinks in path ")
+# A runtime that is restarting makes the kubelet send the gRPC error's text the same way.
+KUBELET_LOG_ERRORS = (b"unable to retrieve container logs for ", b"failed to try resolving symlinks in path ",
+                      b"rpc error: code = ")
 _MAX_ERROR_BODY = 2048
 
 
@@ -210,11 +225,19 @@ class LogPump:
                     self._pod, container=CONTAINER, follow=not final, timestamps=self.cursor.timestamps,
                     since_time=self.cursor.since_time(), stream=self._stream,
                 )
-            except KubeError as err:
-                # NotFound: the pod is gone, what was stored is all there is. Anything
-                # else already outlived the seam's retry policy.
-                self.error = err
+            except NotFound as err:
+                self.error = err  # the pod is gone: what was stored is all there is
                 return
+            except KubeError as err:
+                # Refused (a 400 from the kubelet) or outlived the seam's retry policy:
+                # the pod is still there, so is its log; ask again, a bounded number of times.
+                self.error = err
+                drops += 1
+                self.reconnects += 1
+                if drops >= LOG_MAX_FAILURES:
+                    return
+                self._tracker.wait_for(self._abort.is_set, resume_pause(drops))
+                continue
             ended, dropped, progressed = self._read(opened, final=final)
             if ended or self.cursor.problem is not None:
                 return
@@ -252,7 +275,10 @@ class LogPump:
                 self.kubelet_errors.append(guard.error)
         except KubeError as err:
             self.error = err  # dropped mid-stream: resume from the cursor
-            return False, True, cursor.stored > before
+            # A follow silent past its read timeout is a quiet phase as often as a silent
+            # server: it resumes without counting toward LOG_MAX_FAILURES (a silent
+            # server fails the resume's request instead, under the retry policy).
+            return False, True, cursor.stored > before or isinstance(err, Silent)
         finally:
             with self._lock:
                 self._open = None
