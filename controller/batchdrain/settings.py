@@ -60,6 +60,25 @@ class Settings(BaseSettings):
     park_after: int = Field(
         3, ge=2, le=INT32_MAX, description="Park a phase after this many identical non-transient failures."
     )
+    # Retry backoff (README "Retry backoff"): a failed phase waits
+    # retry_delay * factor^(attempts-1), capped, before it is a candidate again.
+    retry_delay_seconds: float = Field(
+        60.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Wait after a phase's first failed attempt before retrying it (0: at once).",
+    )
+    retry_backoff_factor: float = Field(
+        2.0, ge=1, le=100, allow_inf_nan=False,
+        description="Each further failed attempt multiplies the wait by this."
+    )
+    retry_delay_max_seconds: float = Field(
+        3600.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="The longest wait between attempts of a phase."
+    )
+    transient_retry_delay_seconds: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Flat wait after a transient failure (evicted, node_lost, pod_deleted, "
+                    "controller_interrupted, api_error); unset: the same backoff as other failures.",
+    )
 
     # -- execution
     default_image: str = Field("python:3.11-slim", description="Image when a phase names none.")

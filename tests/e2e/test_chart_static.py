@@ -131,7 +131,8 @@ def test_helm_lint_is_clean_with_defaults_and_every_option() -> None:
          ["CronJob", "Role", "RoleBinding", "ServiceAccount"]),
         (["--set", "persistence.existingClaim=my-logs"], ["CronJob", "Role", "RoleBinding", "ServiceAccount"]),
         (["--values", str(ALL_VALUES)],
-         ["CronJob", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]),
+         ["ConfigMap", "CronJob", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service",
+          "ServiceAccount"]),
     ],
     ids=["defaults", "no-rbac", "existing-sa", "fsspec-logs", "existing-claim", "all-values"],
 )
@@ -139,7 +140,8 @@ def test_template_renders(args: list[str], kinds: list[str]) -> None:
     docs = _template(*args)
     assert _kinds(docs) == kinds
     for doc in docs:
-        assert doc["metadata"]["namespace"] == NAMESPACE
+        # The dashboard goes where the Grafana sidecar watches (metrics.dashboard.namespace).
+        assert doc["metadata"]["namespace"] == ("monitoring" if doc["kind"] == "ConfigMap" else NAMESPACE)
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/part-of"] == "batchdrain"
@@ -475,3 +477,15 @@ def test_s3_values_are_validated() -> None:
     assert "/s3/endpoint" in _template_fails(*S3_ARGS, "--set", "s3.endpoint=10.88.0.1:18333")
     assert "not both" in _template_fails(*S3_ARGS, "--set", "logStore=gs://other")
     assert "/s3" in _template_fails("--set", "s3.nope=1")
+
+
+def test_the_dashboard_ships_as_a_configmap_for_the_grafana_sidecar_only_when_enabled() -> None:
+    assert not [o for o in _template() if o["kind"] == "ConfigMap"]  # off by default
+    (configmap,) = [o for o in _template("--set", "metrics.dashboard.enabled=true") if o["kind"] == "ConfigMap"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == NAMESPACE
+    shipped = json.loads(configmap["data"]["batchdrain.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "batchdrain.json").read_text())
+    (elsewhere,) = [o for o in _template("--values", str(ALL_VALUES)) if o["kind"] == "ConfigMap"]
+    assert elsewhere["metadata"]["namespace"] == "monitoring"
+    assert elsewhere["metadata"]["annotations"] == {"grafana_folder": "Batch"}

@@ -31,7 +31,7 @@ class FailingDatabase:
         self.budgets: list[float] = []
 
     def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-                       parked_reason: str | None, progress: Any = None) -> None:
+                       parked_reason: str | None, progress: Any = None, eligible_at: Any = None) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise self.error

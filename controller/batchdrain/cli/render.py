@@ -176,6 +176,7 @@ def print_plan(dry: DryRun) -> None:
         out.print(f"... and {tally.skipped - len(tally.examples)} more skipped; by reason:")
         for reason, count in tally.reasons.most_common():
             out.print(f"  {count:>9}  {escape(reason)}")
+    out.print(dry.forecast.line(), soft_wrap=True)
 
 
 def checks_table(checks: list[Check], *, title: str) -> Table:

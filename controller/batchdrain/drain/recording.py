@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from batchdrain.backoff import Backoff
 from batchdrain.classify import park_reason
 from batchdrain.db import Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
@@ -144,7 +145,8 @@ class AttemptRecorder:
             # The controller's failure, not the phase's: back to where it was, not counted.
             was = phase.state if phase.state in (PhaseState.QUEUED, PhaseState.FAILED) else (
                 PhaseState.FAILED if phase.last_failure_class else PhaseState.QUEUED)
-            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None, progress=progress)
+            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None, progress=progress,
+                                   eligible_at=phase.eligible_at)
             return
         parked: str | None = None
         state = PhaseState.COMPLETE if result.succeeded else PhaseState.FAILED
@@ -157,4 +159,10 @@ class AttemptRecorder:
                                  park_after=self.settings.park_after)
             if parked:
                 state = PhaseState.SKIPPED
-        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked, progress=progress)
+        eligible_at = None
+        if state is PhaseState.FAILED:
+            # Retry backoff: counted over the attempts since the last `batchdrain retry`.
+            eligible_at = Backoff.from_settings(self.settings).eligible_at(
+                result.finished_at or utcnow(), attempt - phase.retry_base, result.failure_class)
+        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked, progress=progress,
+                               eligible_at=eligible_at)

@@ -42,7 +42,7 @@ from batchdrain.drain.claiming import CLAIM_BATCH, LostClaims, PlanCursor, Worke
 from batchdrain.drain.launches import launch_for
 from batchdrain.drain.observer import DrainObserver, SilentObserver
 from batchdrain.drain.orphans import take_orphans
-from batchdrain.drain.planning import PAGE, make_plan
+from batchdrain.drain.planning import make_plan
 from batchdrain.drain.progress import ProgressBuffer
 from batchdrain.drain.recording import AttemptRecorder
 from batchdrain.drain.reporting import PendingReport, ReportFiles, skipped_rows
@@ -141,6 +141,7 @@ class DrainSession:
         """Plan, run the plan (adopting dead sessions' attempts first), report."""
         the_plan = make_plan(self.db, self.settings)
         before = self.db.run_counts()
+        self.metrics.set_run_counts(before)  # queue depth by run, for the dashboard
         self._begin()
         started = time.monotonic()
         with self._heartbeating():
@@ -215,9 +216,10 @@ class DrainSession:
                 self._run_page(page, workers)
                 workers.wait_idle()
                 # An unlimited session pages through a large backlog; phases this
-                # session already ran are not picked again by a later page.
-                if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
-                        or self._halt_reason()):
+                # session already ran are not picked again by a later page. A short page
+                # is planned after too: phases it completed may have released dependents
+                # (declared needs), which this session then runs.
+                if self.settings.batch_size or self.stop.stopping or self._halt_reason():
                     break
                 try:
                     page = make_plan(self.db, self.settings, exclude_session=self.session_id)
@@ -281,7 +283,7 @@ class DrainSession:
                 wall_seconds: float) -> PendingReport:
         """The summary, from one pass over the attempts (which writes the rows file) and SQL."""
         after = self.db.run_counts()
-        self.metrics.set_phase_counts(after.values())
+        self.metrics.set_run_counts(after)
         files = ReportFiles(self.sink, self.session_id)
         expected = {"database_url": mask_url(self._phase_database_url()), "api_url": self.settings.api_url}
         skipped = skipped_rows(the_plan, self._not_claimed.keys)
