@@ -20,6 +20,8 @@ LABEL org.batchdrain.stage=builder
 # Empty: install from the package index. A directory (e.g. /src/wheels): install
 # with --no-index --find-links from it, no network needed.
 ARG WHEELHOUSE=""
+# Optional extras baked in: s3 (s3fs) so the chart's s3:// log store works; "" for none.
+ARG EXTRAS="s3"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -31,7 +33,7 @@ RUN python3 -m venv /opt/venv
 COPY pyproject.toml build* /src/
 RUN set -eu; \
     if [ -n "$WHEELHOUSE" ]; then set -- --no-index --find-links "$WHEELHOUSE"; fi; \
-    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    python3 -c 'import sys, tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + [r for e in sys.argv[1].split(",") if e for r in p["optional-dependencies"][e]]))' "$EXTRAS" \
       > /tmp/requirements.txt; \
     /opt/venv/bin/pip install "$@" -r /tmp/requirements.txt
 # Then the project itself (.dockerignore admits pyproject.toml, README.md,
@@ -39,7 +41,7 @@ RUN set -eu; \
 COPY . /src
 RUN set -eu; \
     if [ -n "$WHEELHOUSE" ]; then set -- --no-index --find-links "$WHEELHOUSE"; fi; \
-    /opt/venv/bin/pip install "$@" /src; \
+    /opt/venv/bin/pip install "$@" "/src${EXTRAS:+[$EXTRAS]}"; \
     /opt/venv/bin/python -c "import batchdrain"
 
 FROM ${BASE_IMAGE} AS runtime

@@ -6,7 +6,9 @@
 For each size a fresh database is filled with that many QUEUED phases (plus 10% FAILED
 ones spread over 1,000 runs), then we time what a session does: plan a batch of 100
 (``make_plan``: two indexed queries) and claim those 100 phases one by one (each claim
-is one transaction: lock, conditional update, attempt row). Prints a markdown table and
+is one transaction: lock, conditional update, attempt row), and plan a page of 10,000 (what a
+session without a batch size reads), and, on a schema with priorities, the single window
+query that would give the fair order directly (for comparison). Prints a markdown table and
 the query plans (EXPLAIN) of the candidate queries.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
 import psycopg
-from sqlalchemy import insert, text
+from sqlalchemy import insert, inspect, text
 
 from batchdrain.db import Database
 from batchdrain.db.models import PhaseRow, RunRow
@@ -78,6 +80,29 @@ def explain(db: Database) -> list[str]:
     return lines
 
 
+# The fair order by one window function over the backlog (the alternative ``db.fairness``
+# avoids): the ids of a page of 10,000, no specs.
+WINDOW_QUERY = (
+    "WITH ranked AS (SELECT id, priority, run_id, ROW_NUMBER() OVER (PARTITION BY priority, run_id ORDER BY id) AS rk"
+    " FROM phases WHERE state = 'QUEUED' AND attempts - retry_base < 3)"
+    " SELECT r.id FROM ranked r JOIN runs ON runs.run_id = r.run_id"
+    " ORDER BY r.priority DESC, (r.rk - 1) / runs.weight, r.run_id, r.id LIMIT 10000")
+
+
+def window_ms(db: Database) -> float | None:
+    """Median of 3 runs of ``WINDOW_QUERY``; None on a schema without priorities."""
+    with db.engine.connect() as conn:
+        columns = [c["name"] for c in inspect(conn).get_columns("phases")]
+        if "priority" not in columns:
+            return None
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            conn.execute(text(WINDOW_QUERY)).all()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
 def measure(url: str, size: int) -> dict[str, float]:
     db = Database(url)
     db.upgrade()
@@ -90,6 +115,12 @@ def measure(url: str, size: int) -> dict[str, float]:
         t0 = time.perf_counter()
         the_plan = make_plan(db, settings)
         plans.append(time.perf_counter() - t0)
+    # A session without --batch-size reads pages of 10,000 (drain.planning.PAGE).
+    pages = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        make_plan(db, Settings(database_url=url))
+        pages.append(time.perf_counter() - t0)
     session = db.create_session(executor="bench", settings={}, identity={})
     claims = []
     for selected in the_plan.selected:
@@ -99,6 +130,7 @@ def measure(url: str, size: int) -> dict[str, float]:
         claims.append(time.perf_counter() - t0)
         assert claim is not None
     result = {"size": size, "fill_s": fill_s, "plan_ms": statistics.median(plans) * 1000,
+              "page_ms": statistics.median(pages) * 1000, "window_ms": window_ms(db) or float("nan"),
               "claim_median_ms": statistics.median(claims) * 1000,
               "claim_p95_ms": sorted(claims)[int(0.95 * len(claims)) - 1] * 1000}
     plan_lines = explain(db)
@@ -129,13 +161,15 @@ def main() -> None:
         for backend, url in targets:
             result = measure(url, size)
             rows.append((backend, result))
-            print(f"{backend} {size}: plan {result['plan_ms']:.1f} ms, claim median {result['claim_median_ms']:.2f}"
+            print(f"{backend} {size}: plan {result['plan_ms']:.1f} ms, page {result['page_ms']:.1f} ms, "
+                  f"claim median {result['claim_median_ms']:.2f}"
                   f" ms p95 {result['claim_p95_ms']:.2f} ms (fill {result['fill_s']:.1f}s)", file=sys.stderr)
-    print("| backend | phases | plan batch of 100 (ms, median of 5) | claim median (ms) | claim p95 (ms) |")
-    print("|---|---|---|---|---|")
+    print("| backend | phases | plan batch of 100 (ms, median of 5) | plan page of 10,000 (ms, median of 3) "
+          "| one window query, page of 10,000 ids (ms) | claim median (ms) | claim p95 (ms) |")
+    print("|---|---|---|---|---|---|---|")
     for backend, r in rows:
-        print(f"| {backend} | {r['size']:,} | {r['plan_ms']:.1f} | {r['claim_median_ms']:.2f} | "
-              f"{r['claim_p95_ms']:.2f} |")
+        print(f"| {backend} | {r['size']:,} | {r['plan_ms']:.1f} | {r['page_ms']:.1f} | {r['window_ms']:.1f} | "
+              f"{r['claim_median_ms']:.2f} | {r['claim_p95_ms']:.2f} |")
     print()
     for backend, r in rows:
         print(f"EXPLAIN ({backend}, {r['size']:,} phases):")

@@ -19,6 +19,9 @@ rounds on the same cluster (round r runs every pair, starting at a different one
         --compare bd-split:kubectl bd-combined:kubectl kubectl-ts:kubectl kubectl:kubectl
 
 Readers: ``bd-split`` (batchdrain as shipped on this cluster: one follow per stream),
+``bd-s3`` (the same, its logs into ``--log-store-s3 s3://bucket/prefix`` with
+``--log-store-option`` values: against ``bd-split``'s ratio to kubectl, the S3 sink
+against the file sink on the same kind of pod),
 ``bd-combined`` (batchdrain with the combined log mode forced: one follow),
 ``bd-combined-nots`` (that, also without timestamps: a diagnosis, not a configuration
 batchdrain offers, as resumption needs the timestamps), ``kubectl``
@@ -54,7 +57,9 @@ from vs_shell_loop import kubectl  # benchmarks/ is on sys.path when a script in
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = b"LOG-END\n"
-READERS = ("bd-split", "bd-combined", "bd-combined-nots", "kubectl", "kubectl-ts")
+READERS = ("bd-split", "bd-s3", "bd-combined", "bd-combined-nots", "kubectl", "kubectl-ts")
+# --log-store-s3 URL with its --log-store-option values: where ``bd-s3`` stores its logs.
+S3_STORE: dict[str, object] = {}
 # The drain, with the executor patched for --compare: ``combined`` forces one follow per
 # pod (the mode batchdrain uses where the cluster has no split streams); ``combined-nots``
 # also asks for no timestamps (diagnosis only: without them a dropped follow cannot resume
@@ -133,11 +138,15 @@ def start_drain(work: Path, env: dict[str, str], *, kubeconfig: str, namespace: 
     subprocess.run([*cli, "enqueue", "--database-url", db, "--run-id", "logs", "--phase-id", "burst", "--",
                     *phase_command(mb)], env=env, check=True, capture_output=True)
     mode = next((reader.removeprefix("bd-") for reader in pair if reader.startswith("bd-")), "none")
-    launcher = cli if mode == "split" else [sys.executable, "-c", DRAIN_SHIM, mode]
+    launcher = cli if mode in ("split", "s3") else [sys.executable, "-c", DRAIN_SHIM, mode]
+    store = ["--log-store", str(work / "logs")]
+    if mode == "s3":  # batchdrain as shipped, its logs into S3: the same pod, another sink
+        store = ["--log-store", f"{S3_STORE['url']}/{work.name}"]
+        store += [arg for option in S3_STORE["options"] for arg in ("--log-store-option", str(option))]
     return subprocess.Popen(
         [*launcher, "drain", "--database-url", db, "--executor", "kubernetes", "--kubeconfig", kubeconfig,
          "--namespace", namespace, "--default-image", image, "--image-pull-policy", "IfNotPresent",
-         "--log-store", str(work / "logs"), "--quiet", "--default-timeout-seconds", "600"],
+         *store, "--quiet", "--default-timeout-seconds", "600"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -154,6 +163,30 @@ def running_pod(core: client.CoreV1Api, namespace: str) -> str:
     return pod
 
 
+class S3Tail:
+    """``bd-s3``'s stored stdout log, read from the bucket: ``path`` stands in for a file."""
+
+    def __init__(self, work: Path) -> None:
+        from batchdrain.logstore import S3LogSink
+
+        options = dict(str(o).split("=", 1) for o in S3_STORE["options"])
+        self.sink = S3LogSink(f"{S3_STORE['url']}/{work.name}", options=options)
+        self.next_look = 0.0
+
+    def done(self) -> bool:
+        # Every 0.2 s, not every 10 ms: a LIST and a GET a look would load the server we measure.
+        if time.monotonic() < self.next_look:
+            return False
+        self.next_look = time.monotonic() + 0.2
+        page = self.sink.client.call("list_objects_v2", "bench", Bucket=self.sink.bucket, Prefix=self.sink.prefix)
+        keys = {o["Key"].split(".parts/")[0] for o in page.get("Contents") or []}
+        log = next((k for k in keys if k.endswith(".stdout.log") or k.endswith(".attempt-1.log")), None)
+        if log is None:
+            return False
+        tail = self.sink.tail(f"s3://{self.sink.bucket}/{log}", len(SENTINEL))
+        return tail == SENTINEL
+
+
 def stored_log(work: Path) -> Callable[[], Path | None]:
     """batchdrain's own log file of the attempt, once the log store has created it."""
     def ours() -> Path | None:
@@ -167,7 +200,10 @@ def start_readers(pair: tuple[str, str], names: tuple[str, str], *, work: Path, 
                   outs: list[BinaryIO]) -> list[tuple[str, Callable[[], Path | None]]]:
     """Start the pair's kubectl followers (into ``followers`` and ``outs``); each reader's file, by name."""
     watched: list[tuple[str, Callable[[], Path | None]]] = []
-    for reader, name in zip(pair, names, strict=True):
+    for reader, name in zip(pair, names, strict=True):  # each: a file finder, or (bd-s3) a done check
+        if reader == "bd-s3":
+            watched.append((name, S3Tail(work).done))
+            continue
         if reader.startswith("bd-"):
             watched.append((name, stored_log(work)))
             continue
@@ -188,8 +224,14 @@ def time_to_sentinel(watched: list[tuple[str, Callable[[], Path | None]]], since
     deadline = time.monotonic() + timeout
     while len(done) < len(watched) and time.monotonic() < deadline:
         for name, find in watched:
+            if name in done:
+                continue
+            if isinstance(getattr(find, "__self__", None), S3Tail):
+                if find():
+                    done[name] = time.monotonic() - since
+                continue
             located = paths.get(name) or find()
-            if name in done or located is None:
+            if located is None:
                 continue
             paths[name] = located
             if ends_with_sentinel(located):
@@ -203,8 +245,8 @@ def one_round(core: client.CoreV1Api, namespace: str, kubeconfig: str, image: st
               node_file: bool = False) -> dict[str, float]:
     """One pod, two readers: MB/s and seconds per reader name (and ``written``, with ``node_file``)."""
     work = Path(tempfile.mkdtemp(prefix="bd-logbench-"))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},
-           "PYTHONPATH": str(ROOT / "controller")}
+    path = os.pathsep.join(p for p in (str(ROOT / "controller"), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")}, "PYTHONPATH": path}
     drain = start_drain(work, env, kubeconfig=kubeconfig, namespace=namespace, image=image, mb=mb, pair=pair)
     followers: list[subprocess.Popen[bytes]] = []
     outs: list[BinaryIO] = []
@@ -276,11 +318,17 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image", default="batchdrain:dev")
+    parser.add_argument("--log-store-s3", metavar="s3://BUCKET/PREFIX", help="where bd-s3 stores its logs")
+    parser.add_argument("--log-store-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of that store (repeatable), e.g. endpoint_url=http://127.0.0.1:18333")
     parser.add_argument("--compare", nargs="+", type=pair_arg, metavar="A:B",
                         help=f"pairs of readers, rounds alternating between them; readers: {', '.join(READERS)}")
     args = parser.parse_args()
     if args.compare and len(set(args.compare)) < len(args.compare):
         parser.error("--compare: a pair given twice")
+    if any("bd-s3" in pair for pair in args.compare or []) and not args.log_store_s3:
+        parser.error("bd-s3 needs --log-store-s3")
+    S3_STORE.update(url=args.log_store_s3, options=args.log_store_option)
     kubeconfig = os.environ.get("KUBECONFIG") or sys.exit("set KUBECONFIG")
     config.load_kube_config(config_file=kubeconfig)
     core = client.CoreV1Api()

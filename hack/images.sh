@@ -164,6 +164,7 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     data = tomllib.load(f)
 reqs = list(data.get("project", {}).get("dependencies", []))
+reqs += data.get("project", {}).get("optional-dependencies", {}).get("s3", [])  # the image's EXTRAS
 reqs += data.get("build-system", {}).get("requires", ["setuptools", "wheel"])
 print("\n".join(reqs))
 PY

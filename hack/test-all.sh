@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it: unit, integration (real SQLite
-# files + a real Postgres the harness starts), e2e on a real single-node cluster built
+# files, a real Postgres and a real S3 server, SeaweedFS built from its Go module by
+# hack/s3/build.sh, that the harness starts), e2e on a real single-node cluster built
 # from source and torn down afterwards. When KUBECONFIG is already set (kind, or a
 # cluster you started), that cluster is used and left running.
 set -euo pipefail
@@ -9,6 +10,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash hack/deps.sh
 make --no-print-directory venv
 bash hack/tools/helm.sh
+t0=$SECONDS
+bash hack/s3/build.sh   # the integration tier's S3 server (tests/s3server.py starts it)
+echo "[test] S3 server build step: $(( SECONDS - t0 ))s"
 export PATH="$HOME/.cache/batchdrain/tools/bin:$PATH"
 own_cluster=0
 if [[ -z "${KUBECONFIG:-}" ]]; then

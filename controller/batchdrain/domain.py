@@ -105,6 +105,8 @@ _SpecCheck = Callable[[dict[str, Any]], str | None]
 _SPEC_FIELDS = frozenset(
     {"command", "image", "env", "timeout_seconds", "timeout", "cpu", "memory", "image_pull_policy",
      "node_selector", "run_id", "phase_id"}
+    # Scheduling fields of a row: columns of their own (``importing.schedule``), not the spec.
+    | {"priority", "run_weight", "needs"}
 )
 
 
@@ -250,6 +252,16 @@ class PhaseSpec:
         return rendered
 
 
+@dataclass(frozen=True, slots=True)
+class Need:
+    """A declared need of a phase that is not COMPLETE yet, as it stands."""
+
+    phase_id: str
+    state: PhaseState
+    attempts_used: int  # since the need's last `batchdrain retry`
+    parked_reason: str | None = None
+
+
 @dataclass(frozen=True)
 class Phase:
     """A phase as selection sees it: a snapshot row, no database handle."""
@@ -265,6 +277,14 @@ class Phase:
     last_failure_reason: str | None = None
     parked_reason: str | None = None
     lease_owner: str | None = None
+    # A failed phase is not retried before this (retry backoff); None: at once.
+    eligible_at: dt.datetime | None = None
+    # Higher first; within one priority the runs take turns, ``weight`` (the run's) phases each.
+    priority: int = 0
+    weight: int = 1
+    # Declared dependencies (``needs``): whether it has any, and those not COMPLETE yet.
+    declares_needs: bool = False
+    unmet_needs: tuple[Need, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:

@@ -6,13 +6,15 @@ library users get working counters without touching the process-global one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from batchdrain.domain import AttemptResult, RunCounts
 
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+# Runs exported one by one in ``batchdrain_run_phases`` (label cardinality).
+MAX_RUNS = 200
 
 
 class Metrics:
@@ -32,6 +34,9 @@ class Metrics:
                                    registry=self.registry)
         self.leaks = Gauge("batchdrain_session_leaks", "Jobs/pods left at the end of the session",
                            registry=self.registry)
+        self.run_phases = Gauge("batchdrain_run_phases", "Phases by run and state, for runs with work left "
+                                f"(the {MAX_RUNS} with the most queued; last refresh)", ["run_id", "state"],
+                                registry=self.registry)
 
     def record_attempt(self, result: AttemptResult) -> None:
         self.attempts.labels(result.failure_class.value).inc()
@@ -47,6 +52,20 @@ class Metrics:
             totals = RunCounts(**{k: getattr(totals, k) + v for k, v in c.to_json().items()})
         for state, value in totals.to_json().items():
             self.phases.labels(state.upper()).set(value)
+
+    def set_run_counts(self, counts: Mapping[str, RunCounts]) -> None:
+        """Totals by state, and each run with work left (queued, executing or failed) by state.
+
+        Runs are labels: only those with work left, at most ``MAX_RUNS`` (most queued
+        first), so that a database of years of finished runs does not become a series each.
+        """
+        self.set_phase_counts(counts.values())
+        self.run_phases.clear()
+        busy = [(run, c) for run, c in counts.items() if c.queued or c.executing or c.failed]
+        busy.sort(key=lambda item: (-item[1].queued, item[0]))
+        for run, c in busy[:MAX_RUNS]:
+            for state, value in c.to_json().items():
+                self.run_phases.labels(run, state.upper()).set(value)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

@@ -16,6 +16,7 @@ from typing import Any
 
 from batchdrain.db import Database, DatabaseUnavailable
 from batchdrain.kube import KubeApi, KubeError
+from batchdrain.logstore import LogSink, probe_store
 from batchdrain.settings import Settings
 
 # (verb, resource, subresource): everything the Kubernetes executor calls.
@@ -65,6 +66,12 @@ def check_database(db: Database) -> list[Check]:
         return f"{db.masked_url()} at revision {current}"
 
     return [_check("database", migrated)]
+
+
+def check_log_store(sink: LogSink) -> list[Check]:
+    """A probe written, read back and deleted: a store that cannot take a log stops the
+    session before it claims anything, instead of every claimed phase failing on it."""
+    return [_check("log store", lambda: probe_store(sink))]
 
 
 def check_api_url(settings: Settings) -> list[Check]:

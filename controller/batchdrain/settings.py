@@ -32,7 +32,14 @@ class Settings(BaseSettings):
         description="Backlog database (SQLAlchemy URL: sqlite:///file.db or postgresql://...).",
     )
     log_store: str = Field(
-        "./.batchdrain/logs", description="Durable log storage: a directory or an fsspec URL."
+        "./.batchdrain/logs",
+        description="Durable log storage: a directory, s3://bucket/prefix (extra batchdrain[s3]) or an fsspec URL.",
+    )
+    log_store_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Options of an s3:// log store, KEY=VALUE, repeatable (endpoint_url, region, "
+                    "addressing_style, verify, anon, part_size, flush_seconds, connect_timeout, read_timeout); "
+                    "in the environment a JSON object.",
     )
     api_url: str | None = Field(None, description="API URL injected into every phase.")
     executor: ExecutorName = Field(
@@ -52,6 +59,25 @@ class Settings(BaseSettings):
     include_parked: bool = Field(False, description="Also select phases parked as SKIPPED.")
     park_after: int = Field(
         3, ge=2, le=INT32_MAX, description="Park a phase after this many identical non-transient failures."
+    )
+    # Retry backoff (README "Retry backoff"): a failed phase waits
+    # retry_delay * factor^(attempts-1), capped, before it is a candidate again.
+    retry_delay_seconds: float = Field(
+        60.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Wait after a phase's first failed attempt before retrying it (0: at once).",
+    )
+    retry_backoff_factor: float = Field(
+        2.0, ge=1, le=100, allow_inf_nan=False,
+        description="Each further failed attempt multiplies the wait by this."
+    )
+    retry_delay_max_seconds: float = Field(
+        3600.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="The longest wait between attempts of a phase."
+    )
+    transient_retry_delay_seconds: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="Flat wait after a transient failure (evicted, node_lost, pod_deleted, "
+                    "controller_interrupted, api_error); unset: the same backoff as other failures.",
     )
 
     # -- execution

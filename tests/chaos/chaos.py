@@ -196,6 +196,8 @@ def run_chaos(*, database_url: str, workdir: Path, phases: int, kills: int, cont
            "PYTHONPATH": str(ROOT / "controller")}
     argv = [sys.executable, "-m", "batchdrain.cli", "drain", "--database-url", database_url,
             "--lease-seconds", str(lease_seconds), "--parallelism", str(PARALLELISM), "--batch-size", "25",
+            # Retries at once, as this harness was written for: it audits claims, not backoff.
+            "--retry-delay-seconds", "0",
             "--log-store", str(workdir / "logs"), "--quiet", *(extra or ["--executor", "local"])]
     chaos = _Chaos(db=db, argv=argv, env=env, workdir=workdir,
                    plan=KillPlan.sized(phases=phases, kills=kills, controllers=controllers),

@@ -102,7 +102,9 @@ class Drainer:
         return ["--database-url", self.db_url, "--log-store", str(self.workdir / "logs"),
                 "--kubeconfig", self.cluster.kubeconfig, "--namespace", self.namespace,
                 "--executor", "kubernetes", "--default-image", IMAGE, "--image-pull-policy", "IfNotPresent",
-                "--scheduling-timeout-seconds", "20", "--start-timeout-seconds", "90", "--quiet", *extra]
+                "--scheduling-timeout-seconds", "20", "--start-timeout-seconds", "90", "--quiet",
+                # Failed phases retried by the next session at once, as these tests expect (no backoff).
+                "--retry-delay-seconds", "0", *extra]
 
     def env(self) -> dict[str, str]:
         return {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHDRAIN_")},

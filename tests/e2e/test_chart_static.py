@@ -131,7 +131,8 @@ def test_helm_lint_is_clean_with_defaults_and_every_option() -> None:
          ["CronJob", "Role", "RoleBinding", "ServiceAccount"]),
         (["--set", "persistence.existingClaim=my-logs"], ["CronJob", "Role", "RoleBinding", "ServiceAccount"]),
         (["--values", str(ALL_VALUES)],
-         ["CronJob", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]),
+         ["ConfigMap", "CronJob", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service",
+          "ServiceAccount"]),
     ],
     ids=["defaults", "no-rbac", "existing-sa", "fsspec-logs", "existing-claim", "all-values"],
 )
@@ -139,7 +140,8 @@ def test_template_renders(args: list[str], kinds: list[str]) -> None:
     docs = _template(*args)
     assert _kinds(docs) == kinds
     for doc in docs:
-        assert doc["metadata"]["namespace"] == NAMESPACE
+        # The dashboard goes where the Grafana sidecar watches (metrics.dashboard.namespace).
+        assert doc["metadata"]["namespace"] == ("monitoring" if doc["kind"] == "ConfigMap" else NAMESPACE)
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/part-of"] == "batchdrain"
@@ -432,3 +434,58 @@ def test_notes_show_the_ad_hoc_session_and_session_listing(tmp_path: Path) -> No
     notes = yaml.safe_load(result.stdout)["notes"]
     assert f"kubectl -n {NAMESPACE} create job --from=cronjob/nightly-batchdrain manual-1" in notes
     assert f"kubectl -n {NAMESPACE} get jobs -l batchdrain.io/session=" in notes
+
+
+S3_ARGS = ["--set", "s3.enabled=true", "--set", "s3.url=s3://drain-logs/prod",
+           "--set", "s3.endpoint=http://10.88.0.1:18333", "--set-string", "s3.options.addressing_style=path"]
+
+
+def test_s3_log_store_turns_the_pvc_off_and_wires_options_and_credentials() -> None:
+    docs = _template(*S3_ARGS, "--set", "s3.credentials.existingSecret=drain-s3",
+                     "--set", "s3.credentials.sessionTokenKey=token")
+    assert _kinds(docs) == ["CronJob", "Role", "RoleBinding", "ServiceAccount"]  # no PVC
+    cronjob = _one(docs, "CronJob")
+    env = _env(cronjob)
+    assert env["BATCHDRAIN_LOG_STORE"]["value"] == "s3://drain-logs/prod"
+    options = json.loads(env["BATCHDRAIN_LOG_STORE_OPTIONS"]["value"])
+    assert options == {"endpoint_url": "http://10.88.0.1:18333", "addressing_style": "path"}
+    # The JSON is what the controller's settings read from that variable.
+    assert Settings(log_store_options=options).log_store_options == options
+    for name, key in (("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"), ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+                      ("AWS_SESSION_TOKEN", "token")):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "drain-s3", "key": key}
+        assert "value" not in env[name]  # never inlined
+    mounts = {m["name"] for m in _container(cronjob)["volumeMounts"]}
+    volumes = {v["name"] for v in _pod_spec(cronjob)["volumes"]}
+    assert "logs" not in mounts and "logs" not in volumes
+
+
+def test_s3_log_store_with_workload_identity_has_no_credentials_env() -> None:
+    role = "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/x"
+    docs = _template(*S3_ARGS, "--set", role)
+    env = _env(_one(docs, "CronJob"))
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env)
+    account = _one(docs, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}
+
+
+def test_s3_values_are_validated() -> None:
+    assert "s3.url" in _template_fails("--set", "s3.enabled=true") or "/s3/url" in _template_fails(
+        "--set", "s3.enabled=true")
+    assert "/s3/url" in _template_fails("--set", "s3.enabled=true", "--set", "s3.url=/var/logs")
+    assert "bogus" in _template_fails(*S3_ARGS, "--set-string", "s3.options.bogus=1")
+    assert "/s3/endpoint" in _template_fails(*S3_ARGS, "--set", "s3.endpoint=10.88.0.1:18333")
+    assert "not both" in _template_fails(*S3_ARGS, "--set", "logStore=gs://other")
+    assert "/s3" in _template_fails("--set", "s3.nope=1")
+
+
+def test_the_dashboard_ships_as_a_configmap_for_the_grafana_sidecar_only_when_enabled() -> None:
+    assert not [o for o in _template() if o["kind"] == "ConfigMap"]  # off by default
+    (configmap,) = [o for o in _template("--set", "metrics.dashboard.enabled=true") if o["kind"] == "ConfigMap"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == NAMESPACE
+    shipped = json.loads(configmap["data"]["batchdrain.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "batchdrain.json").read_text())
+    (elsewhere,) = [o for o in _template("--values", str(ALL_VALUES)) if o["kind"] == "ConfigMap"]
+    assert elsewhere["metadata"]["namespace"] == "monitoring"
+    assert elsewhere["metadata"]["annotations"] == {"grafana_folder": "Batch"}

@@ -1,9 +1,10 @@
-"""Integration harness: real SQLite files and a real Postgres server.
+"""Integration harness: real SQLite files, a real Postgres server and a real S3 server.
 
 Postgres comes from ``BATCHDRAIN_TEST_POSTGRES_URL`` when set (a server the CI or a
 developer runs), otherwise this harness starts one with Debian's ``initdb``/``pg_ctl``
 in a temporary directory, for the whole test session. A missing Postgres is an error,
-never a skip: these tests are the proof that the Postgres path works.
+never a skip: these tests are the proof that the Postgres path works. The S3 server
+(``tests/s3server.py``: SeaweedFS from ``hack/s3``) is started the same way, on first use.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.pgserver import start_postgres
+from tests.s3server import S3Server, start_s3
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,25 @@ def postgres_server() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """The real S3 server (SeaweedFS) for the whole session; fails loudly, never skips."""
+    server = start_s3()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, str]]:
+    """A fresh prefix per test in the server's bucket: (``s3://bucket/<prefix>``, the
+    ``--log-store-option`` values). One bucket: SeaweedFS gives each bucket volumes of its own."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{s3_server.bucket}/t-{uuid.uuid4().hex[:12]}", {"endpoint_url": s3_server.endpoint}
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import SRC, attempts, cli, phases
+from tests.integration.helpers import SRC, attempts, cli, peak_rss_kib, phases
 
 
 def _write(workdir: Path, name: str, text: str) -> str:
@@ -142,18 +142,10 @@ MEMORY_CAP = 2 << 30  # the child's address space: main (unbounded) dies here in
 
 
 def _import_in_child(workdir: Path, file: str) -> tuple[int, str, int]:
-    """(exit code, stderr, peak RSS in KB) of ``batchdrain import`` in its own process."""
+    """(exit code, stderr, peak RSS in KiB) of ``batchdrain import`` in its own process."""
 
-    env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.Popen(["prlimit", f"--as={MEMORY_CAP}", sys.executable, "-m", "batchdrain.cli", "import",
-                             file, "--database-url", f"sqlite:///{workdir / 'b.db'}"],
-                            cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    with proc.stderr:
-        err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss
+    return peak_rss_kib(["prlimit", f"--as={MEMORY_CAP}", sys.executable, "-m", "batchdrain.cli", "import",
+                         file, "--database-url", f"sqlite:///{workdir / 'b.db'}"], cwd=workdir)
 
 
 def _bomb(levels: int = 9) -> str:

@@ -97,8 +97,9 @@ def test_sigkill_then_restart_adopts_and_loses_nothing(database_url, workdir, ca
 
     time.sleep(3.5)  # lease (3s) of the dead session expires; its phases are still running
     assert all(process_alive(pid) for pid in orphan_pids)
+    # The adopted attempts fail with no retry backoff, so that the last session below retries them.
     code, _out, err = cli(capsys, "drain", *common, "--parallelism", "2", "--lease-seconds", "3",
-                         "--executor", "local", "--quiet")
+                         "--executor", "local", "--quiet", "--retry-delay-seconds", "0")
     assert code == 0, err
     rows = attempts(database_url)
     assert all(r.status == "finished" for r in rows), "an attempt was left unrecorded"

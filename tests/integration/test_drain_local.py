@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import sys
 from pathlib import Path
 
 import psycopg
 import yaml
 
 from batchdrain.domain import FailureClass, PhaseState
-from tests.integration.helpers import attempts, cli, controller_process, phases
+from tests.integration.helpers import attempts, cli, peak_rss_kib, phases
 
 SECRET = "hunter2-very-secret"
 
@@ -131,7 +131,8 @@ def _dump_database(url: str) -> str:
 
 
 def test_selection_safety_and_parking(database_url, workdir, capsys):
-    common = ["--database-url", database_url, "--quiet", "--executor", "local"]
+    # No retry backoff: the next session retries at once (tests/integration/test_retry_backoff.py has the wait).
+    common = ["--database-url", database_url, "--quiet", "--executor", "local", "--retry-delay-seconds", "0"]
     fail = ["python3", "-c", "import sys; print('ValueError: same every time', file=sys.stderr); sys.exit(2)"]
     ok = ["python3", "-c", "print('fine')"]
     assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "first", *common[:2], "--", *fail)[0] == 0
@@ -142,9 +143,10 @@ def test_selection_safety_and_parking(database_url, workdir, capsys):
     code, out, _ = cli(capsys, "drain", *common, "--dry-run")
     assert code == 0 and "second" in out and "queued phase(s); failed phases wait" in out
     assert cli(capsys, "drain", *common)[0] == 0
-    assert [(a.phase_id, a.attempt) for a in attempts(database_url)] == [("first", 1), ("second", 1)]
-    # no queued left: retries run, and after 3 identical failures the phase is parked
-    assert cli(capsys, "drain", *common)[0] == 0
+    # "second" first; once its run had no queued phase left, the same session (planning again
+    # after its page) retried "first"
+    assert [(a.phase_id, a.attempt) for a in attempts(database_url)] == [("first", 1), ("second", 1), ("first", 2)]
+    # retries go on, and after 3 identical failures the phase is parked
     assert cli(capsys, "drain", *common)[0] == 0
     state = phases(database_url)[("r", "first")]
     assert state.state is PhaseState.SKIPPED and "last 3 attempts failed the same way" in state.parked_reason
@@ -158,7 +160,7 @@ def test_selection_safety_and_parking(database_url, workdir, capsys):
 
 
 def test_override_retries_failed_even_with_queued(database_url, workdir, capsys):
-    common = ["--database-url", database_url, "--quiet", "--executor", "local"]
+    common = ["--database-url", database_url, "--quiet", "--executor", "local", "--retry-delay-seconds", "0"]
     assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "bad", *common[:2], "--", "false")[0] == 0
     assert cli(capsys, "drain", *common)[0] == 0
     assert cli(capsys, "enqueue", "--run-id", "r", "--phase-id", "new", *common[:2], "--", "true")[0] == 0
@@ -200,14 +202,10 @@ def test_huge_and_binary_output_is_stored_byte_exact(workdir, capsys, tmp_path):
 
 def _controller_peak_rss_kib(cwd: Path, url: str) -> int:
     """Peak RSS of one controller process (its phase is a separate, reaped child)."""
-    proc = controller_process("drain", "--database-url", url, "--quiet", "--executor", "local", cwd=cwd)
-    assert proc.stdout is not None and proc.stderr is not None
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
-    proc.stderr.close()
-    assert proc.returncode == 0
-    return int(usage.ru_maxrss)
+    code, err, kib = peak_rss_kib([sys.executable, "-m", "batchdrain.cli", "drain", "--database-url", url,
+                                   "--quiet", "--executor", "local"], cwd=cwd)
+    assert code == 0, err
+    return kib
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, capsys, postgres_url):

@@ -46,7 +46,7 @@ def test_a_later_page_probes_the_sessions_attempts_by_index(tmp_path):
     try:
         db.upgrade()
         # The statement ``candidates`` runs for a later page, rendered by SQLAlchemy.
-        statement = candidates_query(run_ids=[], limit=100, max_attempts=3, exclude_session="s")
+        statement = candidates_query(run_id="r", limit=100, max_attempts=3, exclude_session="s")
         sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
         with db.engine.connect() as conn:
             plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))

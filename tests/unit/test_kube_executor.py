@@ -931,6 +931,35 @@ def test_a_kubelet_error_sent_as_the_log_body_is_not_stored(chunks: list[bytes],
     assert guard.error == error
 
 
+RUNTIME_DOWN = b"rpc error: code = Unknown desc = server is not initialized yet"
+
+
+@pytest.mark.parametrize(("chunks", "tail", "passed", "error"), [
+    # Bug (containerd restarted under a follow): the kubelet appended the runtime's error
+    # after the lines it had sent; it was stored, and the reconnect's re-sent bytes no
+    # longer matched the stored ones, so the rest of the log was never read.
+    ([b"line 0\nline 1\n", RUNTIME_DOWN], True, b"line 0\nline 1\n", RUNTIME_DOWN.decode()),
+    ([b"line 0\nline 1\nrpc err", b"or: code = Unknown desc = x\n"], True, b"line 0\nline 1\n",
+     "rpc error: code = Unknown desc = x"),
+    # such a line followed by more output is the phase's own, and so is any tail of a final read
+    ([b"a\n", RUNTIME_DOWN + b"\n", b"b\n"], True, b"a\n" + RUNTIME_DOWN + b"\nb\n", None),
+    ([b"line 0\n", RUNTIME_DOWN], False, b"line 0\n" + RUNTIME_DOWN, None),
+    # a partial line that is no error is passed on at once, not held to the end
+    ([b"line 0\nprogress 50%"], True, b"line 0\nprogress 50%", None),
+])
+def test_a_kubelet_error_appended_to_a_followed_log_is_not_stored(chunks: list[bytes], tail: bool, passed: bytes,
+                                                                  error: str | None) -> None:
+    guard = KubeletErrorBody()
+    assert b"".join(guard.screen(chunks, tail=tail)) == passed
+    assert guard.error == error
+
+
+def test_a_partial_line_that_is_no_error_is_not_held_back() -> None:
+    guard = KubeletErrorBody()
+    out = guard.screen(iter([b"line 0\nprogress 50%", b" 60%\n"]), tail=True)
+    assert next(out) == b"line 0\nprogress 50%"  # before the next chunk is asked for
+
+
 def test_adopting_a_deleted_job_releases_the_pod_its_finalizer_holds(harness: Callable[..., Harness]) -> None:
     """A controller killed between deleting the Job and removing the pod's logs finalizer
     leaves a terminating pod that nothing else will ever release: the adopter must."""

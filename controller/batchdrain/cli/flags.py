@@ -23,7 +23,9 @@ from batchdrain.settings import Settings, env_name, unknown_env
 
 # The settings a command needs to open the database, and also the log store.
 DB_FIELDS = ("database_url", "retry_attempts", "retry_max_seconds")
-STORE_FIELDS = (*DB_FIELDS, "log_store")
+STORE_FIELDS = (*DB_FIELDS, "log_store", "log_store_options")
+# Fields whose flag is repeatable KEY=VALUE, one pair each (values may hold commas).
+_REPEATED_PAIRS = {"log_store_options": "--log-store-option"}
 
 
 def _cli_type(annotation: Any) -> Any:
@@ -46,12 +48,15 @@ def _settings_parameters(fields: Sequence[str] | None) -> list[inspect.Parameter
     for name, info in Settings.model_fields.items():
         if fields is not None and name not in fields:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = _REPEATED_PAIRS.get(name) or "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if info.annotation is bool else [flag]
         env = env_name(name)
         option = typer.Option(None, *decls, help=f"{info.description} [env: {env}]", show_default=False,
                               rich_help_panel="Settings")
-        annotation = bool | None if info.annotation is bool else _cli_type(info.annotation)
+        if name in _REPEATED_PAIRS:
+            annotation: Any = list[str] | None
+        else:
+            annotation = bool | None if info.annotation is bool else _cli_type(info.annotation)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                         annotation=annotation))
     return params
@@ -67,6 +72,8 @@ def key_value(text: str) -> tuple[str, str]:
 
 def _parse_override(name: str, value: Any) -> Any:
     annotation = Settings.model_fields[name].annotation
+    if name in _REPEATED_PAIRS:
+        return dict(key_value(p) for p in value)
     if get_origin(annotation) is dict or annotation == dict[str, str]:
         pairs = [p for p in str(value).split(",") if p]
         return dict(key_value(p) for p in pairs)

@@ -7,7 +7,6 @@ results and ``err`` for progress and errors, so that stdout stays pipeable.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -108,13 +107,15 @@ def session_lines(counts: Mapping[str, Any], durations: Mapping[str, Any] | None
 
 
 def _last_line(sink: LogSink, attempt: AttemptRecord) -> str:
+    """The last line a running attempt stored so far, from any store (a running s3:// log too)."""
     for stream in ("stdout", "combined"):
         key = log_key(attempt.identity_session_id, attempt.run_id, attempt.phase_id, attempt.attempt, stream)
-        path = Path(sink.url_for(key))
-        if path.is_file():
-            with path.open("rb") as handle:
-                handle.seek(max(0, path.stat().st_size - 4096))
-                lines = handle.read().decode("utf-8", errors="replace").strip().splitlines()
+        try:
+            data = sink.tail(sink.url_for(key), 4096)
+        except OSError as err:
+            return f"(log unreadable: {err})"
+        if data is not None:
+            lines = data.decode("utf-8", errors="replace").strip().splitlines()
             return lines[-1][:100] if lines else ""
     return ""
 
@@ -175,6 +176,7 @@ def print_plan(dry: DryRun) -> None:
         out.print(f"... and {tally.skipped - len(tally.examples)} more skipped; by reason:")
         for reason, count in tally.reasons.most_common():
             out.print(f"  {count:>9}  {escape(reason)}")
+    out.print(dry.forecast.line(), soft_wrap=True)
 
 
 def checks_table(checks: list[Check], *, title: str) -> Table:

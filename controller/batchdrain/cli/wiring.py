@@ -18,7 +18,7 @@ from batchdrain.executors.resources import capacity_problem, current_limits
 from batchdrain.kube import KubeApi, KubeError
 from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
-from batchdrain.preflight import Check, check_api_url, check_cluster, check_database
+from batchdrain.preflight import Check, check_api_url, check_cluster, check_database, check_log_store
 from batchdrain.settings import Settings
 
 resources = contextlib.ExitStack()
@@ -34,22 +34,6 @@ def open_db(settings: Settings, *, migrate: bool = True) -> Database:
     return db
 
 
-# (module, extra of batchdrain that installs it): the fsspec backend of a log store's scheme.
-STORE_EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3")}
-
-
-def open_store(settings: Settings) -> LogSink:
-    """The log store, or one line naming what to install when its backend is missing."""
-    try:
-        return open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds)
-    except ImportError as exc:
-        scheme = settings.log_store.partition("://")[0]
-        module, extra = STORE_EXTRAS.get(scheme, (exc.name or f"the fsspec backend for {scheme}://", None))
-        fix = f"pip install 'batchdrain[{extra}]'" if extra else f"install {module}"
-        raise BadInput(f"log store {settings.log_store}: {module} is not installed: {fix} "
-                       "(--log-store or BATCHDRAIN_LOG_STORE)") from exc
-
-
 def check_capacity(settings: Settings, executor: str) -> None:
     """``--parallelism`` against the open-file and process limits (``executors.resources``)."""
     problem = capacity_problem(settings.parallelism, executor=executor, limits=current_limits())
@@ -63,6 +47,19 @@ def serve_metrics(metrics: Metrics, port: int) -> None:
     except OSError as exc:
         raise BadInput(f"cannot serve metrics on port {port}: {exc.strerror or exc} "
                        "(--metrics-port or BATCHDRAIN_METRICS_PORT)") from exc
+
+
+def open_sink(settings: Settings) -> LogSink:
+    """The log store of the settings (``BadInput`` for an option it does not take, a missing extra)."""
+    try:
+        return open_log_sink(settings.log_store, write_retry_seconds=settings.log_write_retry_seconds,
+                             options=settings.log_store_options, retry_attempts=settings.retry_attempts,
+                             retry_max_seconds=settings.retry_max_seconds)
+    except ImportError as exc:  # another fsspec scheme's backend (s3:// names its extra itself)
+        scheme = settings.log_store.partition("://")[0]
+        module = exc.name or f"the fsspec backend for {scheme}://"
+        raise BadInput(f"log store {settings.log_store}: {module} is not installed: install {module} "
+                       "(--log-store or BATCHDRAIN_LOG_STORE)") from exc
 
 
 def kube_config_present(settings: Settings) -> bool:
@@ -99,8 +96,11 @@ def make_executor(settings: Settings, api: KubeApi | None) -> Executor:
     return LocalExecutor()
 
 
-def run_preflight(settings: Settings, db: Database, api: KubeApi | None) -> list[Check]:
+def run_preflight(settings: Settings, db: Database, api: KubeApi | None,
+                  sink: LogSink | None = None) -> list[Check]:
     checks = check_database(db) + check_api_url(settings)
+    if sink is not None:
+        checks += check_log_store(sink)
     if api is not None:
         checks += check_cluster(api)
     return checks

@@ -1,7 +1,7 @@
 """The database seam: the only package that imports SQLAlchemy or Alembic."""
 
 from batchdrain.db.database import Database
-from batchdrain.db.engine import DatabaseUnavailable, normalise_url
+from batchdrain.db.engine import DatabaseFull, DatabaseUnavailable, normalise_url
 from batchdrain.db.records import (
     AttemptOpening,
     AttemptRecord,
@@ -21,6 +21,7 @@ __all__ = [
     "AttemptTally",
     "Claim",
     "Database",
+    "DatabaseFull",
     "DatabaseUnavailable",
     "DurationStats",
     "ImportCounts",

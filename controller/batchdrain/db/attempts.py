@@ -149,13 +149,15 @@ class Attempts:
         self._engine.retrying(run)
 
     def finish(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-               parked_reason: str | None, progress: AttemptProgress | None = None) -> None:
+               parked_reason: str | None, progress: AttemptProgress | None = None,
+               eligible_at: dt.datetime | None = None) -> None:
         """Close the attempt row and release the phase, in one transaction.
 
         ``progress`` is what the executor reported that was not written yet (progress is
         written in batches): it goes in with the end, under what the result itself knows.
         An attempt the controller's own failure ended (``result.charged`` false) moves
         the phase's ``retry_base`` on by one: it does not count toward --max-attempts.
+        ``eligible_at`` is when the phase may be retried (retry backoff; None: at once).
         """
         now = utcnow()
         message = self._engine.mask(result.message)
@@ -178,6 +180,7 @@ class Attempts:
                     "lease_owner": None, "lease_expires_at": None, "updated_at": now,
                     "last_failure_class": result.failure_class.value if failed else None,
                     "last_failure_reason": message if failed else None, "parked_reason": parked_reason,
+                    "eligible_at": eligible_at,
                 })
                 if not result.charged:
                     conn.execute(_UNCHARGE_PHASE, {"key_run_id": row.run_id, "key_phase_id": row.phase_id})

@@ -6,8 +6,8 @@ counters and inserts the attempt rows in the same transaction. Two controllers c
 therefore never hold one phase, and an attempt row always exists before anything is
 launched.
 
-A claim is offered a window of the plan and takes the first ``want`` phases of it that
-are still free, skipping those another controller holds or is claiming right now: with
+A claim is offered a window of the plan and takes the first ``want`` phases of it (in
+the plan's order) that are still free, skipping those another controller holds or is claiming right now: with
 several controllers planning the same head of the queue, a claim call comes back empty
 only when the whole window is taken.
 """
@@ -15,6 +15,7 @@ only when the whole window is taken.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +27,9 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -43,11 +46,15 @@ from batchdrain.domain import Phase, PhaseState, utcnow
 # value, computing its cache key) cost more CPU than running it on SQLite.
 _PHASE_COLUMNS = (PhaseRow.id, PhaseRow.run_id, PhaseRow.phase_id, PhaseRow.state, PhaseRow.attempts,
                   PhaseRow.spec, PhaseRow.retry_base, PhaseRow.last_failure_class,
-                  PhaseRow.last_failure_reason, PhaseRow.parked_reason, PhaseRow.lease_owner)
+                  PhaseRow.last_failure_reason, PhaseRow.parked_reason, PhaseRow.lease_owner, PhaseRow.eligible_at,
+                  PhaseRow.priority)
 _MY_RUNNING_ATTEMPTS = select(AttemptRow.id, AttemptRow.attempt, AttemptRow.run_id, AttemptRow.phase_id).where(
     AttemptRow.session_id == bindparam("session_id"), AttemptRow.run_id.in_(bindparam("run_ids", expanding=True)),
     AttemptRow.phase_id.in_(bindparam("phase_ids", expanding=True)), AttemptRow.status == "running")
 _LEASE_FREE = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < bindparam("now"))
+# A plan read a while ago may offer a phase that failed again since (another controller
+# ran it): its new retry backoff must hold, so the claim re-checks it.
+_RETRY_DUE = or_(PhaseRow.eligible_at.is_(None), PhaseRow.eligible_at <= bindparam("now"))
 # The rows are locked in a CTE, evaluated once (MATERIALIZED: a locking subquery the
 # planner re-ran would lock more rows), so that rows another controller is claiming
 # right now are skipped, not waited for; the UPDATE re-checks state and lease on the
@@ -55,18 +62,19 @@ _LEASE_FREE = or_(PhaseRow.lease_owner.is_(None), PhaseRow.lease_expires_at < bi
 # (BEGIN IMMEDIATE) already serialises claims.
 
 
-def _claim_phases(ids: ColumnElement[bool]) -> Update:
+def _claim_phases(ids: ColumnElement[bool], position: ColumnElement[Any]) -> Update:
     picked = (
         select(PhaseRow.id)
-        .where(ids, PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
-        .order_by(PhaseRow.id).limit(bindparam("want"))
+        .where(ids, PhaseRow.state == bindparam("from_state"), _LEASE_FREE, _RETRY_DUE)
+        .order_by(position).limit(bindparam("want"))
         .with_for_update(skip_locked=True)
         .cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     )
     return (
         update(PhaseRow)
         .add_cte(picked)
-        .where(PhaseRow.id.in_(select(picked.c.id)), PhaseRow.state == bindparam("from_state"), _LEASE_FREE)
+        .where(PhaseRow.id.in_(select(picked.c.id)), PhaseRow.state == bindparam("from_state"), _LEASE_FREE,
+               _RETRY_DUE)
         .values(state=PhaseState.EXECUTING.value, attempts=PhaseRow.attempts + 1,
                 lease_owner=bindparam("session_id"), updated_at=bindparam("now"),
                 lease_expires_at=bindparam("lease_expires_at"))
@@ -75,10 +83,16 @@ def _claim_phases(ids: ColumnElement[bool]) -> Update:
 
 
 # The window's ids: one array parameter on Postgres (an IN list of 64 parameters made
-# each claim several times dearer there), an expanded IN list on SQLite.
+# each claim several times dearer there), an expanded IN list on SQLite. The free ones
+# are taken in the window's order, which is the plan's (priority, runs interleaved):
+# in id order, a window holding the head of a large run and a small run's phases would
+# take the large run's first, every time.
+_PG_IDS = bindparam("ids", type_=postgresql.ARRAY(BigInteger))
+_SQLITE_POSITION = (select(literal_column("key")).select_from(func.json_each(bindparam("ids_json")))
+                    .where(literal_column("value") == PhaseRow.id).scalar_subquery())
 _CLAIM_PHASES = {
-    "postgresql": _claim_phases(PhaseRow.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))),
-    "sqlite": _claim_phases(PhaseRow.id.in_(bindparam("ids", expanding=True))),
+    "postgresql": _claim_phases(PhaseRow.id == any_(_PG_IDS), func.array_position(_PG_IDS, PhaseRow.id)),
+    "sqlite": _claim_phases(PhaseRow.id.in_(bindparam("ids", expanding=True)), _SQLITE_POSITION),
 }
 _OPEN_ATTEMPTS = insert(AttemptRow).returning(AttemptRow.id, sort_by_parameter_order=True)
 _DROP_UNSTARTED_ATTEMPT = delete(AttemptRow).where(AttemptRow.id == bindparam("attempt_pk"),
@@ -96,7 +110,8 @@ def _my_running_attempts(conn: Connection, window: Sequence[Phase], session_id: 
         "session_id": session_id, "run_ids": sorted({p.run_id for p in window}),
         "phase_ids": sorted({p.phase_id for p in window})}).all()
     mine = [Claim(r.id, r.attempt, planned[(r.run_id, r.phase_id)]) for r in rows if (r.run_id, r.phase_id) in planned]
-    return sorted(mine, key=lambda c: c.phase.created_seq)
+    position = {p.key: index for index, p in enumerate(window)}
+    return sorted(mine, key=lambda c: position[c.phase.key])
 
 
 class Claims:
@@ -115,7 +130,7 @@ class Claims:
 
     def claim_some(self, window: Sequence[Phase], *, want: int, session_id: str, lease_seconds: float,
                    executor: str, opening: Callable[[Phase, int], AttemptOpening]) -> list[Claim]:
-        """Take up to ``want`` phases of ``window`` that are still free, in id order; one transaction.
+        """Take up to ``want`` phases of ``window`` that are still free, in window order; one transaction.
 
         ``window`` holds phases of one state, as planned; a phase that left that state or
         is held (or being claimed) by another controller is skipped. ``opening`` tells,
@@ -127,9 +142,11 @@ class Claims:
         if len(states) != 1:
             raise ValueError(f"a claim window holds phases of one state, not {sorted(states)}")
         planned = {p.created_seq: p for p in window}
+        position = {seq: index for index, seq in enumerate(planned)}
         now = utcnow()
-        params = {"ids": list(planned), "from_state": states.pop().value, "want": want, "session_id": session_id,
-                  "now": now, "lease_expires_at": now + dt.timedelta(seconds=lease_seconds)}
+        params = {"ids": list(planned), "ids_json": json.dumps(list(planned)), "from_state": states.pop().value,
+                  "want": want, "session_id": session_id, "now": now,
+                  "lease_expires_at": now + dt.timedelta(seconds=lease_seconds)}
         tries = 0
 
         def run() -> list[Claim]:
@@ -143,7 +160,8 @@ class Claims:
                     mine = _my_running_attempts(conn, window, session_id)
                     if mine:
                         return mine
-                rows = sorted(conn.execute(_CLAIM_PHASES[self._engine.backend], params).all(), key=lambda r: r.id)
+                rows = sorted(conn.execute(_CLAIM_PHASES[self._engine.backend], params).all(),
+                              key=lambda r: position[r.id])
                 if not rows:
                     return []
                 openings = [opening(planned[r.id], r.attempts) for r in rows]

@@ -16,7 +16,9 @@ composes so that callers keep a single handle:
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Engine
@@ -84,6 +86,14 @@ class Database:
     def dispose(self) -> None:
         self._engine.dispose()
 
+    def retry_budget(self, seconds: float) -> AbstractContextManager[None]:
+        """This thread's calls in the block wait up to ``seconds`` for a lost server (see ``engine``)."""
+        return self._engine.retry_budget(seconds)
+
+    def silences(self) -> list[str]:
+        """One line per connection shut down because its server went silent (``watchdog``)."""
+        return [s.line() for s in self._engine.watchdog.silences()]
+
     # -- schema ---------------------------------------------------------------------
     def upgrade(self) -> str:
         return self._schema.upgrade()
@@ -112,14 +122,22 @@ class Database:
     def phases(self, run_ids: Iterable[str] | None = None) -> list[Phase]:
         return self._backlog.phases(run_ids)
 
-    def standings(self, run_ids: Iterable[str] | None = None) -> Iterator[PhaseStanding]:
-        return self._backlog.standings(run_ids)
+    def standings(self, run_ids: Iterable[str] | None = None, *,
+                  with_durations: bool = False) -> Iterator[PhaseStanding]:
+        return self._backlog.standings(run_ids, with_durations=with_durations)
+
+    def duration_medians(self) -> tuple[dict[str, float], float | None]:
+        return self._backlog.duration_medians()
 
     def candidates(self, *, run_ids: list[str], limit: int, max_attempts: int, skip_runs_with_queued: bool,
-                   include_parked: bool, exclude_session: str | None = None) -> list[Phase]:
+                   include_parked: bool, exclude_session: str | None = None,
+                   now: dt.datetime | None = None) -> list[Phase]:
         return self._backlog.candidates(
             run_ids=run_ids, limit=limit, max_attempts=max_attempts, skip_runs_with_queued=skip_runs_with_queued,
-            include_parked=include_parked, exclude_session=exclude_session)
+            include_parked=include_parked, exclude_session=exclude_session, now=now)
+
+    def undeclared_queued(self, run_ids: Iterable[str] | None = None) -> dict[str, int]:
+        return self._backlog.undeclared_queued(run_ids)
 
     def run_counts(self, run_ids: Iterable[str] | None = None) -> dict[str, RunCounts]:
         return self._backlog.run_counts(run_ids)
@@ -143,6 +161,10 @@ class Database:
     def end_session(self, session_id: str, *, status: str, counts: dict[str, Any],
                     report: dict[str, Any] | None, error: str | None = None) -> None:
         self._sessions.end(session_id, status=status, counts=counts, report=report, error=error)
+
+    def close_abandoned(self, session_id: str, *, by: str, why: str) -> bool:
+        """Close a dead session's row left ``running`` (no open attempt without an adopter)."""
+        return self._sessions.close_abandoned(session_id, by=by, why=why)
 
     def sessions(self, limit: int = 50) -> list[SessionRecord]:
         """The latest sessions, without their reports (``report`` is None)."""
@@ -177,9 +199,10 @@ class Database:
         self._attempts.update_many(updates)
 
     def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-                       parked_reason: str | None, progress: AttemptProgress | None = None) -> None:
+                       parked_reason: str | None, progress: AttemptProgress | None = None,
+                       eligible_at: dt.datetime | None = None) -> None:
         self._attempts.finish(attempt_pk, result, phase_state=phase_state, parked_reason=parked_reason,
-                              progress=progress)
+                              progress=progress, eligible_at=eligible_at)
 
     def interrupt_attempt(self, attempt_pk: int, result: AttemptResult, *,
                           progress: AttemptProgress | None = None) -> None:

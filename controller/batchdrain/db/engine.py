@@ -29,6 +29,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from batchdrain.db.watchdog import Watchdog, watch_connections
 from batchdrain.domain import BadInput
 from batchdrain.identity import mask_secrets, mask_url, url_password
 
@@ -37,6 +38,30 @@ T = TypeVar("T")
 
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached or used; the message is safe to print."""
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """The database refused a write for want of space (SQLite's SQLITE_FULL, Postgres 53100)."""
+
+
+# libpq connection options for a Postgres server that goes silent. connect_timeout
+# bounds connecting (TCP, TLS, startup, authentication). Keepalive probes after 10 s
+# idle, every 5 s, three unanswered: a dead peer is dropped ~25 s into idleness;
+# tcp_user_timeout drops a connection whose sent data stays unacknowledged 30 s.
+# Both need the peer's kernel to stop answering; a proxy in between answers for it,
+# which the watchdog (``watchdog``) covers.
+POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+    "keepalives_count": 3, "tcp_user_timeout": 30_000,
+}
+
+
+def _is_full(err: BaseException) -> bool:
+    orig = getattr(err, "orig", None)
+    if getattr(orig, "sqlstate", None) == "53100":  # Postgres disk_full
+        return True
+    message = str(orig or err).lower()
+    return "database or disk is full" in message or "no space left on device" in message
 
 
 def normalise_url(url: str) -> URL:
@@ -108,8 +133,8 @@ class DatabaseEngine:
                     raise BadInput(f"database directory does not exist: {parent}")
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
-            kwargs["pool_pre_ping"] = True
-            kwargs["connect_args"] = {"connect_timeout": 10}
+            # No pool_pre_ping: the ping is ours, at checkout, so that the watchdog bounds it.
+            kwargs["connect_args"] = dict(POSTGRES_CONNECT_ARGS)
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except ImportError as err:
@@ -121,6 +146,9 @@ class DatabaseEngine:
             raise BadInput(f"cannot use database URL {mask_url(url)!r}: {self.clean(err)}") from err
         self._reached = False
         event.listen(self.engine, "connect", self._on_connect)
+        self.watchdog = Watchdog()
+        if self.backend == "postgresql":
+            watch_connections(self.engine, self.watchdog)
         if self.backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
@@ -134,6 +162,7 @@ class DatabaseEngine:
             threading.RLock() if self.backend == "sqlite" else nullcontext())
         self._retry_attempts = retry_attempts
         self._retry_max_seconds = retry_max_seconds
+        self._budget = threading.local()  # a longer bound for this thread's calls (``retry_budget``)
 
     def _on_connect(self, _dbapi_connection: Any, _record: Any) -> None:
         self._reached = True
@@ -158,12 +187,30 @@ class DatabaseEngine:
         running attempts open. Time is the bound that matches an outage. A server
         never reached is more likely a wrong URL than an outage: that fails fast.
         """
-        if (state.seconds_since_start or 0.0) >= self._retry_max_seconds:
+        if (state.seconds_since_start or 0.0) >= getattr(self._budget, "seconds", self._retry_max_seconds):
             return True
         error = state.outcome.exception() if state.outcome is not None else None
         if error is not None and self._reached and _is_connection_lost(error):
             return False
         return state.attempt_number >= self._retry_attempts
+
+    @contextmanager
+    def retry_budget(self, seconds: float) -> Iterator[None]:
+        """This thread's calls inside the block wait up to ``seconds`` for a lost server.
+
+        For a session that already halted on a lost database and still holds the ends
+        of attempts it ran: they may be written as long as its lease keeps every other
+        session off those phases, however long that is past ``retry_max_seconds``.
+        """
+        before = getattr(self._budget, "seconds", None)
+        self._budget.seconds = seconds
+        try:
+            yield
+        finally:
+            if before is None:
+                del self._budget.seconds
+            else:
+                self._budget.seconds = before
 
     def retrying(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (one whole transaction) again on transient errors, then give up loudly."""
@@ -176,6 +223,8 @@ class DatabaseEngine:
         try:
             return retrying(fn)
         except (SAOperationalError, SATimeoutError) as err:
+            if _is_full(err):
+                raise DatabaseFull(f"database full: {self.masked_url()}: {self.clean(err)}") from err
             raise DatabaseUnavailable(
                 f"database {self.masked_url()} unavailable: {self.clean(err)}"
             ) from err
@@ -205,6 +254,7 @@ class DatabaseEngine:
         self.retrying(run)
 
     def dispose(self) -> None:
+        self.watchdog.close()
         self.engine.dispose()
 
 

@@ -7,6 +7,8 @@ than one batch: duplicates inside a batch are found with a dict of that batch's 
 a duplicate of an earlier batch or of a phase already in the backlog is found by the
 unique constraint ``uq_phases_run_phase``, and only then is the batch looked up again
 (in a savepoint, so the transaction stays usable on Postgres) to name the row.
+Declared needs go in with their batch and are checked (unknown ids, cycles) before the
+transaction commits (``needs``); the cycle check holds the edges this input declares.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
-from sqlalchemy import Connection, func, insert, select, tuple_
+from sqlalchemy import Connection, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.models import PhaseRow, RunRow
+from batchdrain.db.needs import Declared, check_needs, insert_needs
 from batchdrain.db.records import ImportCounts, NewPhase
 from batchdrain.domain import BadInput, PhaseState, utcnow
 from batchdrain.phase_limits import host_arg_max, phase_problem
@@ -70,10 +73,30 @@ def _insert_runs(conn: Connection, run_ids: set[str], now: dt.datetime) -> int:
     return len(new)
 
 
+def _run_weights(first_row: int, chunk: list[NewPhase], given: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """The run weights this batch sets; two rows of one input that disagree are refused."""
+    weights: dict[str, int] = {}
+    for row, phase in enumerate(chunk, start=first_row):
+        if phase.run_weight is None:
+            continue
+        earlier = given.setdefault(phase.run_id, (phase.run_weight, row))
+        if earlier[0] != phase.run_weight:
+            raise BadInput(f"row {row}: run_weight {phase.run_weight} of run {phase.run_id!r} differs from "
+                           f"{earlier[0]} on row {earlier[1]}")
+        weights[phase.run_id] = phase.run_weight
+    return weights
+
+
+def _set_weights(conn: Connection, weights: dict[str, int]) -> None:
+    for run_id, weight in sorted(weights.items()):
+        conn.execute(update(RunRow).where(RunRow.run_id == run_id).values(weight=weight))
+
+
 def _insert_phases(conn: Connection, first_row: int, chunk: list[NewPhase], now: dt.datetime) -> None:
     queued = PhaseState.QUEUED.value
     values = [{"run_id": p.run_id, "phase_id": p.phase_id, "state": queued, "spec": p.spec.to_json(),
-               "attempts": 0, "retry_base": 0, "created_at": now, "updated_at": now} for p in chunk]
+               "attempts": 0, "retry_base": 0, "priority": p.priority, "created_at": now, "updated_at": now}
+              for p in chunk]
     savepoint = conn.begin_nested()
     try:
         conn.execute(insert(PhaseRow), values)
@@ -122,12 +145,18 @@ def enqueue_stream(engine: DatabaseEngine, open_rows: Callable[[], Iterable[NewP
         now = utcnow()
         arg_max = host_arg_max()
         phases = new_runs = 0
+        given_weights: dict[str, tuple[int, int]] = {}
+        declared: Declared = {}
         with engine.core() as conn:
             for first_row, chunk in batches(open_rows(), batch):
                 _refuse_within(first_row, chunk, arg_max=arg_max)
                 new_runs += _insert_runs(conn, {p.run_id for p in chunk}, now)
+                _set_weights(conn, _run_weights(first_row, chunk, given_weights))
                 _insert_phases(conn, first_row, chunk, now)
+                insert_needs(conn, chunk, declared)
                 phases += len(chunk)
+            # Needs may name phases later in the input: checked once all of it is in.
+            check_needs(conn, declared)
         return ImportCounts(phases=phases, new_runs=new_runs)
 
     try:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,6 +36,8 @@ class RunRow(Base):
 
     run_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # Phases of this run per round of the fair share (migration 0007).
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class PhaseRow(Base):
@@ -42,7 +45,8 @@ class PhaseRow(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "phase_id", name="uq_phases_run_phase"),
         Index("ix_phases_state_id", "state", "id"),
-        Index("ix_phases_run_state", "run_id", "state"),
+        Index("ix_phases_run_state_priority", "run_id", "state", text("priority DESC"), "id"),
+        Index("ix_phases_state_priority", "state", "priority"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -51,6 +55,8 @@ class PhaseRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     spec: Mapped[dict[str, Any]]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Higher runs first (migration 0007).
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # attempts at the last `batchdrain retry`: limits count only what came after it
     retry_base: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_class: Mapped[str | None] = mapped_column(String(32))
@@ -58,8 +64,21 @@ class PhaseRow(Base):
     parked_reason: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a FAILED phase may be retried (backoff, migration 0006); NULL: at once.
+    eligible_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NeedRow(Base):
+    """A declared dependency: ``phase_id`` of ``run_id`` runs once ``needs_phase_id`` is COMPLETE."""
+
+    __tablename__ = "phase_needs"
+    __table_args__ = (Index("ix_phase_needs_run_need", "run_id", "needs_phase_id"),)
+
+    run_id: Mapped[str] = mapped_column(String(ID_LEN), ForeignKey("runs.run_id"), primary_key=True)
+    phase_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    needs_phase_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
 
 
 class SessionRow(Base):

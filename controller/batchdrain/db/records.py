@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchdrain.domain import FailureClass, LogMode, LogPointer, Phase, PhaseSpec, PhaseState
+from batchdrain.domain import FailureClass, LogMode, LogPointer, Need, Phase, PhaseSpec, PhaseState
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,11 @@ class NewPhase:
     run_id: str
     phase_id: str
     spec: PhaseSpec
+    # Higher runs first (``fairshare``); the run's weight, when given, is set on its run.
+    priority: int = 0
+    run_weight: int | None = None
+    # Phase ids of the same run that must be COMPLETE before this one runs.
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,12 @@ class PhaseStanding:
     created_seq: int
     parked_reason: str | None
     lease_owner: str | None
+    eligible_at: dt.datetime | None = None
+    priority: int = 0
+    declares_needs: bool = False
+    unmet_needs: tuple[Need, ...] = ()
+    # The mean duration of its succeeded attempts, if it has any (a forecast's basis).
+    past_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,10 @@ class Schema:
                     conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
                     conn.commit()
 
-        self._engine.retrying(run)
+        # A migration may build an index over a large table, and a controller waits here
+        # for another's migration: both longer than the watchdog's bound on a statement.
+        with self._engine.watchdog.unwatched():
+            self._engine.retrying(run)
         return self.current_revision() or "(none)"
 
     def known_revisions(self) -> set[str]:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
-from batchdrain.db.models import PhaseRow, SessionRow
+from batchdrain.db.models import AttemptRow, PhaseRow, SessionRow
 from batchdrain.db.records import SessionRecord
 from batchdrain.domain import BadInput, utcnow
 
@@ -101,6 +101,25 @@ class Sessions:
                 ))
 
         self._engine.retrying(run)
+
+    def close_abandoned(self, session_id: str, *, by: str, why: str) -> bool:
+        """Close a dead session's row left ``running``, once none of its attempts is open un-adopted."""
+        now = utcnow()
+        unadopted = (select(AttemptRow.id)
+                     .where(AttemptRow.session_id == session_id, AttemptRow.status == "running",
+                            AttemptRow.adopted_by.is_(None))
+                     .exists())
+        error = f"the controller stopped without closing this session ({why}); closed by session {by}"
+
+        def run() -> bool:
+            with self._engine.core() as conn:
+                result = conn.execute(update(SessionRow)
+                                      .where(SessionRow.session_id == session_id, SessionRow.status == "running",
+                                             ~unadopted)
+                                      .values(status="failed", ended_at=now, error=self._engine.mask(error)))
+                return bool(result.rowcount == 1)
+
+        return self._engine.retrying(run)
 
     def recent(self, limit: int = 50) -> list[SessionRecord]:
         """The latest sessions, without their reports."""

@@ -2,7 +2,8 @@
 
 ``session`` is the loop itself, ``planning`` what a session would run now (also
 ``--dry-run``), ``adoption`` what other sessions left open (adopt now, or wait),
-``recording`` each attempt's end (released, parked, or not charged), ``reporting`` the
+``orphans`` taking it over (and closing dead sessions' rows), ``launches`` what an
+attempt runs with, ``recording`` each attempt's end (released, parked, or not charged), ``reporting`` the
 end of a session (report, identity checks, files), ``observer`` what a front end hears.
 """
 

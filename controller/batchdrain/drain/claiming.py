@@ -4,7 +4,7 @@ A session claims just before it launches, so that several controllers share one
 backlog: a claim takes at most as many phases as there are free worker slots, and each
 one it takes is handed to a worker at once, so no phase is held that is not about to
 run. Every controller plans the same head of the queue, so a claim is offered a window
-of the plan (``WINDOW`` phases) and takes the first free ones of it (``db.claim_some``:
+of the plan (``WINDOW`` phases) and takes the first free ones of it, in plan order (``db.claim_some``:
 ``FOR UPDATE SKIP LOCKED`` on Postgres): a claim call comes back empty only when the
 whole window is held by others, instead of whenever its one phase was.
 
@@ -76,14 +76,16 @@ class PlanCursor:
     def settle(self, window: Sequence[Phase], claimed: set[int], *, wanted: int) -> list[Phase]:
         """Take the claimed phases off the queue, and the ones lost to another controller; returns the lost.
 
-        A claim takes the free phases of its window in id order, up to ``wanted``: when it
-        took fewer, every other phase of the window was taken (or being claimed) by someone
-        else; when it took ``wanted``, those it passed over below the last one it took were.
-        The rest of the window stays at the head of the queue.
+        A claim takes the free phases of its window in window order, up to ``wanted``: when
+        it took fewer, every other phase of the window was taken (or being claimed) by
+        someone else; when it took ``wanted``, those it passed over before the last one it
+        took were. The rest of the window stays at the head of the queue.
         """
         self._size = WINDOW if claimed else min(self._size * 4, MAX_WINDOW)
-        last = max(claimed) if len(claimed) >= wanted else None
-        lost = [p for p in window if p.created_seq not in claimed and (last is None or p.created_seq < last)]
+        taken = [index for index, p in enumerate(window) if p.created_seq in claimed]
+        last = taken[-1] if len(claimed) >= wanted and taken else None
+        lost = [p for index, p in enumerate(window)
+                if p.created_seq not in claimed and (last is None or index < last)]
         gone = claimed | {p.created_seq for p in lost}
         for _ in window:
             self._queue.popleft()

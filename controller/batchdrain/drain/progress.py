@@ -53,8 +53,16 @@ class ProgressBuffer:
             if progress.pid is None and combined is not None:
                 self._pending[attempt_pk] = combined
                 return
-        if combined is not None:
+        if combined is None:
+            return
+        try:
             self._db.update_attempt(attempt_pk, combined)
+        except DatabaseUnavailable as err:
+            # Raising into the executor would end an attempt whose process runs on: keep
+            # it for the next flush (or the attempt's end) like any other progress.
+            with self._lock:
+                self._pending[attempt_pk] = merged(combined, self._pending.get(attempt_pk)) or combined
+            self._on_error(f"attempt progress not written yet (kept for the next try): {err}")
 
     def take(self, attempt_pk: int) -> AttemptProgress | None:
         """What the attempt reported that may not be written yet; it is the caller's to write now."""

@@ -12,10 +12,14 @@ failure parks the phase (smart retry).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from batchdrain.backoff import Backoff
 from batchdrain.classify import park_reason
-from batchdrain.db import Database
+from batchdrain.db import Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
     TRANSIENT_CLASSES,
     AttemptHistoryItem,
@@ -32,20 +36,69 @@ from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
 from batchdrain.settings import Settings
 
+# How long before this session's lease runs out it stops writing what it holds: past
+# it, another session may adopt the attempt and write its own end.
+LEASE_MARGIN_SECONDS = 5.0
+
 
 class AttemptRecorder:
     """Writes each attempt's end; remembers why the session must stop, if it must."""
 
     def __init__(self, *, db: Database, sink: LogSink, settings: Settings, metrics: Metrics,
-                 observer: DrainObserver) -> None:
+                 observer: DrainObserver, lease_left: Callable[[], float] = lambda: 0.0) -> None:
         self.db = db
         self.sink = sink
         self.settings = settings
         self.metrics = metrics
         self.observer = observer
+        self._lease_left = lease_left
         self._lock = threading.Lock()
-        # Why the session stops starting attempts (a full or failing log store), else None.
+        # Why the session stops starting attempts (a full or failing log store, a lost
+        # database), else None.
         self.halt: str | None = None
+        # Attempts whose end could not be written before the lease ran out: "run/phase attempt N".
+        self.unrecorded: list[str] = []
+
+    def halting(self, err: DatabaseUnavailable) -> None:
+        """The database is lost past the retry bound: stop starting attempts."""
+        with self._lock:
+            self.halt = self.halt or f"{err}; stopped selecting phases"
+
+    def write(self, record: Callable[[], None], *, what: str) -> bool:
+        """Run one write of what this session holds; on a lost database, halt and keep trying under the lease.
+
+        False when the lease ran out first: the attempt stays open for adoption.
+        """
+        try:
+            record()
+            return True
+        except DatabaseUnavailable as err:
+            self.halting(err)
+        # The lease as it stands now, not as later heartbeats renew it: a database that
+        # takes heartbeats but refuses this write (full) must not keep the session for ever.
+        deadline = time.monotonic() + self._lease_left() - LEASE_MARGIN_SECONDS
+
+        def bounded() -> None:
+            with self.db.retry_budget(max(deadline - time.monotonic(), 0.0)):
+                record()
+
+        def lease_gone(_state: RetryCallState) -> bool:
+            return time.monotonic() >= deadline
+
+        retrying = Retrying(retry=retry_if_exception_type(DatabaseUnavailable), stop=lease_gone,
+                            wait=wait_exponential(multiplier=0.5, max=5.0), reraise=True)
+        try:
+            retrying(bounded)
+        except DatabaseUnavailable:
+            with self._lock:
+                self.unrecorded.append(what)
+            return False
+        return True
+
+    def release(self, claim: Claim, *, session_id: str, to_state: PhaseState) -> None:
+        """Give back a phase claimed but not started (the session is stopping)."""
+        self.write(lambda: self.db.release_claim(claim, session_id=session_id, to_state=to_state),
+                   what=f"{claim.phase.run_id}/{claim.phase.phase_id} attempt {claim.attempt} (never started)")
 
     def guarded(self, call: Callable[[], AttemptResult], *, what: str) -> AttemptResult:
         """Run an executor call; an exception becomes a recorded ``api_error``, not a crash."""
@@ -77,18 +130,23 @@ class AttemptRecorder:
             with self._lock:
                 self.halt = self.halt or (
                     f"{result.halt}; stopped selecting phases ({phase.run_id}/{phase.phase_id} attempt {attempt})")
-        if result.left_running:
-            self.db.interrupt_attempt(attempt_pk, result, progress=progress)
+        if self.write(lambda: self._record(phase, attempt_pk, attempt, result, progress),
+                      what=f"{phase.run_id}/{phase.phase_id} attempt {attempt}"):
             self.metrics.record_attempt(result)
             self.observer.attempt_finished(phase, attempt, result)
+
+    def _record(self, phase: Phase, attempt_pk: int, attempt: int, result: AttemptResult,
+                progress: AttemptProgress | None) -> None:
+        """The database writes of an attempt's end (one transaction, but for reading the history)."""
+        if result.left_running:
+            self.db.interrupt_attempt(attempt_pk, result, progress=progress)
             return
         if not result.charged:
             # The controller's failure, not the phase's: back to where it was, not counted.
             was = phase.state if phase.state in (PhaseState.QUEUED, PhaseState.FAILED) else (
                 PhaseState.FAILED if phase.last_failure_class else PhaseState.QUEUED)
-            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None, progress=progress)
-            self.metrics.record_attempt(result)
-            self.observer.attempt_finished(phase, attempt, result)
+            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None, progress=progress,
+                                   eligible_at=phase.eligible_at)
             return
         parked: str | None = None
         state = PhaseState.COMPLETE if result.succeeded else PhaseState.FAILED
@@ -101,6 +159,10 @@ class AttemptRecorder:
                                  park_after=self.settings.park_after)
             if parked:
                 state = PhaseState.SKIPPED
-        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked, progress=progress)
-        self.metrics.record_attempt(result)
-        self.observer.attempt_finished(phase, attempt, result)
+        eligible_at = None
+        if state is PhaseState.FAILED:
+            # Retry backoff: counted over the attempts since the last `batchdrain retry`.
+            eligible_at = Backoff.from_settings(self.settings).eligible_at(
+                result.finished_at or utcnow(), attempt - phase.retry_base, result.failure_class)
+        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked, progress=progress,
+                               eligible_at=eligible_at)

@@ -12,7 +12,10 @@ attempt as ``api_error`` with the exception's type and text; a database that fai
 ends the session with status ``failed`` and the error on the session row. A log that
 could not be stored whole (the log volume stayed full past ``log_write_retry_seconds``)
 is recorded on its attempt, and the session stops selecting and ends ``failed``: going
-on would run phases whose logs cannot be kept.
+on would run phases whose logs cannot be kept. A database lost (or full) past the retry
+bound stops selecting the same way; the attempts running go on, and their ends are
+written when the database answers again, for as long as this session's lease keeps them
+its own (``recording``). What is still unwritten then stays open for the next session.
 """
 
 from __future__ import annotations
@@ -34,15 +37,17 @@ from batchdrain.domain import (
     RunCounts,
     utcnow,
 )
-from batchdrain.drain.adoption import controller_identity, decide, holder_gone, process_gone
+from batchdrain.drain.adoption import controller_identity, holder_gone, process_gone
 from batchdrain.drain.claiming import CLAIM_BATCH, LostClaims, PlanCursor, Workers
+from batchdrain.drain.launches import launch_for
 from batchdrain.drain.observer import DrainObserver, SilentObserver
-from batchdrain.drain.planning import PAGE, make_plan
+from batchdrain.drain.orphans import take_orphans
+from batchdrain.drain.planning import make_plan
 from batchdrain.drain.progress import ProgressBuffer
 from batchdrain.drain.recording import AttemptRecorder
 from batchdrain.drain.reporting import PendingReport, ReportFiles, skipped_rows
 from batchdrain.executors.base import AttemptLaunch, Executor, OrphanAttempt, StopSignal
-from batchdrain.identity import Identity, mask_url
+from batchdrain.identity import mask_url
 from batchdrain.logstore import LogSink
 from batchdrain.metrics import Metrics
 from batchdrain.report import build_summary
@@ -103,8 +108,11 @@ class DrainSession:
         self._adopted: list[tuple[str, str]] = []
         self._notes: list[str] = []
         self._waiting: list[str] = []
+        # When the last heartbeat (or the session's start) began: the phases this session
+        # holds are leased to it until then plus lease_seconds.
+        self._leased_from = time.monotonic()
         self._recorder = AttemptRecorder(db=db, sink=sink, settings=settings, metrics=self.metrics,
-                                         observer=self.observer)
+                                         observer=self.observer, lease_left=self._lease_left)
         self._progress = ProgressBuffer(db, on_error=self._note)
 
     # -- identity ------------------------------------------------------------------
@@ -126,33 +134,14 @@ class DrainSession:
         }
 
     def _launch(self, phase: Phase, attempt: int, *, session_id: str | None = None) -> AttemptLaunch:
-        """What one attempt of ``phase`` runs with: its spec, rendered, under an identity.
-
-        The one way a launch is built, for a fresh attempt and for an adopted one
-        (``session_id`` of the dead session that started it), so that an adopted attempt
-        is supervised with the phase's own timeout, memory limit and environment.
-        """
-        session_id = session_id or self.session_id
-        spec = phase.spec
-        identity = Identity(
-            session_id=session_id, run_id=phase.run_id, phase_id=phase.phase_id, attempt=attempt,
-            database_url=self._phase_database_url(), api_url=self.settings.api_url,
-        )
-        values = {"run_id": phase.run_id, "phase_id": phase.phase_id, "attempt": str(attempt),
-                  "session_id": session_id}
-        env = {**dict(spec.env), **identity.env(self.settings)}
-        return AttemptLaunch(
-            identity=identity, spec=spec, command=tuple(spec.render_command(values)),
-            env=tuple(sorted(env.items())),
-            timeout_seconds=spec.timeout_seconds or self.settings.default_timeout_seconds,
-            image=spec.image or self.settings.default_image,
-        )
+        return launch_for(phase, attempt, session_id=session_id or self.session_id, settings=self.settings)
 
     # -- the session ---------------------------------------------------------------
     def run(self) -> SessionOutcome:
         """Plan, run the plan (adopting dead sessions' attempts first), report."""
         the_plan = make_plan(self.db, self.settings)
         before = self.db.run_counts()
+        self.metrics.set_run_counts(before)  # queue depth by run, for the dashboard
         self._begin()
         started = time.monotonic()
         with self._heartbeating():
@@ -164,11 +153,30 @@ class DrainSession:
                                     error=f"{type(err).__name__}: {err}")
                 raise
         leaks = self._end_executor()
-        report = self._report(the_plan, before=before, touched=touched, leaks=leaks,
-                              wall_seconds=time.monotonic() - started)
-        return self._end(report, leaks)
+        try:
+            report = self._report(the_plan, before=before, touched=touched, leaks=leaks,
+                                  wall_seconds=time.monotonic() - started)
+            return self._end(report, leaks)
+        except DatabaseUnavailable as err:
+            # Still lost after the retry bound: neither the report nor the session's end
+            # can be written. The next session closes this one and adopts what it left.
+            return SessionOutcome(self.session_id, {}, leaks, self.stop.stopping, self._not_claimed.keys,
+                                  self._halt_line(f"{err}; the session's report was not written"),
+                                  left_for_adoption=self.executor.left_for_adoption())
+
+    def _halt_line(self, error: str) -> str:
+        """Why the session stopped, with what it leaves open, in one line."""
+        left = self._recorder.unrecorded
+        if left:
+            error += (f"; {len(left)} attempt end(s) not written before the lease ran out, left open for the "
+                      f"next session to adopt: {', '.join(left)}")
+        return error
+
+    def _lease_left(self) -> float:
+        return self._leased_from + self.settings.lease_seconds - time.monotonic()
 
     def _begin(self) -> None:
+        self._leased_from = time.monotonic()
         self.session_id = self.db.create_session(
             executor=self.executor.name, settings=masked_settings(self.settings), identity={},
         )
@@ -208,11 +216,16 @@ class DrainSession:
                 self._run_page(page, workers)
                 workers.wait_idle()
                 # An unlimited session pages through a large backlog; phases this
-                # session already ran are not picked again by a later page.
-                if (self.settings.batch_size or len(page.selected) < PAGE or self.stop.stopping
-                        or self._halt_reason()):
+                # session already ran are not picked again by a later page. A short page
+                # is planned after too: phases it completed may have released dependents
+                # (declared needs), which this session then runs.
+                if self.settings.batch_size or self.stop.stopping or self._halt_reason():
                     break
-                page = make_plan(self.db, self.settings, exclude_session=self.session_id)
+                try:
+                    page = make_plan(self.db, self.settings, exclude_session=self.session_id)
+                except DatabaseUnavailable as err:
+                    self._recorder.halting(err)
+                    break
                 if not page.selected:
                     break
                 self.observer.planned(page)
@@ -234,6 +247,10 @@ class DrainSession:
             want = min(free, len(window))
             try:
                 claims = self._claim(window, want)
+            except DatabaseUnavailable as err:
+                workers.unreserve(free)
+                self._recorder.halting(err)  # what runs goes on; nothing new starts
+                return
             except BaseException:
                 workers.unreserve(free)
                 raise
@@ -266,7 +283,7 @@ class DrainSession:
                 wall_seconds: float) -> PendingReport:
         """The summary, from one pass over the attempts (which writes the rows file) and SQL."""
         after = self.db.run_counts()
-        self.metrics.set_phase_counts(after.values())
+        self.metrics.set_run_counts(after)
         files = ReportFiles(self.sink, self.session_id)
         expected = {"database_url": mask_url(self._phase_database_url()), "api_url": self.settings.api_url}
         skipped = skipped_rows(the_plan, self._not_claimed.keys)
@@ -295,6 +312,9 @@ class DrainSession:
         left = self.executor.left_for_adoption()
         report["left_for_adoption"] = left
         error = self._recorder.halt or halted
+        if error:
+            error = self._halt_line(error)
+        report["notes"].extend(self.db.silences())
         report["halted"] = error
         stored = pending.files.write_documents(report)
         if stored is not None:
@@ -318,8 +338,10 @@ class DrainSession:
     def _heartbeat(self, stop: threading.Event) -> None:
         interval = self.settings.lease_seconds / 4
         while not stop.wait(interval):
+            beat = time.monotonic()
             try:
                 self.db.heartbeat(self.session_id, self.settings.lease_seconds)
+                self._leased_from = beat
             except DatabaseUnavailable as err:
                 # Keep trying: a missed beat only shortens the lease; giving up would let
                 # another controller adopt phases this one is still running.
@@ -333,14 +355,12 @@ class DrainSession:
         """
         self._adopted = []
         found = []
-        decided = decide(self.db.open_attempts_elsewhere(session_id=self.session_id), now=utcnow(),
-                         lease_seconds=self.settings.lease_seconds, gone=self._holder_gone)
-        self._waiting = [w.line() for w in decided.waiting]
-        for adoption in decided.adopt:
+        orphans = take_orphans(self.db, session_id=self.session_id, lease_seconds=self.settings.lease_seconds,
+                               gone=self._holder_gone)
+        self._waiting = orphans.waiting
+        self._notes.extend(orphans.closed)
+        for adoption in orphans.taken:
             orphan, row = adoption.orphan, adoption.orphan.attempt
-            if not self.db.take_over(row.attempt_pk, session_id=self.session_id,
-                                     lease_seconds=self.settings.lease_seconds, holder_gone=adoption.holder_gone):
-                continue
             if adoption.why:
                 self._notes.append(f"adopted {row.run_id}/{row.phase_id} attempt {row.attempt} at once from "
                                    f"session {row.session_id}: {adoption.why}")
@@ -374,7 +394,7 @@ class DrainSession:
         if self.stop.stopping or self._halt_reason():
             # Claimed for a free slot a moment ago, but the session is stopping: the phase
             # goes back as it was rather than be held by a session that will not run it.
-            self.db.release_claim(claim, session_id=self.session_id, to_state=phase.state)
+            self._recorder.release(claim, session_id=self.session_id, to_state=phase.state)
             return
         self.observer.attempt_started(phase, claim.attempt)
         self.metrics.running.inc()

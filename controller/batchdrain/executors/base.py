@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from batchdrain.domain import AttemptProgress, AttemptResult
+from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode
 from batchdrain.launch import AttemptLaunch
-from batchdrain.logstore import LogSink
+from batchdrain.logstore import LogSink, LogStoreError, LogStoreUnreadable
 
 # Called with what an executor learns early (Job name, pod UID, node): written at once
 # so a controller killed mid-attempt leaves enough to adopt or explain it.
@@ -72,6 +72,25 @@ class OrphanAttempt:
     host: str | None = None
 
 
+def store_failure(err: LogStoreError, *, job_name: str | None = None, left_running: bool = False,
+                  log_mode: LogMode = LogMode.SPLIT) -> AttemptResult:
+    """The log store failed under an attempt: the controller's failure, never the phase's.
+
+    Charged to nothing; ``halt`` stops the session from starting more; ``left_running``
+    when the work goes on without us (a Job), so the next session adopts it and resumes
+    its logs from what the store holds.
+    """
+    where = "; Job left in place for the next session to adopt" if left_running else ""
+    what = "log store unreadable" if isinstance(err, LogStoreUnreadable) else "log store failed"
+    result = AttemptResult(
+        FailureClass.API_ERROR, f"{what}: {err.strerror or err}{where}", None,
+        "the controller could not store the attempt's logs", job_name=job_name, log_mode=log_mode,
+        raw_status={"log_store_error": str(err)}, charged=False)
+    result.left_running = left_running
+    result.halt = f"{what}: {err.strerror or err}"
+    return result
+
+
 class Executor(Protocol):
     name: str
 
@@ -102,4 +121,4 @@ class Executor(Protocol):
         """Facts for the session's identity record (cluster version, namespace, ...)."""
 
 
-__all__ = ["AttemptLaunch", "AttemptUpdate", "Executor", "OrphanAttempt", "StopSignal"]
+__all__ = ["AttemptLaunch", "AttemptUpdate", "Executor", "OrphanAttempt", "StopSignal", "store_failure"]

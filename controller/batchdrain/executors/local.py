@@ -22,10 +22,10 @@ from typing import Any
 
 from batchdrain.classify import classify_process_exit, first_error_line
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, utcnow
-from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
+from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal, store_failure
 from batchdrain.executors.resources import exhausted
 from batchdrain.identity import identity_header
-from batchdrain.logstore import CHUNK, LogSink, LogWriter, log_key
+from batchdrain.logstore import CHUNK, LogSink, LogStoreError, LogWriter, log_key
 
 HEAD_BYTES = 16 * 1024
 TAIL_BYTES = 64 * 1024
@@ -78,6 +78,10 @@ class _Pump(threading.Thread):
         return data.decode("utf-8", errors="replace")
 
 
+def _store_failed(pumps: Mapping[str, _Pump]) -> LogStoreError | None:
+    return next((p.error for p in pumps.values() if isinstance(p.error, LogStoreError)), None)
+
+
 class LocalExecutor:
     name = "local"
 
@@ -124,6 +128,17 @@ class LocalExecutor:
         return writers
 
     def execute(self, launch: AttemptLaunch, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
+        """Run the attempt; a log store that fails under it stops the process and halts the session.
+
+        The process cannot outlive this controller, so nothing is left running: the attempt
+        ends ``api_error``, charged to nothing, and the phase goes back as it was.
+        """
+        try:
+            return self._execute(launch, stop, on_update)
+        except LogStoreError as err:
+            return store_failure(err)
+
+    def _execute(self, launch: AttemptLaunch, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         created = utcnow()
         writers = self._open_logs(launch, resume=False)
         header = identity_header(
@@ -144,13 +159,16 @@ class LocalExecutor:
         pumps = self._start_pumps(proc, writers)
         if isinstance(pumps, str):
             return self._not_started(writers, pumps, created=created, t0=t0)
-        timed_out, interrupted = self._wait(proc, launch, stop=stop, t0=t0)
+        timed_out, interrupted = self._wait(proc, pumps, deadline=t0 + launch.timeout_seconds, stop=stop)
         returncode = proc.returncode
         finished = utcnow()
         container_seconds = time.monotonic() - t0
 
         notes: list[str] = []
         self._drain_pumps(proc, pumps, notes)
+        failed = _store_failed(pumps)
+        if failed is not None:
+            raise failed
         pointers = [writer.close() for writer in writers.values()]
 
         error_line = first_error_line(pumps["stderr"].text()) or first_error_line(pumps["stdout"].text())
@@ -216,14 +234,15 @@ class LocalExecutor:
             return halt
         return pumps
 
-    def _wait(self, proc: subprocess.Popen[bytes], launch: AttemptLaunch, *, stop: StopSignal,
-              t0: float) -> tuple[bool, bool]:
-        """Wait for the process within its timeout and the stop signal: (timed out, interrupted)."""
+    def _wait(self, proc: subprocess.Popen[bytes], pumps: Mapping[str, _Pump], *, deadline: float,
+              stop: StopSignal) -> tuple[bool, bool]:
+        """Until the process ends: (killed for its timeout, killed for the stop's grace)."""
         timed_out = interrupted = False
-        deadline = t0 + launch.timeout_seconds
         while proc.poll() is None:
             now = time.monotonic()
-            if stop.stopping and stop.expired():
+            if _store_failed(pumps) is not None:
+                self._kill_group(proc)  # its output has nowhere to go
+            elif stop.stopping and stop.expired():
                 interrupted = True
                 self._kill_group(proc)
             elif now >= deadline:
@@ -294,10 +313,13 @@ class LocalExecutor:
         stopped = self._stop_orphan_process(orphan)
         if stopped:
             note += f"; its process {stopped} was still running and was stopped"
-        writers = self._open_logs(orphan.launch, resume=True)
-        for writer in writers.values():
-            writer.write(f"\n[batchdrain] {note} (closed by session {self._session_id})\n".encode())
-        pointers = [w.close() for w in writers.values()]
+        try:
+            writers = self._open_logs(orphan.launch, resume=True)
+            for writer in writers.values():
+                writer.write(f"\n[batchdrain] {note} (closed by session {self._session_id})\n".encode())
+            pointers = [w.close() for w in writers.values()]
+        except LogStoreError as err:
+            return store_failure(err)
         return AttemptResult(
             failure_class=FailureClass.CONTROLLER_INTERRUPTED, message=note, exit_code=None,
             exit_code_reason="the controller died before the process exit status was read",

@@ -14,6 +14,7 @@ from typing import Any
 
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
+from batchdrain.importing.schedule import schedule_fields
 from batchdrain.importing.values import clean_row, describe
 
 REQUIRED = ("run_id", "phase_id", "command")
@@ -50,6 +51,7 @@ def to_phase(path: Path, raw: RawRow) -> NewPhase:
         if missing:
             raise BadInput(f"missing {', '.join(missing)}")
         spec = PhaseSpec.from_json(data)
+        schedule = schedule_fields(data)
     except BadInput as exc:
         raise BadBacklogFile(f"{where(path, raw.line)}: row {raw.row}: {exc}") from exc
-    return NewPhase(data["run_id"], data["phase_id"], spec)
+    return NewPhase(data["run_id"], data["phase_id"], spec, **schedule)

@@ -77,11 +77,7 @@ def row_loader(source: Chunked, *, pure: bool = False) -> Any:
                 BoundedComposer.__init__(self)
                 TextConstructor.__init__(self)
                 Resolver.__init__(self)
-                self.replay = deque()
-                self.sizes = {}
-                self.open_anchors = set()
-                self.checked = {}
-                self.expanded = 0
+                _start_row_state(self)
 
         return CRowLoader(source)
 
@@ -93,13 +89,18 @@ def row_loader(source: Chunked, *, pure: bool = False) -> Any:
             BoundedComposer.__init__(self)
             TextConstructor.__init__(self)
             Resolver.__init__(self)
-            self.replay = deque()
-            self.sizes = {}
-            self.open_anchors = set()
-            self.checked = {}
-            self.expanded = 0
+            _start_row_state(self)
 
     return RowLoader(source)
+
+
+def _start_row_state(loader: Any) -> None:
+    """What both loaders (libyaml's and the pure one) hold besides their parser's state."""
+    loader.replay = deque()
+    loader.sizes = {}
+    loader.open_anchors = set()
+    loader.checked = {}
+    loader.expanded = 0
 
 
 def start_value(loader: Any) -> None:

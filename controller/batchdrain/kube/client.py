@@ -34,11 +34,24 @@ from batchdrain.kube.responses import LogStream, WatchStream, error_from_body
 from batchdrain.settings import Settings
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# How long each read may wait for the API server's next byte: the bound on noticing a
+# silent server (packets dropped, a proxy that stopped forwarding, nothing closed).
+# TCP keepalive (``KEEPALIVE``) catches a dead peer's kernel on its own, but a proxy or
+# load balancer in between answers probes for the server, so only reads can tell.
 CONNECT_TIMEOUT = 10.0
-REQUEST_TIMEOUT = 60.0
+# An answer to one call: no call batchdrain makes takes seconds on a healthy server.
+REQUEST_TIMEOUT = 30.0
+# A watch is quiet while nothing changes: a read that times out (``Silent``) only makes
+# the reflector watch again from its resourceVersion, so this bounds each wait.
+WATCH_READ_TIMEOUT = 30.0
 # A followed log is quiet while the phase prints nothing; a read that times out only
-# makes the executor reconnect from its last timestamp, so this bounds each wait.
-LOG_READ_TIMEOUT = 300.0
+# makes the pump reconnect from its cursor. Longer than a watch's: every running pod
+# has a follow, and each quiet one reconnects once per this.
+LOG_READ_TIMEOUT = 60.0
+# Keepalive probes after 10 s idle, every 5 s, 3 unanswered: ~25 s; and sent data
+# unacknowledged for 30 s drops the connection (TCP_USER_TIMEOUT, Linux).
+KEEPALIVE = (10, 5, 3)
+TCP_USER_TIMEOUT_MS = 30_000
 
 _GROUPS = {"jobs": "batch", "cronjobs": "batch"}
 
@@ -72,7 +85,20 @@ def load_client(settings: Settings) -> tuple[Any, str]:
         namespace = settings.namespace or _context_namespace(settings)
     # One retry layer only (batchdrain.kube.retry); urllib3 must not retry on its own.
     configuration.retries = False
+    configuration.socket_options = socket_options()
     return k8s_client.ApiClient(configuration), namespace
+
+
+def socket_options() -> list[tuple[int, int, int]]:
+    """urllib3's own options (no Nagle) plus our keepalive and, on Linux, TCP_USER_TIMEOUT."""
+    idle, interval, count = KEEPALIVE
+    options = [*urllib3.connection.HTTPConnection.default_socket_options,
+               (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count),
+                        ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
 
 
 def _context_namespace(settings: Settings) -> str:
@@ -368,9 +394,9 @@ class KubernetesApi:
                 ("resourceVersion", resource_version),
                 ("timeoutSeconds", timeout_seconds),
             ],
-            # The server ends the watch after timeoutSeconds; the read timeout only
-            # catches a connection that died silently.
-            timeout=(CONNECT_TIMEOUT, timeout_seconds + 30.0),
+            # The server ends the watch after timeoutSeconds; the read timeout bounds
+            # each silence (the reflector resumes after it, see ``Silent``).
+            timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT),
         )
         return WatchStream(raw)
 

@@ -10,6 +10,7 @@
     ├── TooManyRequests        429 (retried, honouring Retry-After)
     ├── ServerError            5xx (retried)
     ├── Unreachable            connection refused/reset, timeouts, TLS (retried)
+    │   └── Silent             an open stream sent nothing for its read timeout (resumed)
     ├── Unauthorized           401
     ├── Forbidden              403 (RBAC: the session cannot do this)
     └── BadRequest             400
@@ -86,6 +87,15 @@ class ServerError(KubeError):
 
 class Unreachable(KubeError):
     retriable = True
+
+
+class Silent(Unreachable):
+    """A watch or log stream that was open sent no byte for its read timeout.
+
+    A quiet watch or a phase that prints nothing looks the same as a peer gone silent,
+    so the reader resumes (from its resourceVersion, from its log cursor) instead of
+    counting a failure: a silent peer then fails at the resume, under the retry policy.
+    """
 
 
 class Unauthorized(KubeError):

@@ -21,7 +21,7 @@ import urllib3
 
 from batchdrain.domain import utcnow
 from batchdrain.kube.api import WatchEvent
-from batchdrain.kube.errors import Gone, KubeError, Unreachable, error_for_status
+from batchdrain.kube.errors import Gone, KubeError, Silent, Unreachable, error_for_status
 
 CHUNK = 64 * 1024
 
@@ -82,6 +82,10 @@ class ResponseStream:
                     return
                 if chunk:
                     yield chunk
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as err:
+            if self._closed:
+                return
+            raise Silent(f"stream silent past its read timeout: {err!r}") from err
         except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as err:
             # AttributeError/ValueError: http.client's reader after another thread closed
             # the response (its file object is gone); expected only when we closed it.

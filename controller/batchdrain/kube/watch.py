@@ -5,9 +5,11 @@ each one. A ``Reflector`` lists first (so it knows the present), watches from th
 list's resourceVersion, moves that version forward on every event and BOOKMARK,
 relists on 410 Gone (the version fell out of the server's window: changes in between
 are replayed as synthetic events, deletions included), and reconnects after a dropped
-connection. Repeated failures are bounded in time: past the budget it reports the
-error once and stops, so the attempts waiting on it fail as ``api_error`` instead of
-waiting forever.
+connection. A watch that sent nothing for its read timeout (``Silent``: quiet, or its
+server gone silent) is watched again at once, as after the server's own timeout: a
+silent server then fails the new watch's request, which counts. Repeated failures are
+bounded in time: past the budget it reports the error once and stops, so the attempts
+waiting on it fail as ``api_error`` instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from batchdrain.kube.api import KubeObject, Stream, WatchEvent
-from batchdrain.kube.errors import Gone, KubeError
+from batchdrain.kube.errors import Gone, KubeError, Silent
 
 EventHandler = Callable[[str, KubeObject], None]
 FailureHandler = Callable[[KubeError], None]
@@ -77,6 +79,7 @@ class Reflector:
         self.relists = 0
         self.reconnects = 0
         self.bookmarks = 0
+        self.silences = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -112,6 +115,10 @@ class Reflector:
             except Gone:
                 # Too old for the server's watch cache: the present comes from a list.
                 self.resource_version = None
+            except Silent:
+                self.silences += 1
+                failing_since = None
+                backoff = self._min_backoff
             except KubeError as err:
                 if self._stop.is_set():
                     return

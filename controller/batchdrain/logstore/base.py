@@ -1,13 +1,24 @@
-"""What every log store is: the two protocols, the full-volume retry, the header's end.
+"""What every log store is: the two protocols, its errors, the full-volume retry, the probe.
 
 The protocols are the seam the executors and the drain write through; the retry is
 shared by every backend that writes to a volume (a local directory, or the spool of
-an object store).
+an object store). Errors, drawn as a tree::
+
+    OSError
+      LogStoreError            the store failed us (unwritable, unreachable, past the retries):
+        LogStoreUnreadable     the controller's problem, never a phase's; the session halts
+    FileNotFoundError          nothing stored under that key (readers start afresh)
+
+A full volume is not an error of the store but a wait (``retry_while_full``), then an
+``incomplete`` log.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
@@ -55,8 +66,57 @@ def retry_while_full(fn: Callable[[], None], *, retry_seconds: float,
 
 
 
-class LogStoreUnreadable(OSError):
+class LogStoreError(OSError):
+    """The log store failed (cannot write, read or reach it): the controller's failure.
+
+    Raised by every backend for its own failures, with one line that names the store
+    and what failed. Not raised for a missing key (``FileNotFoundError``) nor for a full
+    volume (waited for, then an incomplete log).
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()  # one line, without "[Errno N]"
+
+
+class LogStoreUnreadable(LogStoreError):
     """A stored log exists but cannot be read: resuming it blind would truncate it."""
+
+
+def store_error(err: OSError, what: str) -> LogStoreError:
+    """``err`` as a ``LogStoreError`` saying ``what`` failed (one line)."""
+    if isinstance(err, LogStoreError):
+        return err
+    detail = describe(err) if err.errno else (str(err) or type(err).__name__)
+    named = f"{what} {detail}"
+    filename = f" ({err.filename})" if err.filename and str(err.filename) not in named else ""
+    return LogStoreError(err.errno or errno.EIO, f"{what}: {detail}{filename}".splitlines()[0])
+
+
+PROBE_DIR = ".batchdrain-probe"
+
+
+def probe_store(sink: LogSink) -> str:
+    """Write, read back and delete a small object: the store works end to end, or raises.
+
+    Run by the preflight before a session selects anything, so a store that cannot take
+    a log stops the session with one line instead of every claimed phase failing.
+    """
+    key = f"{PROBE_DIR}/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+    body = f"batchdrain probe {key}\n".encode()
+    try:
+        url = sink.put(key, body)
+        back = b"".join(sink.read(url))
+        sink.delete(key)
+    except FileNotFoundError as err:
+        raise LogStoreError(errno.EIO, f"log store {sink.location()}: the probe written was not found "
+                                       f"on reading it back ({err})") from err
+    except OSError as err:
+        detail = store_error(err, "probe")
+        raise LogStoreError(err.errno or errno.EIO, f"log store {sink.location()}: {detail}") from err
+    if back != body:
+        raise LogStoreError(errno.EIO, f"log store {sink.location()}: the probe read back differs from "
+                                       f"what was written ({len(back)} of {len(body)} bytes)")
+    return f"{sink.location()}: wrote, read back and deleted a probe"
 
 
 
@@ -116,6 +176,14 @@ class LogSink(Protocol):
 
     def url_for(self, key: str) -> str: ...
 
-    def read(self, url: str) -> Iterator[bytes]: ...
+    def read(self, url: str) -> Iterator[bytes]:
+        """The stored bytes, in chunks; ``FileNotFoundError`` when nothing is stored there."""
+        ...
+
+    def tail(self, url: str, size: int) -> bytes | None:
+        """The last ``size`` bytes stored (a running log's too), None when nothing is stored."""
+        ...
+
+    def delete(self, key: str) -> None: ...
 
     def location(self) -> str: ...

@@ -1,4 +1,9 @@
-"""A local directory as the log store (the default; a PVC in the cluster)."""
+"""A local directory as the log store (the default; a PVC in the cluster).
+
+A full volume is waited for (``retry_while_full``); any other failure to write is the
+store's (``LogStoreError``: a directory that cannot be created or written, a volume
+gone read-only), so the session halts instead of charging the phase.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from batchdrain.domain import LogPointer
-from batchdrain.logstore.base import CHUNK, DEFAULT_WRITE_RETRY_SECONDS, describe, is_volume_full, retry_while_full
+from batchdrain.logstore.base import (
+    CHUNK,
+    DEFAULT_WRITE_RETRY_SECONDS,
+    describe,
+    is_volume_full,
+    retry_while_full,
+    store_error,
+)
 
 
 class FileWriter:
@@ -78,7 +90,7 @@ class FileWriter:
                 retry_while_full(put, retry_seconds=self._retry_seconds, on_wait=self._stall)
             except OSError as err:
                 if not is_volume_full(err):
-                    raise
+                    raise store_error(err, f"cannot write the log {self._url}") from err
                 # Cut the part of this chunk that did fit: the file stays exactly the
                 # chunks that size and sha256 describe, and nothing after a gap is kept.
                 os.ftruncate(self._fd, self._size)
@@ -104,7 +116,7 @@ class FileWriter:
                                      on_wait=self._stall)
                 except OSError as err:
                     if not is_volume_full(err):
-                        raise
+                        raise store_error(err, f"cannot write the log {self._url}") from err
                     self._gave_up = self._gave_up or f"{describe(err)} at fsync"
                 finally:
                     self._unstall()
@@ -131,8 +143,11 @@ class FileLogSink:
 
     def open(self, key: str, *, stream: str, resume: bool = False) -> FileWriter:
         path = self.root / key
-        return FileWriter(path, stream=stream, url=str(path), resume=resume,
-                           retry_seconds=self.write_retry_seconds)
+        try:
+            return FileWriter(path, stream=stream, url=str(path), resume=resume,
+                              retry_seconds=self.write_retry_seconds)
+        except OSError as err:
+            raise store_error(err, f"cannot open the log {path}") from err
 
     def put(self, key: str, data: bytes) -> str:
         """Store a whole file; a full volume is waited for, then the OSError is raised."""
@@ -143,19 +158,33 @@ class FileLogSink:
         full volume) as it comes, into a temporary file renamed into place at the end, so
         readers see the old or the new file, never half of one, and a failure leaves none."""
         path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             write_chunks(tmp, chunks, retry_seconds=self.write_retry_seconds)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+            os.replace(tmp, path)
+        except BaseException as err:
+            if tmp.exists():  # False too when the directory itself could not be made
+                tmp.unlink()
+            if isinstance(err, OSError) and not is_volume_full(err):
+                raise store_error(err, f"cannot store {path}") from err
             raise
-        os.replace(tmp, path)
         return str(path)
 
     def read(self, url: str) -> Iterator[bytes]:
         with open(url, "rb") as handle:
             yield from iter(lambda: handle.read(CHUNK), b"")
+
+    def tail(self, url: str, size: int) -> bytes | None:
+        try:
+            with open(url, "rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
+                return handle.read(size)
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
 
 
 def write_chunks(path: Path, chunks: Iterable[bytes], *, retry_seconds: float) -> None:

@@ -89,16 +89,42 @@ Name of the logs PVC: the existing claim, or the created one.
 {{- end }}
 
 {{/*
-BATCHDRAIN_LOG_STORE: the mounted volume, or logStore; exactly one of them.
+Whether logs go to the PVC: persistence.enabled, unless the S3 log store is on.
+*/}}
+{{- define "batchdrain.persistence" -}}
+{{- if and .Values.persistence.enabled (not .Values.s3.enabled) }}true{{ end }}
+{{- end }}
+
+{{/*
+BATCHDRAIN_LOG_STORE: s3.url, the mounted volume, or logStore; exactly one of them.
 */}}
 {{- define "batchdrain.logStore" -}}
-{{- if and .Values.persistence.enabled .Values.logStore }}
+{{- if .Values.s3.enabled }}
+{{- if .Values.logStore }}
+{{- fail "logs: set either s3.enabled (with s3.url) or logStore, not both" }}
+{{- end }}
+{{- if not (hasPrefix "s3://" .Values.s3.url) }}
+{{- fail "logs: s3.enabled needs s3.url = s3://bucket/prefix" }}
+{{- end }}
+{{- .Values.s3.url }}
+{{- else if and .Values.persistence.enabled .Values.logStore }}
 {{- fail "logs: set either persistence.enabled=true or logStore, not both" }}
 {{- else if .Values.persistence.enabled }}
 {{- .Values.persistence.mountPath }}
 {{- else if .Values.logStore }}
 {{- .Values.logStore }}
 {{- else }}
-{{- fail "logs: with persistence.enabled=false, set logStore (an fsspec URL such as s3://bucket/prefix)" }}
+{{- fail "logs: with persistence.enabled=false, set logStore (an fsspec URL) or s3.enabled with s3.url" }}
 {{- end }}
+{{- end }}
+
+{{/*
+BATCHDRAIN_LOG_STORE_OPTIONS of the S3 log store: endpoint and region, then s3.options.
+*/}}
+{{- define "batchdrain.logStoreOptions" -}}
+{{- $options := dict }}
+{{- with .Values.s3.endpoint }}{{- $_ := set $options "endpoint_url" . }}{{- end }}
+{{- with .Values.s3.region }}{{- $_ := set $options "region" . }}{{- end }}
+{{- range $key, $value := .Values.s3.options }}{{- $_ := set $options $key ($value | toString) }}{{- end }}
+{{- toJson $options }}
 {{- end }}

@@ -13,7 +13,9 @@ from batchdrain.cli.render import out, runs_table
 from batchdrain.cli.wiring import open_db
 from batchdrain.db import NewPhase
 from batchdrain.domain import BadInput, PhaseSpec
+from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.importing import BacklogFile, BadBacklogFile
+from batchdrain.importing.schedule import schedule_fields
 from batchdrain.phase_limits import host_arg_max, phase_problem
 from batchdrain.settings import Settings
 
@@ -32,17 +34,23 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the phase.")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256Mi.")] = None,
     cpu: Annotated[str | None, typer.Option(help="CPU request/limit, e.g. 500m.")] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher runs first (default 0).")] = None,
+    run_weight: Annotated[int | None, typer.Option(
+        help="Phases of this run per round when runs take turns (default 1); sets the run's weight.")] = None,
+    needs: Annotated[list[str] | None, typer.Option(
+        "--needs", help="A phase of the same run that must be COMPLETE first (repeatable).")] = None,
 ) -> None:
     """Add one phase to the backlog: batchdrain enqueue --run-id R --phase-id P -- CMD ARGS..."""
     spec = PhaseSpec.from_json({
         "command": command, "image": image, "timeout_seconds": timeout,
         "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu,
     })
+    schedule = schedule_fields({"priority": priority, "run_weight": run_weight, "needs": needs})
     # Refused before the database is opened: a bad phase leaves not even a schema behind.
     problem = phase_problem(run_id, phase_id, spec=spec, arg_max=host_arg_max())
     if problem:
         raise BadInput(problem)
-    open_db(settings).enqueue([NewPhase(run_id, phase_id, spec)])
+    open_db(settings).enqueue([NewPhase(run_id, phase_id, spec, **schedule)])
     out.print(f"queued phase [bold]{escape(phase_id)}[/] in run [bold]{escape(run_id)}[/]")
 
 
@@ -61,12 +69,23 @@ def import_(settings: Settings, file: Annotated[Path, typer.Argument(
     out.print(f"imported {counts.phases} phases ({counts.new_runs} new run(s))")
 
 
+# What ``runs`` forecasts with: the selection a drain with these flags would make.
+FORECAST_FIELDS = (*DB_FIELDS, "parallelism", "batch_size", "max_attempts", "skip_runs_with_queued",
+                   "include_parked", "run_id")
+
+
 @app.command()
-@with_settings(DB_FIELDS)
-def runs(settings: Settings) -> None:
-    """Phases per run and state."""
-    counts = open_db(settings).run_counts()
+@with_settings(FORECAST_FIELDS)
+def runs(settings: Settings, forecast: Annotated[bool, typer.Option(
+        help="Also estimate how long draining what a session would select takes at --parallelism "
+             "(walks the backlog once, as --dry-run does: seconds on 10^6 phases).")] = False,
+         ) -> None:
+    """Phases per run and state, and how long draining what a session would select takes."""
+    db = open_db(settings)
+    counts = db.run_counts()
     out.print(runs_table(counts) if counts else "no runs yet (batchdrain enqueue / batchdrain import)")
+    if counts and forecast:
+        out.print(plan_dry_run(db, settings).forecast.line(), soft_wrap=True)
 
 
 @app.command()

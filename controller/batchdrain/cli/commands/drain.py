@@ -26,11 +26,11 @@ from batchdrain.cli.wiring import (
     connect_cluster,
     make_executor,
     open_db,
-    open_store,
+    open_sink,
     run_preflight,
     serve_metrics,
 )
-from batchdrain.db import Database
+from batchdrain.db import Database, DatabaseUnavailable
 from batchdrain.drain import DrainSession, SessionOutcome, make_plan
 from batchdrain.drain import dry_run as plan_dry_run
 from batchdrain.executors.base import Executor, StopSignal
@@ -61,13 +61,13 @@ def drain(
         print_plan(plan_dry_run(db, settings))
         return
     make_plan(db, settings)  # bad filters fail here, before anything starts
-    sink = open_store(settings)  # a missing backend fails here too
+    sink = open_sink(settings)  # a missing backend or a bad option fails here too
     metrics = Metrics(registry=None)
     if settings.metrics_port:  # a port in use is refused before anything else is said
         serve_metrics(metrics, settings.metrics_port)
     err.print(f"executor: {name} ({why})")
     api = connect_cluster(settings, metrics) if name == "kubernetes" else None
-    checks = run_preflight(settings, db, api)
+    checks = run_preflight(settings, db, api, sink)
     if not all(c.ok for c in checks):
         raise PreflightFailed(checks)
     executor = make_executor(settings, api)
@@ -75,7 +75,14 @@ def drain(
     with _stop_on_signals(stop, grace_seconds=settings.term_grace_seconds):
         outcome = _run_session(settings, db=db, sink=sink, executor=executor, stop=stop, metrics=metrics,
                                quiet=quiet, preflight=as_record(checks))
-    out.print(summary(outcome.report))
+    _print_outcome(outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_outcome(outcome: SessionOutcome) -> None:
+    """The summary on stdout; what waits, what was left, leaks and the error on stderr."""
+    if outcome.report:  # empty when the database was lost before the report could be written
+        out.print(summary(outcome.report))
     for line in outcome.waiting:
         err.print(f"waiting: {escape(line)}", soft_wrap=True)
     if outcome.left_for_adoption:
@@ -88,7 +95,6 @@ def drain(
                   + ", ".join(outcome.leaks))
     if outcome.error:
         err.print(f"[red]batchdrain: error:[/] {escape(outcome.error)}", soft_wrap=True)
-    raise typer.Exit(outcome.exit_code)
 
 
 @contextmanager
@@ -115,17 +121,23 @@ def _run_session(settings: Settings, *, db: Database, sink: LogSink, executor: E
         session = DrainSession(db=db, sink=sink, executor=executor, settings=settings,
                                observer=ProgressObserver(progress), stop=stop, metrics=metrics,
                                preflight={"checks": preflight})
-        return session.run()
+        try:
+            return session.run()
+        except DatabaseUnavailable as exc:
+            # Lost after the session began (its start proved the URL good): the
+            # controller's failure, exit 1, not the bad input of exit 2.
+            err.print(f"[red]batchdrain: error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from exc
 
 
 @app.command()
 @with_settings()
 def doctor(settings: Settings) -> None:
-    """Check the database, the API URL and (for the kubernetes executor) cluster access and RBAC."""
+    """Check the database, the API URL, the log store and (kubernetes executor) cluster access and RBAC."""
     db = open_db(settings, migrate=False)
     name, why = choose_executor(settings)
     api = connect_cluster(settings, Metrics(registry=None)) if name == "kubernetes" else None
-    checks = run_preflight(settings, db, api)
+    checks = run_preflight(settings, db, api, open_sink(settings))
     out.print(checks_table(checks, title=f"Preflight (executor {name}: {why})"))
     if not all(c.ok for c in checks):
         raise PreflightFailed(checks)

@@ -17,7 +17,7 @@ from rich.markup import escape
 from batchdrain.bounds import INT64_MAX, seconds_problem
 from batchdrain.cli.flags import DB_FIELDS, STORE_FIELDS, with_settings
 from batchdrain.cli.render import attempts_table, err, out, session_lines, sessions_table, watch_view
-from batchdrain.cli.wiring import open_db, open_store
+from batchdrain.cli.wiring import open_db, open_sink
 from batchdrain.domain import BadInput
 from batchdrain.report import as_summary, json_chunks, left_running, stored_rows, where_they_went
 from batchdrain.report_html import html_chunks
@@ -93,7 +93,7 @@ def sessions_watch(
         if not latest:
             raise BadInput("no sessions yet")
         session_id = latest[0].session_id
-    sink = open_store(settings)
+    sink = open_sink(settings)
     deadline = time.monotonic() + timeout
     with Live(console=out, refresh_per_second=4) as live:
         while True:
@@ -192,7 +192,7 @@ def logs(
         raise BadInput(f"no attempt of phase {phase_id!r} in session {session_id}")
     if len({a.run_id for a in attempts}) > 1:
         raise BadInput(f"phase {phase_id!r} is in several runs of this session: pass --run-id")
-    sink = open_store(settings)
+    sink = open_sink(settings)
     for attempt in attempts:
         for pointer in attempt.logs:
             if stream is LogStream.ALL or stream.value == pointer.stream:

@@ -23,20 +23,20 @@ import threading
 from typing import Any
 
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, utcnow
-from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal
+from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal, store_failure
 from batchdrain.executors.kubernetes.adoption import attempt_selector, deadline_for, take_over
 from batchdrain.executors.kubernetes.capabilities import detect_log_mode
 from batchdrain.executors.kubernetes.cleanup import LEAK_GRACE_SECONDS, audit_leaks, remove_attempt_objects
 from batchdrain.executors.kubernetes.events import tell
 from batchdrain.executors.kubernetes.live import LiveAttempt
-from batchdrain.executors.kubernetes.logbook import LogBook, LogStoreUnreadable
+from batchdrain.executors.kubernetes.logbook import LogBook
 from batchdrain.executors.kubernetes.outcome import Outcomes, crash_result
 from batchdrain.executors.kubernetes.pacing import RateLimiter
 from batchdrain.executors.kubernetes.supervise import Supervisor
 from batchdrain.executors.kubernetes.watches import Hub, SessionWatches, Tracker
 from batchdrain.jobspec import JobSpecBuilder
 from batchdrain.kube import AlreadyExists, KubeApi, KubeError, NotFound
-from batchdrain.logstore import LogSink
+from batchdrain.logstore import LogSink, LogStoreError
 from batchdrain.settings import Settings
 
 # How often an attempt looks again while the clock decides what happens next (no pod
@@ -157,6 +157,9 @@ class KubernetesExecutor:
         try:
             self._hear(stop)
             return self._noted(self._execute(launch, stop, on_update))
+        except LogStoreError as err:
+            # Before the Job exists (a note for an attempt that never ran): nothing runs on.
+            return store_failure(err, log_mode=self._logs.mode)
         except Exception as err:
             # Never raise to the drain loop: an executor bug is still a recorded attempt.
             return crash_result(err)
@@ -165,6 +168,8 @@ class KubernetesExecutor:
         try:
             self._hear(stop)
             return self._noted(self._adopt(orphan, stop, on_update))
+        except LogStoreError as err:
+            return store_failure(err, log_mode=self._logs.mode)
         except Exception as err:
             return crash_result(err)
 
@@ -291,18 +296,12 @@ class KubernetesExecutor:
     def _supervise(self, attempt: LiveAttempt, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         try:
             return self._supervisor.supervise(attempt, stop, on_update)
-        except LogStoreUnreadable as err:
+        except LogStoreError as err:
             # Our log store failed, not the phase: the attempt stays open for the next
-            # session (its Job goes on), and this session stops starting new ones.
+            # session (its Job goes on, its logs resume from what the store holds), and
+            # this session stops starting new ones.
             self._logs.abort(attempt)
-            result = AttemptResult(
-                FailureClass.API_ERROR, f"log store unreadable while resuming the attempt's logs: {err.strerror}; "
-                "Job left in place for the next session to adopt", None,
-                "the controller could not resume the stored logs", job_name=attempt.job_name,
-                log_mode=self._logs.mode, raw_status={"log_store_error": str(err)})
-            result.left_running = True
-            result.halt = f"log store unreadable: {err.strerror}"
-            return result
+            return store_failure(err, job_name=attempt.job_name, left_running=True, log_mode=self._logs.mode)
 
     def _launch_failure(self, launch: AttemptLaunch, name: str, err: KubeError, *,
                         adopting: bool = False) -> AttemptResult:

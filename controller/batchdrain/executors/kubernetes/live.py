@@ -15,6 +15,7 @@ from batchdrain.executors.kubernetes.attempt import AttemptState
 from batchdrain.executors.kubernetes.logs import LogPump, StoredLog
 from batchdrain.executors.kubernetes.pacing import Backoff
 from batchdrain.executors.kubernetes.watches import Tracker
+from batchdrain.logstore import LogStoreError
 
 
 @dataclass
@@ -44,3 +45,7 @@ class LiveAttempt:
     seen_finished: dt.datetime | None = None
     # When to list the Job's Events while it has no pod (a refused pod shows nowhere else).
     events_schedule: Backoff = field(default_factory=Backoff)
+
+    def store_error(self) -> LogStoreError | None:
+        """The first log store failure one of the attempt's pumps hit, if any."""
+        return next((p.store_error for p in self.pumps if p.store_error is not None), None)

@@ -9,7 +9,8 @@ attempt has, and how they open and close, is ``logbook``'s.
 Retries: opening a stream goes through the seam's one retry policy; a pump never
 retries a call itself. It only *resumes* (a new request from the cursor) after a stream
 that was open dropped, at most ``LOG_MAX_FAILURES`` times in a row without progress
-(new bytes stored: bytes re-sent and skipped are none). An open the kubelet refuses
+(new bytes stored: bytes re-sent and skipped are none; a follow that was only silent
+past its read timeout counts as progress). An open the kubelet refuses
 while the pod still exists (its container runtime restarting answers "rpc error: ...
 server is not initialized yet" with a 400) is such a failure too: the log is still on
 the node, so the pump asks again after a growing pause (``resume_pause``) instead of
@@ -27,8 +28,8 @@ from batchdrain.domain import LogPointer
 from batchdrain.executors.kubernetes.cursor import LogCursor
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import CONTAINER
-from batchdrain.kube import KubeApi, KubeError, LogStreamName, NotFound, Stream
-from batchdrain.logstore import LogWriter
+from batchdrain.kube import KubeApi, KubeError, LogStreamName, NotFound, Silent, Stream
+from batchdrain.logstore import LogStoreError, LogWriter
 
 LOG_MAX_FAILURES = 8
 # Pauses before asking again after a refused open: 1, 2, 4, then 8 s (47 s over the
@@ -122,24 +123,41 @@ _MAX_ERROR_BODY = 2048
 
 
 class KubeletErrorBody:
-    """Holds back the head of a response until it is known not to be the kubelet's error."""
+    """Holds back what may be the kubelet's error until the response says otherwise.
+
+    The head of every response (the whole body may be the error); with ``tail``, also
+    the last line of a followed response: a runtime that fails mid-follow
+    makes the kubelet append its error after the lines it already sent. A final read
+    (the container done, nothing followed) keeps its tail: a phase's own last words may
+    look like one.
+    """
 
     def __init__(self) -> None:
         self.error: str | None = None
 
-    def screen(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def screen(self, chunks: Iterable[bytes], *, tail: bool = False) -> Iterator[bytes]:
         held = b""
         deciding = True
         for chunk in chunks:
-            if not deciding:
-                yield chunk
-                continue
             held += chunk
-            if not self._may_be_error(held):
+            if deciding:
+                if self._may_be_error(held):
+                    continue
                 deciding = False
+            if not tail:
                 yield held
                 held = b""
-        if held and deciding:
+                continue
+            # The last line, with or without its newline: the error may come either way.
+            cut = held.rstrip(b"\n").rfind(b"\n") + 1
+            if self._may_be_error(held[cut:]):
+                if cut:
+                    yield held[:cut]
+                    held = held[cut:]
+            else:
+                yield held
+                held = b""
+        if held:
             if b"\n" not in held.rstrip(b"\n") and held.startswith(KUBELET_LOG_ERRORS):
                 self.error = held.decode("utf-8", "replace").strip()
             else:
@@ -168,6 +186,9 @@ class LogPump:
         self._open: Stream[bytes] | None = None
         self._following = False
         self.error: KubeError | None = None
+        # The log store failed under this pump: nothing more can be stored; the attempt
+        # is left for the next session (``supervise`` raises it on its next look).
+        self.store_error: LogStoreError | None = None
         # Error messages the kubelet sent as a response body instead of log bytes.
         self.kubelet_errors: list[str] = []
         self.reconnects = 0
@@ -237,7 +258,12 @@ class LogPump:
                     return
                 self._tracker.wait_for(self._abort.is_set, resume_pause(drops))
                 continue
-            ended, dropped, progressed = self._read(opened, final=final)
+            try:
+                ended, dropped, progressed = self._read(opened, final=final)
+            except LogStoreError as err:
+                self.store_error = err
+                self._tracker.poke()  # wake the attempt: it must leave now
+                return
             if ended or self.cursor.problem is not None:
                 return
             if dropped:
@@ -263,7 +289,7 @@ class LogPump:
         before = cursor.stored
         guard = KubeletErrorBody()
         try:
-            for chunk in guard.screen(opened):
+            for chunk in guard.screen(opened, tail=not final):
                 cursor.feed(chunk)
                 if cursor.problem is not None:
                     break
@@ -274,7 +300,10 @@ class LogPump:
                 self.kubelet_errors.append(guard.error)
         except KubeError as err:
             self.error = err  # dropped mid-stream: resume from the cursor
-            return False, True, cursor.stored > before
+            # A follow silent past its read timeout is a quiet phase as often as a silent
+            # server: it resumes without counting toward LOG_MAX_FAILURES (a silent
+            # server fails the resume's request instead, under the retry policy).
+            return False, True, cursor.stored > before or isinstance(err, Silent)
         finally:
             with self._lock:
                 self._open = None

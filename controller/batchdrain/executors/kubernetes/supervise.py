@@ -8,7 +8,9 @@ Between looks the loop sleeps on the attempt's tracker, woken by watch events,
 failures, aborts and stop requests; the clock wakes it only for what the clock alone
 decides (``_next_look``), so a thousand running attempts do not poll. Every wait has a
 deadline: the scheduling and start timeouts, the Job's ``activeDeadlineSeconds`` plus a
-margin, the SIGTERM grace, bounded log joins.
+margin, the SIGTERM grace, bounded log joins. A log store that fails (a pump's write, a
+log's close) raises ``LogStoreError`` out of here: the executor leaves the attempt's Job
+for the next session, which resumes its logs from what the store holds.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Supervisor:
         early: KubeOutcome | None = None
         while attempt.state not in machine.TERMINAL:
             seen = tracker.wait(seen, 0.0)
+            failed = attempt.store_error()
+            if failed is not None:
+                raise failed  # the executor leaves the attempt for the next session
             pod = tracker.current_pod()
             if pod is not None:
                 self._report_pod(attempt, pod, on_update)
@@ -242,6 +247,9 @@ class Supervisor:
     def _finish(self, attempt: LiveAttempt, stop: StopSignal, outcome: KubeOutcome | None) -> AttemptResult:
         if not self._collect_logs(attempt, stop):
             return self.interrupted(attempt)
+        failed = attempt.store_error()
+        if failed is not None:
+            raise failed
         if outcome is None:
             outcome = self._classify_end(attempt)
         pod = attempt.tracker.current_pod()
