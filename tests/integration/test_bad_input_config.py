@@ -89,7 +89,8 @@ def test_an_s3_log_store_without_s3fs_names_the_extra_and_claims_nothing(workdir
                                  "--log-store", "s3://bucket/logs"], workdir)
     assert done.returncode == 2, done.stderr
     line = _one_error_line(done.stderr)
-    assert "an s3:// log store needs the s3fs package, which is not installed: pip install 'batchdrain[s3]'" in line, line
+    assert ("an s3:// log store needs the s3fs package, which is not installed: "
+            "pip install 'batchdrain[s3]'") in line, line
     assert attempts(url) == [] and _sessions(url) == []
     assert phases(url)[("r", "p")].state == "QUEUED"
 
