@@ -25,6 +25,8 @@ _IMAGE_REF = re.compile(
 )
 _QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
@@ -60,6 +62,9 @@ class FailureClass(StrEnum):
     CONTROLLER_INTERRUPTED = "controller_interrupted"
     API_ERROR = "api_error"
     LAUNCH_ERROR = "launch_error"
+    # Kueue took the Job's quota back after admitting it (a higher-priority workload, a
+    # fair-sharing reclaim, an eviction): the platform's decision, never the phase's.
+    PREEMPTED = "preempted"
 
 
 # Classes caused by the platform rather than by the phase's own code: a retry may
@@ -71,6 +76,7 @@ TRANSIENT_CLASSES: frozenset[FailureClass] = frozenset(
         FailureClass.POD_DELETED,
         FailureClass.CONTROLLER_INTERRUPTED,
         FailureClass.API_ERROR,
+        FailureClass.PREEMPTED,
     }
 )
 
@@ -104,7 +110,7 @@ _SpecCheck = Callable[[dict[str, Any]], str | None]
 
 _SPEC_FIELDS = frozenset(
     {"command", "image", "env", "timeout_seconds", "timeout", "cpu", "memory", "image_pull_policy",
-     "node_selector", "run_id", "phase_id"}
+     "node_selector", "run_id", "phase_id", "queue", "priority_class", "workload_priority_class"}
     # Scheduling fields of a row: columns of their own (``importing.schedule``), not the spec.
     | {"priority", "run_weight", "needs"}
 )
@@ -178,6 +184,21 @@ def _check_pull_policy(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _name_check(key: str, *, subdomain: bool) -> _SpecCheck:
+    """A Kubernetes object name: a DNS-1123 label (used as a label value), or subdomain."""
+    pattern, most = (_DNS_SUBDOMAIN, 253) if subdomain else (_DNS_LABEL, 63)
+
+    def check(data: dict[str, Any]) -> str | None:
+        value = data.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > most or not pattern.match(value)):
+            kind = "DNS-1123 subdomain" if subdomain else "DNS-1123 label"
+            return f"{key} {value!r} is not a Kubernetes object name (a {kind}: lower case, digits, '-', " \
+                   f"at most {most} characters)"
+        return None
+
+    return check
+
+
 def _check_known_fields(data: dict[str, Any]) -> str | None:
     unknown = set(data) - _SPEC_FIELDS
     return f"unknown field(s) {', '.join(sorted(unknown))}" if unknown else None
@@ -193,6 +214,9 @@ _SPEC_CHECKS: tuple[_SpecCheck, ...] = (
     _quantity_check("memory"),
     _check_env_names,
     _check_pull_policy,
+    _name_check("queue", subdomain=False),
+    _name_check("priority_class", subdomain=True),
+    _name_check("workload_priority_class", subdomain=False),
     _check_known_fields,
 )
 
@@ -209,6 +233,11 @@ class PhaseSpec:
     memory: str | None = None
     image_pull_policy: str | None = None
     node_selector: tuple[tuple[str, str], ...] = ()
+    # Kueue's LocalQueue, the pods' PriorityClass, Kueue's WorkloadPriorityClass: each
+    # overrides the session's default (--queue-name, --priority-class-name, ...).
+    queue: str | None = None
+    priority_class: str | None = None
+    workload_priority_class: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -220,6 +249,9 @@ class PhaseSpec:
             "memory": self.memory,
             "image_pull_policy": self.image_pull_policy,
             "node_selector": dict(self.node_selector),
+            **{key: value for key, value in (("queue", self.queue), ("priority_class", self.priority_class),
+                                             ("workload_priority_class", self.workload_priority_class))
+               if value is not None},
         }
 
     @classmethod
@@ -239,6 +271,9 @@ class PhaseSpec:
             memory=_optional_str(data.get("memory")),
             image_pull_policy=data.get("image_pull_policy"),
             node_selector=_pairs(data.get("node_selector")),
+            queue=data.get("queue"),
+            priority_class=data.get("priority_class"),
+            workload_priority_class=data.get("workload_priority_class"),
         )
 
     def render_command(self, values: dict[str, str]) -> list[str]:
@@ -350,6 +385,8 @@ class AttemptProgress:
     # The local executor's process: adoption stops its group only on the same host.
     pid: int | None = None
     host: str | None = None
+    # When Kueue admitted the Job (it was created suspended in a LocalQueue).
+    admitted_at: dt.datetime | None = None
 
 
 @dataclass
@@ -363,6 +400,8 @@ class AttemptResult:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     created_at: dt.datetime | None = None
+    # When Kueue admitted the Job; None when no queue manages it (or it never was).
+    admitted_at: dt.datetime | None = None
     container_seconds: float | None = None
     total_seconds: float | None = None
     first_error_line: str | None = None

@@ -34,6 +34,9 @@ LABEL_PHASE = PREFIX + "phase"
 LABEL_ATTEMPT = PREFIX + "attempt"
 LOGS_FINALIZER = PREFIX + "logs"
 CONTAINER = "phase"
+# Kueue: the LocalQueue a Job is submitted to, and its WorkloadPriorityClass.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 # Labels the Job controller puts on its pods (the newer name first).
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 RUN_AS_USER = 10001
@@ -120,11 +123,22 @@ class JobSpecBuilder:
             LABEL_ATTEMPT: str(identity.attempt),
         }
 
+    def queue(self, request: AttemptLaunch) -> str | None:
+        """The Kueue LocalQueue of the attempt's Job: the phase's own, else the session's."""
+        return request.spec.queue or self._settings.queue_name
+
     def build(self, request: AttemptLaunch) -> dict[str, Any]:
         settings = self._settings
         identity = request.identity
         spec = request.spec
         labels = self.labels(identity)
+        job_labels = dict(labels)
+        queue = self.queue(request)
+        if queue:
+            job_labels[KUEUE_QUEUE_LABEL] = queue
+        workload_priority = spec.workload_priority_class or settings.workload_priority_class
+        if workload_priority:
+            job_labels[KUEUE_PRIORITY_LABEL] = workload_priority
         annotations = self.annotations(identity)
         container: dict[str, Any] = {
             "name": CONTAINER,
@@ -162,6 +176,9 @@ class JobSpecBuilder:
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
         }
+        priority_class = spec.priority_class or settings.priority_class_name
+        if priority_class:
+            pod_spec["priorityClassName"] = priority_class
         if settings.service_account:
             pod_spec["serviceAccountName"] = settings.service_account
         else:
@@ -174,32 +191,37 @@ class JobSpecBuilder:
             pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
         if settings.image_pull_secrets:
             pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
+        job_spec: dict[str, Any] = {
+            "backoffLimit": 0,
+            "completions": 1,
+            "parallelism": 1,
+            "activeDeadlineSeconds": max(1, math.ceil(request.timeout_seconds)),
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": annotations,
+                    # Copied onto the pod by the Job controller: the pod (and so its
+                    # logs) outlives deletion until the controller has stored them.
+                    "finalizers": [LOGS_FINALIZER],
+                },
+                "spec": pod_spec,
+            },
+        }
+        if queue:
+            # The Job waits suspended (no pod) until Kueue admits it; its
+            # activeDeadlineSeconds counts from the admission, not from its creation.
+            job_spec["suspend"] = True
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {
                 "name": self.name(identity),
                 "namespace": self._namespace,
-                "labels": labels,
+                "labels": job_labels,
                 "annotations": annotations,
             },
-            "spec": {
-                "backoffLimit": 0,
-                "completions": 1,
-                "parallelism": 1,
-                "activeDeadlineSeconds": max(1, math.ceil(request.timeout_seconds)),
-                "ttlSecondsAfterFinished": settings.job_ttl_seconds,
-                "template": {
-                    "metadata": {
-                        "labels": labels,
-                        "annotations": annotations,
-                        # Copied onto the pod by the Job controller: the pod (and so its
-                        # logs) outlives deletion until the controller has stored them.
-                        "finalizers": [LOGS_FINALIZER],
-                    },
-                    "spec": pod_spec,
-                },
-            },
+            "spec": job_spec,
         }
 
     def _env(self, env: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -163,6 +163,25 @@ class Settings(BaseSettings):
         300.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False,
         description="Scheduled but not started past this is a failure."
     )
+    # -- Kueue and priorities (a phase's own queue/priority_class/workload_priority_class win)
+    queue_name: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="Kueue LocalQueue of the Jobs (label kueue.x-k8s.io/queue-name): Jobs are created "
+                    "suspended and Kueue admits them within its quota.",
+    )
+    priority_class_name: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253,
+        description="priorityClassName of phase pods.",
+    )
+    workload_priority_class: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="Kueue WorkloadPriorityClass of the Jobs (label kueue.x-k8s.io/priority-class).",
+    )
+    admission_timeout_seconds: float = Field(
+        0.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+        description="A queued Job not admitted by Kueue within this is classed unschedulable (0: wait "
+                    "as long as the queue holds it; the wait never counts against the scheduling timeout).",
+    )
     metrics_port: int | None = Field(None, ge=1, le=MAX_PORT, description="Serve Prometheus here.")
 
     @field_validator("run_id")

@@ -9,7 +9,8 @@ callers (the Kubernetes executor, tests) keep one import path while the inside c
   match wins, ``waiting_outcome``, the fail-fast rule for states that never heal, and
   ``refused_outcome``, a pod the API server refused (the Job's ``FailedCreate`` Events);
 * ``pending``: ``pending_outcome``, the scheduling and start time limits of a pod that
-  has not got going yet.
+  has not got going yet;
+* ``queued``: a Job in a Kueue queue, not admitted in time or preempted after admission.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from batchdrain.classify.facts import (
     waiting_outcome,
 )
 from batchdrain.classify.pending import pending_outcome, podless_limit
+from batchdrain.classify.queued import not_admitted_outcome, preempted_outcome, suspended
 from batchdrain.classify.readers import (
     Obj,
     condition,
@@ -67,13 +69,16 @@ __all__ = [
     "events_summary",
     "image_of",
     "job_outcome",
+    "not_admitted_outcome",
     "parse_time",
     "pending_outcome",
     "pod_phase",
     "pod_terminal",
     "podless_limit",
+    "preempted_outcome",
     "raw_status",
     "refused_outcome",
+    "suspended",
     "terminated_state",
     "waiting_outcome",
     "waiting_state",

@@ -68,7 +68,7 @@ def _attempt_record(row: AttemptRow | Row[Any]) -> AttemptRecord:
         image=row.image, image_digest=row.image_digest, job_name=row.job_name, namespace=row.namespace,
         pod_names=tuple(row.pod_names or ()), pod_uid=row.pod_uid, node=row.node, exit_code=row.exit_code,
         exit_code_reason=row.exit_code_reason, created_at=aware(row.created_at),
-        started_at=aware(row.started_at), finished_at=aware(row.finished_at),
+        admitted_at=aware(row.admitted_at), started_at=aware(row.started_at), finished_at=aware(row.finished_at),
         container_seconds=row.container_seconds, total_seconds=row.total_seconds,
         failure_class=FailureClass(row.failure_class) if row.failure_class else None,
         message=row.message, first_error_line=row.first_error_line,
@@ -90,7 +90,7 @@ def _progress_fields(progress: AttemptProgress | None) -> dict[str, Any]:
     if progress is None:
         return {}
     fields: dict[str, Any] = {
-        name: value for name in ("job_name", "namespace", "pod_uid", "node", "started_at")
+        name: value for name in ("job_name", "namespace", "pod_uid", "node", "started_at", "admitted_at")
         if (value := getattr(progress, name)) is not None
     }
     if progress.pod_name is not None:  # executors report one pod at a time
@@ -111,7 +111,7 @@ def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -
     }
     # What the result does not know (an adopted attempt, a launch that failed early)
     # keeps what the running attempt already recorded.
-    for name in ("started_at", "job_name", "pod_uid", "node", "image", "image_digest"):
+    for name in ("started_at", "admitted_at", "job_name", "pod_uid", "node", "image", "image_digest"):
         value = getattr(result, name)
         if value is not None:
             values[name] = value

@@ -125,6 +125,7 @@ class AttemptRow(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     exit_code_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    admitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     container_seconds: Mapped[float | None] = mapped_column(Float)

@@ -123,6 +123,7 @@ class AttemptRecord:
     node: str | None = None
     exit_code: int | None = None
     exit_code_reason: str | None = None
+    admitted_at: dt.datetime | None = None  # Kueue admitted the Job (None: no queue managed it)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     container_seconds: float | None = None

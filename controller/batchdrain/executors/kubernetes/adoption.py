@@ -10,15 +10,16 @@ already there instead of starting them again.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 
-from batchdrain.classify.kube import parse_time
+from batchdrain.classify.kube import parse_time, suspended
 from batchdrain.domain import utcnow
 from batchdrain.executors.base import AttemptLaunch
 from batchdrain.executors.kubernetes.live import LiveAttempt
 from batchdrain.executors.kubernetes.outcome import DEADLINE_MARGIN_SECONDS
 from batchdrain.executors.kubernetes.watches import Tracker
-from batchdrain.jobspec import LABEL_ATTEMPT, LABEL_PHASE, LABEL_RUN, label_value, session_selector
+from batchdrain.jobspec import KUEUE_QUEUE_LABEL, LABEL_ATTEMPT, LABEL_PHASE, LABEL_RUN, label_value, session_selector
 from batchdrain.kube import KubeApi, KubeObject
 
 
@@ -45,12 +46,20 @@ def take_over(api: KubeApi, *, launch: AttemptLaunch, job: KubeObject, tracker: 
 
     Raises ``KubeError`` when the pods cannot be listed.
     """
-    created_at = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or utcnow()
+    meta = job.get("metadata") or {}
+    created_at = parse_time(meta.get("creationTimestamp")) or utcnow()
     tracker.on_job("ADDED", job)
     pods, _ = api.list_pods(attempt_selector(launch))
     for pod in pods:
         tracker.on_pod("ADDED", pod)
+    queue = (meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+    admitted_at = None
+    if queue and not suspended(job):
+        # Admitted before we came: the Job controller stamps startTime when it resumes.
+        admitted_at = parse_time((job.get("status") or {}).get("startTime")) or created_at
+    waiting = bool(queue) and admitted_at is None
     return LiveAttempt(
         launch=launch, job_name=tracker.job_name, tracker=tracker, created_at=created_at,
-        deadline=deadline_for(launch, created_at), resume_logs=True, notes=[note],
+        deadline=math.inf if waiting else deadline_for(launch, admitted_at or created_at), resume_logs=True,
+        notes=[note], queue=queue or None, admitted_at=admitted_at,
     )

@@ -19,6 +19,7 @@ A thin facade over the parts of this package:
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -208,8 +209,10 @@ class KubernetesExecutor:
                                              f"{launch.identity.phase_id!r}, run {launch.identity.run_id!r})")
             except KubeError as err:
                 return self._launch_failure(launch, name, err)
+            queue = self._builder.queue(launch)
+            # Queued: suspended until Kueue admits it, and its deadline counts from then.
             attempt = LiveAttempt(launch=launch, job_name=name, tracker=tracker, created_at=created_at,
-                                  deadline=deadline_for(launch, created_at))
+                                  deadline=math.inf if queue else deadline_for(launch, created_at), queue=queue)
             ident = launch.identity
             tell(self._api, attempt, "AttemptStarted", f"session {ident.session_id}: attempt {ident.attempt} of "
                  f"phase {ident.phase_id!r} (run {ident.run_id!r})")

@@ -45,6 +45,20 @@ class LiveAttempt:
     seen_finished: dt.datetime | None = None
     # When to list the Job's Events while it has no pod (a refused pod shows nowhere else).
     events_schedule: Backoff = field(default_factory=Backoff)
+    # The Kueue LocalQueue the Job was submitted to (created suspended), else None; when
+    # we first saw it admitted (un-suspended); set when it was suspended again after that.
+    queue: str | None = None
+    admitted_at: dt.datetime | None = None
+    preempted: bool = False
+
+    @property
+    def awaiting_admission(self) -> bool:
+        return self.queue is not None and self.admitted_at is None
+
+    @property
+    def clock_start(self) -> dt.datetime:
+        """Where the scheduling and start limits count from: the admission, else the creation."""
+        return self.admitted_at or self.created_at
 
     def store_error(self) -> LogStoreError | None:
         """The first log store failure one of the attempt's pumps hit, if any."""

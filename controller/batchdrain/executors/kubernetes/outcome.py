@@ -21,6 +21,7 @@ from batchdrain.classify.kube import (
     container_times,
     image_of,
     pending_outcome,
+    preempted_outcome,
     raw_status,
     refused_outcome,
     terminated_state,
@@ -145,6 +146,14 @@ class Outcomes:
             return None
         return refused_outcome(job, events)
 
+    def preempted(self, attempt: LiveAttempt) -> KubeOutcome:
+        """Kueue suspended the Job again after admitting it: what its ``Stopped`` Event says."""
+        job = attempt.tracker.job
+        events = self._events(job) if job is not None else []
+        if isinstance(events, KubeError):
+            return _with_events_error(preempted_outcome(job, []), events)
+        return preempted_outcome(job, events)
+
     def explain_pending(self, outcome: KubeOutcome, pod: KubeObject | None, *,
                         job: KubeObject | None = None) -> KubeOutcome:
         """Re-derive an early verdict with the pod's Events: they say why (FailedScheduling...).
@@ -208,7 +217,7 @@ class Outcomes:
         return AttemptResult(
             failure_class=outcome.failure_class, message=message, exit_code=outcome.exit_code,
             exit_code_reason=outcome.exit_code_reason, started_at=started, finished_at=end,
-            created_at=attempt.created_at,
+            created_at=attempt.created_at, admitted_at=attempt.admitted_at,
             container_seconds=seconds,
             total_seconds=max((now - attempt.created_at).total_seconds(), 0.0),
             first_error_line=error_line, logs=pointers, log_mode=self._logs.mode, job_name=attempt.job_name,
@@ -262,7 +271,8 @@ class Outcomes:
 
 def _with_events_error(outcome: KubeOutcome, err: KubeError) -> KubeOutcome:
     raw = {**(outcome.raw_status or {}), "events_error": err.as_status()}
-    return KubeOutcome(outcome.failure_class, outcome.message, outcome.exit_code, outcome.exit_code_reason, raw)
+    return KubeOutcome(outcome.failure_class, outcome.message, outcome.exit_code, outcome.exit_code_reason, raw,
+                       charged=outcome.charged)
 
 
 __all__ = ["DEADLINE_GIVEN_UP", "INTERRUPTED", "Outcomes", "clean_exit", "crash_result", "lost_outcome"]

@@ -29,6 +29,7 @@ from batchdrain.classify.kube import (
 from batchdrain.domain import AttemptProgress, AttemptResult, utcnow
 from batchdrain.executors.base import AttemptUpdate, StopSignal
 from batchdrain.executors.kubernetes import attempt as machine
+from batchdrain.executors.kubernetes.admission import admission_sleep, admission_verdict, note_admission
 from batchdrain.executors.kubernetes.attempt import AttemptState, Observation
 from batchdrain.executors.kubernetes.cleanup import remove_attempt_objects
 from batchdrain.executors.kubernetes.events import tell
@@ -75,6 +76,7 @@ class Supervisor:
             if failed is not None:
                 raise failed  # the executor leaves the attempt for the next session
             pod = tracker.current_pod()
+            note_admission(attempt, on_update)
             if pod is not None:
                 self._report_pod(attempt, pod, on_update)
                 self._note_sightings(attempt, pod)
@@ -105,12 +107,14 @@ class Supervisor:
         end; a stop's grace) the attempt looks every tick.
         """
         limit = self._wait_limit(attempt, stop)
+        if attempt.awaiting_admission and not stop.stopping:
+            return min(admission_sleep(attempt, self._settings.admission_timeout_seconds, self._idle), limit)
         if pod is None or stop.stopping or attempt.job_done_at is not None:
             return min(self._tick, limit)
         if not container_started(pod, CONTAINER):
             if self._may_give_up(attempt, pod):
                 return min(self._tick, limit)
-            limit = min(limit, self._give_up_from(attempt, pod) - (utcnow() - attempt.created_at).total_seconds())
+            limit = min(limit, self._give_up_from(attempt, pod) - (utcnow() - attempt.clock_start).total_seconds())
         return min(self._idle, limit)
 
     def _enter(self, attempt: LiveAttempt, state: AttemptState, pod: KubeObject | None) -> None:
@@ -157,11 +161,13 @@ class Supervisor:
         """A verdict before the container ever ran (image pull, unschedulable...), or None."""
         if pod is not None and container_started(pod, CONTAINER):
             return None
+        settings = self._settings
+        if attempt.awaiting_admission:
+            return admission_verdict(attempt, settings.admission_timeout_seconds)
         if not self._may_give_up(attempt, pod):
             return None
-        settings = self._settings
         return pending_outcome(
-            pod, container=CONTAINER, now=utcnow(), created_at=attempt.created_at,
+            pod, container=CONTAINER, now=utcnow(), created_at=attempt.clock_start,
             scheduled_at=attempt.scheduled_at, pod_seen_at=attempt.pod_seen_at,
             scheduling_timeout=settings.scheduling_timeout_seconds,
             start_timeout=settings.start_timeout_seconds,
@@ -175,9 +181,9 @@ class Supervisor:
         attempt's backing-off schedule, at most once per interval.
         """
         tracker = attempt.tracker
-        if pod is not None or tracker.job is None or tracker.job_gone:
-            return None
-        age = (utcnow() - attempt.created_at).total_seconds()
+        if pod is not None or tracker.job is None or tracker.job_gone or attempt.awaiting_admission:
+            return None  # a suspended Job makes no pod, so none can be refused
+        age = (utcnow() - attempt.clock_start).total_seconds()
         if not attempt.events_schedule.due(time.monotonic(), age=age):
             return None
         return self._outcomes.refusal(attempt)
@@ -186,20 +192,22 @@ class Supervisor:
         """Cheap gate in front of ``pending_outcome``: a waiting reason, or time is up."""
         if pod is not None and container_state(pod).get("waiting"):
             return True
-        return (utcnow() - attempt.created_at).total_seconds() >= self._give_up_from(attempt, pod)
+        return (utcnow() - attempt.clock_start).total_seconds() >= self._give_up_from(attempt, pod)
 
     def _give_up_from(self, attempt: LiveAttempt, pod: KubeObject | None) -> float:
-        """Seconds after the Job's creation before ``pending_outcome`` may give up."""
+        """Seconds after the Job's creation (or admission) before ``pending_outcome`` may give up."""
         settings = self._settings
         if pod is None:
             return podless_limit(settings.scheduling_timeout_seconds, settings.start_timeout_seconds)
-        seen_after = ((attempt.pod_seen_at - attempt.created_at).total_seconds()
+        seen_after = ((attempt.pod_seen_at - attempt.clock_start).total_seconds()
                       if attempt.pod_seen_at is not None else 0.0)
         return min(settings.scheduling_timeout_seconds + max(seen_after, 0.0), settings.start_timeout_seconds)
 
     def _finished(self, attempt: LiveAttempt, pod: KubeObject | None) -> bool:
         """The attempt is over: nothing more will run (the log pumps may still be reading)."""
         tracker = attempt.tracker
+        if attempt.preempted and pod is None:
+            return True  # taken back before its pod existed (or after it was removed)
         if pod is not None:
             if tracker.pod_gone(pod) or pod_terminal(pod) or container_state(pod).get("terminated"):
                 return True
@@ -251,7 +259,7 @@ class Supervisor:
         if failed is not None:
             raise failed
         if outcome is None:
-            outcome = self._classify_end(attempt)
+            outcome = self._outcomes.preempted(attempt) if attempt.preempted else self._classify_end(attempt)
         pod = attempt.tracker.current_pod()
         if not attempt.outs:
             self._logs.open(attempt, pod)
