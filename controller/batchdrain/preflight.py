@@ -117,5 +117,28 @@ def check_cluster(api: KubeApi) -> list[Check]:
     return checks
 
 
+def check_kueue(api: KubeApi, queue: str | None) -> list[Check]:
+    """Whether Kueue is installed and the session's LocalQueue exists (``--queue-name``).
+
+    Without a queue it is only said, never a failure; with one, a missing Kueue or queue
+    fails the preflight: the Jobs would wait suspended with nothing to admit them.
+    """
+
+    def kueue() -> str:
+        version = api.kueue_version()
+        if queue is None:
+            return f"installed ({version}); no --queue-name: Jobs are not queued" if version else \
+                "not installed (no --queue-name: not needed)"
+        if version is None:
+            raise ValueError(f"--queue-name {queue}: Kueue is not installed (no API group kueue.x-k8s.io)")
+        exists = api.local_queue_exists(queue, group_version=version)
+        if exists is False:
+            raise ValueError(f"--queue-name {queue}: no LocalQueue {queue!r} in namespace {api.namespace} ({version})")
+        assumed = "" if exists else " (may not read localqueues; assumed)"
+        return f"{version}: LocalQueue {queue} in namespace {api.namespace}{assumed}"
+
+    return [_check("kueue", kueue)]
+
+
 def as_record(checks: list[Check]) -> list[dict[str, Any]]:
     return [asdict(c) for c in checks]

@@ -333,6 +333,9 @@ class FakeKube:
     # False: the Job controller never gets to the Job (behind its queue, or not running):
     # no pod, no Event.
     makes_pod: Callable[[KubeObject], bool] = lambda _job: True
+    # Kueue's served API version (None: not installed) and the LocalQueues of the namespace.
+    kueue: str | None = None
+    local_queues: frozenset[str] = frozenset()
     log_chunk: int = 1 << 16
     max_history: int = 5000
     clock: Callable[[], float] = time.monotonic
@@ -522,11 +525,33 @@ class FakeKube:
             if refusal is not None:
                 self._event(job, "Job", "FailedCreate", f"Error creating: {refusal}")
                 return job
-            if not self.makes_pod(body):
-                return job
+            if not self.makes_pod(body) or body["spec"].get("suspend"):
+                return job  # a suspended Job (in a Kueue queue) makes no pod until admitted
             pod = self._create_pod(job)
         self._run_script(pod["metadata"]["name"], self.script_for(body))
         return job
+
+    # -- Kueue, as a Job sees it: un-suspended on admission, suspended again on preemption
+
+    def admit(self, name: str) -> None:
+        """Kueue admits the Job: un-suspended, the Job controller stamps startTime, makes the pod."""
+        with self.cond:
+            job = self.jobs[name]
+            job = self._put("jobs", {**job, "spec": {**job["spec"], "suspend": False},
+                                     "status": {**job["status"], "startTime": seconds(self.now)}}, "MODIFIED")
+            pod = self._create_pod(job)
+        self._run_script(pod["metadata"]["name"], self.script_for(job))
+
+    def preempt(self, name: str, message: str) -> None:
+        """Kueue takes the quota back: the Job suspended, a ``Stopped`` Event, its pods deleted."""
+        with self.cond:
+            job = self.jobs[name]
+            status = {k: v for k, v in job["status"].items() if k != "startTime"}
+            job = self._put("jobs", {**job, "spec": {**job["spec"], "suspend": True}, "status": status}, "MODIFIED")
+            self._event(job, "Job", "Stopped", message, type_="Normal")
+            for pod_name in self.job_pods.get(name, ()):
+                if pod_name in self.pods:
+                    self._delete_pod(self.pods[pod_name])
 
     def _create_pod(self, job: KubeObject) -> KubeObject:
         template = job["spec"]["template"]
@@ -721,6 +746,14 @@ class FakeKube:
     def namespace_exists(self) -> bool | None:
         self._check("namespace_exists")
         return True
+
+    def kueue_version(self) -> str | None:
+        self._check("kueue_version")
+        return self.kueue
+
+    def local_queue_exists(self, name: str, *, group_version: str) -> bool | None:
+        self._check("local_queue_exists")
+        return name in self.local_queues
 
     def can_i(self, verb: str, resource: str, *, subresource: str | None = None) -> bool:
         self._check("can_i")

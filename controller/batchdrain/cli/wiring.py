@@ -18,7 +18,14 @@ from batchdrain.executors.resources import capacity_problem, current_limits
 from batchdrain.kube import KubeApi, KubeError
 from batchdrain.logstore import LogSink, open_log_sink
 from batchdrain.metrics import Metrics
-from batchdrain.preflight import Check, check_api_url, check_cluster, check_database, check_log_store
+from batchdrain.preflight import (
+    Check,
+    check_api_url,
+    check_cluster,
+    check_database,
+    check_kueue,
+    check_log_store,
+)
 from batchdrain.settings import Settings
 
 resources = contextlib.ExitStack()
@@ -103,4 +110,6 @@ def run_preflight(settings: Settings, db: Database, api: KubeApi | None,
         checks += check_log_store(sink)
     if api is not None:
         checks += check_cluster(api)
+        if all(c.ok for c in checks if c.name == "cluster"):
+            checks += check_kueue(api, settings.queue_name)
     return checks

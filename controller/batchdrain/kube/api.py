@@ -96,5 +96,13 @@ class KubeApi(Protocol):
     def namespace_exists(self) -> bool | None:
         """None when the session may not read Namespace objects and cannot tell."""
 
+    def kueue_version(self) -> str | None:
+        """The served version of Kueue's API group (``kueue.x-k8s.io/v1beta2``), None if not installed."""
+        ...
+
+    def local_queue_exists(self, name: str, *, group_version: str) -> bool | None:
+        """Whether Kueue's LocalQueue ``name`` is in the namespace; None when we may not read it."""
+        ...
+
     def can_i(self, verb: str, resource: str, *, subresource: str | None = None) -> bool:
         """SelfSubjectAccessReview in the seam's namespace."""

@@ -343,6 +343,27 @@ class KubernetesApi:
             raise
         return True
 
+    def kueue_version(self) -> str | None:
+        try:
+            group = self._json("GET", "/apis/kueue.x-k8s.io")
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        preferred = group.get("preferredVersion") or {}
+        return str(preferred["groupVersion"]) if preferred.get("groupVersion") else None
+
+    def local_queue_exists(self, name: str, *, group_version: str) -> bool | None:
+        try:
+            self._json("GET", self._path(f"/apis/{group_version}/namespaces/{{ns}}/localqueues/{name}"))
+        except KubeError as err:
+            if err.status == 404:
+                return False
+            if err.status == 403:
+                return None
+            raise
+        return True
+
     def can_i(self, verb: str, resource: str, *, subresource: str | None = None) -> bool:
         attributes: dict[str, str] = {
             "namespace": self._namespace,

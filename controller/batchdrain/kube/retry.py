@@ -216,5 +216,12 @@ class RetryingKubeApi:
     def namespace_exists(self) -> bool | None:
         return self._call("namespace_exists", self.inner.namespace_exists)
 
+    def kueue_version(self) -> str | None:
+        return self._call("kueue_version", self.inner.kueue_version)
+
+    def local_queue_exists(self, name: str, *, group_version: str) -> bool | None:
+        return self._call("local_queue_exists",
+                          lambda: self.inner.local_queue_exists(name, group_version=group_version))
+
     def can_i(self, verb: str, resource: str, *, subresource: str | None = None) -> bool:
         return self._call("can_i", lambda: self.inner.can_i(verb, resource, subresource=subresource))

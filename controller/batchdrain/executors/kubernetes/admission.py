@@ -14,20 +14,27 @@ from batchdrain.domain import AttemptProgress, utcnow
 from batchdrain.executors.base import AttemptUpdate
 from batchdrain.executors.kubernetes.adoption import deadline_for
 from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.kube import KubeObject
 
 
-def note_admission(attempt: LiveAttempt, on_update: AttemptUpdate) -> None:
-    """Record the Job's admission, or its preemption after admission, from the watched Job."""
+def note_admission(attempt: LiveAttempt, pod: KubeObject | None, on_update: AttemptUpdate) -> None:
+    """Record the Job's admission, or its preemption after admission, from what was watched.
+
+    The Job and its pod come on two watches: a pod is proof of the admission even while
+    the Job's own update is still on its way. Preempted means a version of the Job seen
+    suspended after one seen resumed (the tracker only ever moves to newer versions).
+    """
     job = attempt.tracker.job
     if attempt.queue is None or job is None or attempt.tracker.job_gone:
         return
-    if attempt.admitted_at is None:
-        if not suspended(job):
-            attempt.admitted_at = utcnow()
-            attempt.deadline = deadline_for(attempt.launch, attempt.admitted_at)
-            on_update(AttemptProgress(admitted_at=attempt.admitted_at))
-    elif suspended(job):
+    if not suspended(job):
+        attempt.job_resumed = True
+    elif attempt.job_resumed:
         attempt.preempted = True
+    if attempt.admitted_at is None and (attempt.job_resumed or pod is not None):
+        attempt.admitted_at = utcnow()
+        attempt.deadline = deadline_for(attempt.launch, attempt.admitted_at)
+        on_update(AttemptProgress(admitted_at=attempt.admitted_at))
 
 
 def admission_verdict(attempt: LiveAttempt, timeout_seconds: float) -> KubeOutcome | None:

@@ -61,5 +61,5 @@ def take_over(api: KubeApi, *, launch: AttemptLaunch, job: KubeObject, tracker: 
     return LiveAttempt(
         launch=launch, job_name=tracker.job_name, tracker=tracker, created_at=created_at,
         deadline=math.inf if waiting else deadline_for(launch, admitted_at or created_at), resume_logs=True,
-        notes=[note], queue=queue or None, admitted_at=admitted_at,
+        notes=[note], queue=queue or None, admitted_at=admitted_at, job_resumed=admitted_at is not None,
     )

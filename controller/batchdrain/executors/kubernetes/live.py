@@ -46,9 +46,11 @@ class LiveAttempt:
     # When to list the Job's Events while it has no pod (a refused pod shows nowhere else).
     events_schedule: Backoff = field(default_factory=Backoff)
     # The Kueue LocalQueue the Job was submitted to (created suspended), else None; when
-    # we first saw it admitted (un-suspended); set when it was suspended again after that.
+    # we first saw it admitted; whether a version of the Job was seen resumed (not
+    # suspended); whether one was seen suspended again after that (preempted).
     queue: str | None = None
     admitted_at: dt.datetime | None = None
+    job_resumed: bool = False
     preempted: bool = False
 
     @property

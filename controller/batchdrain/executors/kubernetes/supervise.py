@@ -25,6 +25,7 @@ from batchdrain.classify.kube import (
     pending_outcome,
     pod_terminal,
     podless_limit,
+    suspended,
 )
 from batchdrain.domain import AttemptProgress, AttemptResult, utcnow
 from batchdrain.executors.base import AttemptUpdate, StopSignal
@@ -76,7 +77,7 @@ class Supervisor:
             if failed is not None:
                 raise failed  # the executor leaves the attempt for the next session
             pod = tracker.current_pod()
-            note_admission(attempt, on_update)
+            note_admission(attempt, pod, on_update)
             if pod is not None:
                 self._report_pod(attempt, pod, on_update)
                 self._note_sightings(attempt, pod)
@@ -259,6 +260,7 @@ class Supervisor:
         if failed is not None:
             raise failed
         if outcome is None:
+            self._settle_preemption(attempt)
             outcome = self._outcomes.preempted(attempt) if attempt.preempted else self._classify_end(attempt)
         pod = attempt.tracker.current_pod()
         if not attempt.outs:
@@ -303,6 +305,18 @@ class Supervisor:
         if not result.succeeded:
             result.message = f"{gone}: {result.message}"
             result.charged = False
+
+    def _settle_preemption(self, attempt: LiveAttempt) -> None:
+        """A queued Job's pod killed from outside: wait (briefly) for the Job to say whether
+        Kueue suspended it. Kueue suspends first and the pod goes after, but the two come
+        on separate watches."""
+        tracker = attempt.tracker
+        if attempt.queue is None or attempt.preempted or clean_exit(tracker.current_pod()):
+            return
+        tracker.wait_for(lambda: suspended(tracker.job) or tracker.job_gone or job_outcome(tracker.job) is not None,
+                         self._grace)
+        if attempt.job_resumed and suspended(tracker.job) and not tracker.job_gone:
+            attempt.preempted = True
 
     def _classify_end(self, attempt: LiveAttempt) -> KubeOutcome:
         tracker = attempt.tracker
