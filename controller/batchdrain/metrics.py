@@ -26,6 +26,9 @@ class Metrics:
                             registry=self.registry)
         self.duration = Histogram("batchdrain_attempt_duration_seconds", "Attempt duration",
                                   buckets=DURATION_BUCKETS, registry=self.registry)
+        self.admission_wait = Histogram("batchdrain_admission_wait_seconds",
+                                        "Time a queued Job waited for Kueue's admission",
+                                        buckets=DURATION_BUCKETS, registry=self.registry)
         self.running = Gauge("batchdrain_attempts_running", "Attempts (Jobs or processes) alive",
                              registry=self.registry)
         self.log_bytes = Counter("batchdrain_log_bytes", "Log bytes stored", ["stream"],
@@ -43,6 +46,8 @@ class Metrics:
         seconds = result.container_seconds if result.container_seconds is not None else result.total_seconds
         if seconds is not None:
             self.duration.observe(seconds)
+        if result.admitted_at is not None and result.created_at is not None:
+            self.admission_wait.observe(max((result.admitted_at - result.created_at).total_seconds(), 0.0))
         for pointer in result.logs:
             self.log_bytes.labels(pointer.stream).inc(pointer.size_bytes)
 

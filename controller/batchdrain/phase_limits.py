@@ -124,7 +124,8 @@ def _all_strings(spec: PhaseSpec) -> Iterator[str]:
     for name, value in (*spec.env, *spec.node_selector):
         yield name
         yield value
-    for text in (spec.image, spec.cpu, spec.memory, spec.image_pull_policy):
+    for text in (spec.image, spec.cpu, spec.memory, spec.image_pull_policy, spec.queue, spec.priority_class,
+                 spec.workload_priority_class):
         if text is not None:
             yield text
 

@@ -121,7 +121,8 @@ def attempt_row(attempt: AttemptRecord, *, instant_threshold: float, identity_ch
         "job_name": attempt.job_name, "namespace": attempt.namespace, "pod_names": list(attempt.pod_names),
         "pod_uid": attempt.pod_uid, "node": attempt.node, "exit_code": attempt.exit_code,
         "exit_code_reason": attempt.exit_code_reason, "created_at": _iso(attempt.created_at),
-        "started_at": _iso(attempt.started_at), "finished_at": _iso(attempt.finished_at),
+        "admitted_at": _iso(attempt.admitted_at), "started_at": _iso(attempt.started_at),
+        "finished_at": _iso(attempt.finished_at),
         "container_seconds": attempt.container_seconds, "total_seconds": attempt.total_seconds,
         "failure_class": attempt.failure_class.value if attempt.failure_class else None,
         "message": attempt.message, "first_error_line": attempt.first_error_line,
@@ -144,10 +145,11 @@ def tally_of(attempts: Sequence[AttemptRecord]) -> AttemptTally:
     totals = [a.total_seconds for a in attempts if a.total_seconds is not None]
     overheads = [a.total_seconds - a.container_seconds for a in attempts
                  if a.total_seconds is not None and a.container_seconds is not None]
+    waits = [round((a.admitted_at - a.created_at).total_seconds(), 6) for a in attempts if a.admitted_at is not None]
     return AttemptTally(
         by_class=dict(sorted(by_class.items())), finished=sum(a.status == "finished" for a in attempts),
         durations={"container_seconds": stats_of(durations), "total_seconds": stats_of(totals),
-                   "controller_overhead_seconds": stats_of(overheads)})
+                   "controller_overhead_seconds": stats_of(overheads), "queue_wait_seconds": stats_of(waits)})
 
 
 def build_summary(

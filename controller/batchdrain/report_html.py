@@ -25,7 +25,7 @@ CLASS_COLOURS = {
     "deadline_exceeded": "#ef6c00", "evicted": "#00838f", "image_pull": "#ad1457",
     "config_error": "#4e342e", "unschedulable": "#5d4037", "pod_deleted": "#455a64",
     "node_lost": "#37474f", "controller_interrupted": "#f9a825", "api_error": "#283593",
-    "launch_error": "#8d6e63", "admission_refused": "#795548",
+    "launch_error": "#8d6e63", "admission_refused": "#795548", "preempted": "#0277bd",
 }
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:16px;margin-top:28px}

@@ -42,9 +42,12 @@ def _rows(session_id: str, n: int, *, store: Path, seed: int = 3) -> list[dict[s
         container = rng.choice([None, round(rng.uniform(0, 20), 4), 1.0])
         total = None if rng.random() < 0.05 else round((container or 0) + rng.uniform(0, 2), 4)
         log = store / f"p{i}.log"
+        # a third of them queued in Kueue, admitted after a wait to the microsecond
+        admitted = None if i % 3 else T0 + dt.timedelta(seconds=i + rng.uniform(0, 30))
         rows.append({
             "session_id": session_id, "run_id": f"run-{i % 50}", "phase_id": f"p{i}", "attempt": 1,
             "status": "finished", "executor": "local", "command": ["true"], "created_at": T0 + dt.timedelta(seconds=i),
+            "admitted_at": admitted,
             "finished_at": T0 + dt.timedelta(seconds=i + 3), "container_seconds": container, "total_seconds": total,
             "failure_class": cls, "exit_code": 0 if cls == "succeeded" else 1, "message": f"{cls} {i}",
             "first_error_line": None if cls == "succeeded" else f"Error: item {i}",
@@ -81,7 +84,9 @@ def test_the_database_aggregates_are_the_reports_definitions(seeded: tuple[Datab
     everything = db.attempts(session_id=session_id)
     assert len(everything) == N + 10
     assert db.attempt_tally(session_id) == tally_of(everything)
-    paged = list(db.session_attempts(session_id))
+    waits = db.attempt_tally(session_id).durations["queue_wait_seconds"]
+    assert waits.count == sum(a.admitted_at is not None for a in everything) > 1000 and waits.max is not None
+    assert 0 < waits.max <= 30 = list(db.session_attempts(session_id))
     assert [a.attempt_pk for a in paged] == [a.attempt_pk for a in everything]  # every one, once, in id order
     # One attempt fewer flips the parity of every measure's count (the median of an
     # even count is the mean of two values, of an odd one a single observed value).

@@ -19,6 +19,7 @@ from sqlalchemy.sql import Select
 
 from batchdrain.db.attempts import _attempt_record
 from batchdrain.db.engine import DatabaseEngine
+from batchdrain.db.intervals import seconds_of
 from batchdrain.db.models import AttemptRow
 from batchdrain.db.records import AttemptRecord, AttemptTally, DurationStats
 
@@ -43,15 +44,17 @@ def _own(session_id: str) -> ColumnElement[bool]:
     return func.coalesce(AttemptRow.session_id, "") == session_id
 
 
-# The report's three duration measures, as SQL: ``report.attempt_duration`` (the
-# container's seconds, else the attempt's), the attempt's seconds, and what the
-# controller added around the container (both known).
+# The report's duration measures, as SQL: ``report.attempt_duration`` (the
+# container's seconds, else the attempt's), the attempt's seconds, what the
+# controller added around the container (both known), and the wait for Kueue's
+# admission (attempts of a queue only).
 _MEASURES: dict[str, ColumnElement[Any]] = {
     "container_seconds": func.coalesce(AttemptRow.container_seconds, AttemptRow.total_seconds),
     "total_seconds": AttemptRow.__table__.c.total_seconds,
     "controller_overhead_seconds": case(
         (and_(AttemptRow.total_seconds.is_not(None), AttemptRow.container_seconds.is_not(None)),
          AttemptRow.total_seconds - AttemptRow.container_seconds)),
+    "queue_wait_seconds": seconds_of(AttemptRow.__table__.c.created_at, AttemptRow.__table__.c.admitted_at),
 }
 
 

@@ -183,7 +183,8 @@ class AttemptTally:
 
     by_class: Mapping[str, int]  # failure class (or "unfinished") -> attempts
     finished: int
-    durations: Mapping[str, DurationStats]  # container_seconds, total_seconds, controller_overhead_seconds
+    # container_seconds, total_seconds, controller_overhead_seconds, queue_wait_seconds
+    durations: Mapping[str, DurationStats]
 
     @property
     def attempts(self) -> int:

@@ -31,7 +31,8 @@ from batchdrain.domain import BadInput
 
 NUMBER_FIELDS = frozenset({"timeout_seconds", "timeout"})
 MAPPING_FIELDS = frozenset({"env", "node_selector"})
-TEXT_FIELDS = frozenset({"run_id", "phase_id", "image", "cpu", "memory", "image_pull_policy"})
+TEXT_FIELDS = frozenset({"run_id", "phase_id", "image", "cpu", "memory", "image_pull_policy", "queue",
+                         "priority_class", "workload_priority_class"})
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

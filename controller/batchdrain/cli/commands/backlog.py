@@ -39,11 +39,18 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to flags
         help="Phases of this run per round when runs take turns (default 1); sets the run's weight.")] = None,
     needs: Annotated[list[str] | None, typer.Option(
         "--needs", help="A phase of the same run that must be COMPLETE first (repeatable).")] = None,
+    queue: Annotated[str | None, typer.Option(
+        help="Kueue LocalQueue of this phase's Jobs (overrides --queue-name).")] = None,
+    priority_class: Annotated[str | None, typer.Option(
+        help="priorityClassName of this phase's pods (overrides --priority-class-name).")] = None,
+    workload_priority_class: Annotated[str | None, typer.Option(
+        help="Kueue WorkloadPriorityClass of this phase's Jobs (overrides --workload-priority-class).")] = None,
 ) -> None:
     """Add one phase to the backlog: batchdrain enqueue --run-id R --phase-id P -- CMD ARGS..."""
     spec = PhaseSpec.from_json({
         "command": command, "image": image, "timeout_seconds": timeout,
-        "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu,
+        "env": dict(key_value(e) for e in env or []), "memory": memory, "cpu": cpu, "queue": queue,
+        "priority_class": priority_class, "workload_priority_class": workload_priority_class,
     })
     schedule = schedule_fields({"priority": priority, "run_weight": run_weight, "needs": needs})
     # Refused before the database is opened: a bad phase leaves not even a schema behind.
