@@ -86,7 +86,8 @@ def test_the_database_aggregates_are_the_reports_definitions(seeded: tuple[Datab
     assert db.attempt_tally(session_id) == tally_of(everything)
     waits = db.attempt_tally(session_id).durations["queue_wait_seconds"]
     assert waits.count == sum(a.admitted_at is not None for a in everything) > 1000 and waits.max is not None
-    assert 0 < waits.max <= 30 = list(db.session_attempts(session_id))
+    assert 0 < waits.max <= 30
+    paged = list(db.session_attempts(session_id))
     assert [a.attempt_pk for a in paged] == [a.attempt_pk for a in everything]  # every one, once, in id order
     # One attempt fewer flips the parity of every measure's count (the median of an
     # even count is the mean of two values, of an odd one a single observed value).
