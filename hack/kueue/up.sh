@@ -23,7 +23,12 @@ if [[ ! -s "$KUEUE_TAR" || "$KUEUE_TAR" -ot "$KUEUE_BIN" ]]; then
   python3 "$HERE/oci_archive.py" --binary "$KUEUE_BIN" --path /manager --user 65532:65532 \
     --name "$KUEUE_IMAGE" --output "$KUEUE_TAR"
 fi
-if ! ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qxF "$KUEUE_IMAGE"; then
+context="$(kubectl config current-context 2>/dev/null || true)"
+if [[ "$context" == kind-* ]] && command -v kind >/dev/null; then
+  # A kind cluster: its nodes' containerd is inside their containers.
+  kind load image-archive "$KUEUE_TAR" --name "${context#kind-}" >/dev/null
+  log "loaded $KUEUE_IMAGE into kind cluster ${context#kind-}"
+elif ! ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qxF "$KUEUE_IMAGE"; then
   ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$KUEUE_TAR" >/dev/null
   log "imported $KUEUE_IMAGE into the cluster's containerd"
 fi

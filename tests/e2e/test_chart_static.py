@@ -36,6 +36,7 @@ INTENDED_RULES = {
     ("", "pods"): {"get", "list", "watch", "patch", "delete"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "list", "watch"},
+    ("kueue.x-k8s.io", "localqueues"): {"get"},  # the preflight's LocalQueue check
 }
 
 Obj = dict[str, Any]
@@ -241,6 +242,18 @@ def test_every_literal_env_var_is_a_setting_that_parses(monkeypatch: pytest.Monk
     assert settings.database_url_secret_key == "phase-url"
     assert settings.metrics_port == 9102
     assert settings.log_store == "/data/logs"
+    assert settings.queue_name == "team-etl" and settings.workload_priority_class == "etl-nightly"
+    assert settings.priority_class_name == "batch-low" and settings.admission_timeout_seconds == 7200.5
+
+
+def test_kueue_values_are_validated() -> None:
+    assert "/phases/kueue/queueName" in _template_fails("--set", "phases.kueue.queueName=Team_A")
+    assert "/phases/kueue/admissionTimeoutSeconds" in _template_fails(
+        "--set", "phases.kueue.admissionTimeoutSeconds=-1")
+    assert "/phases/priorityClassName" in _template_fails("--set", "phases.priorityClassName=-x")
+    env = _env(_one(_template(), "CronJob"))  # off by default: not queued, no priority class
+    assert not {"BATCHDRAIN_QUEUE_NAME", "BATCHDRAIN_WORKLOAD_PRIORITY_CLASS", "BATCHDRAIN_PRIORITY_CLASS_NAME",
+                "BATCHDRAIN_ADMISSION_TIMEOUT_SECONDS"} & set(env)
 
 
 def test_all_values_render_what_they_say() -> None:
