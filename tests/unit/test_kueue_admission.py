@@ -20,6 +20,9 @@ import pytest
 from batchdrain.classify.kube import not_admitted_outcome, preempted_outcome
 from batchdrain.domain import BadInput, FailureClass, PhaseSpec
 from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
+from batchdrain.executors.kubernetes.admission import note_admission, taken_back
+from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import KUEUE_PRIORITY_LABEL, KUEUE_QUEUE_LABEL, JobSpecBuilder
 from batchdrain.preflight import check_kueue
 from tests.unit.fake_kube import Exit, FakeKube, Gate, Out, Schedule, Start
@@ -221,3 +224,27 @@ def test_doctor_says_whether_kueue_is_installed_and_the_queue_exists(
     fake = FakeKube(kueue=kueue, local_queues=queues)
     (check,) = check_kueue(fake, queue)
     assert check.ok is ok and check.detail.startswith(said), check
+
+
+def _job(version: int, *, suspend: bool) -> dict[str, Any]:
+    return {"metadata": {"name": "j", "resourceVersion": str(version)}, "spec": {"suspend": suspend}, "status": {}}
+
+
+def test_a_preemption_is_told_from_a_stale_job_when_two_updates_fall_between_looks() -> None:
+    # The Job watch may deliver "resumed" and "suspended again" between two looks, so the
+    # resumed version is never seen; the pod (made only once resumed) dates the admission.
+    tracker = Tracker("j")
+    attempt = LiveAttempt(launch=queued(launch()), job_name="j", tracker=tracker,
+                          created_at=dt.datetime.now(dt.UTC), deadline=float("inf"), queue="team-a")
+    updates: list[Any] = []
+    tracker.on_job("ADDED", _job(10, suspend=True))
+    note_admission(attempt, None, updates.append)
+    assert attempt.awaiting_admission and not attempt.preempted
+    pod = {"metadata": {"name": "j-1", "resourceVersion": "14"}}
+    note_admission(attempt, pod, updates.append)  # the pod came before the Job's resume: admitted, not preempted
+    assert attempt.admitted_at is not None and not attempt.preempted and len(updates) == 1
+    assert attempt.deadline < float("inf")
+    tracker.on_job("MODIFIED", _job(17, suspend=True))  # resumed at 12, suspended again at 17
+    assert taken_back(attempt, tracker.job)
+    note_admission(attempt, pod, updates.append)
+    assert attempt.preempted and len(updates) == 1

@@ -14,6 +14,7 @@ from batchdrain.domain import AttemptProgress, utcnow
 from batchdrain.executors.base import AttemptUpdate
 from batchdrain.executors.kubernetes.adoption import deadline_for
 from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.watches import resource_version
 from batchdrain.kube import KubeObject
 
 
@@ -21,20 +22,36 @@ def note_admission(attempt: LiveAttempt, pod: KubeObject | None, on_update: Atte
     """Record the Job's admission, or its preemption after admission, from what was watched.
 
     The Job and its pod come on two watches: a pod is proof of the admission even while
-    the Job's own update is still on its way. Preempted means a version of the Job seen
-    suspended after one seen resumed (the tracker only ever moves to newer versions).
+    the Job's own update is still on its way.
     """
     job = attempt.tracker.job
     if attempt.queue is None or job is None or attempt.tracker.job_gone:
         return
+    if pod is not None and attempt.pod_version is None:
+        attempt.pod_version = resource_version(pod)
     if not suspended(job):
         attempt.job_resumed = True
-    elif attempt.job_resumed:
+    elif taken_back(attempt, job):
         attempt.preempted = True
     if attempt.admitted_at is None and (attempt.job_resumed or pod is not None):
         attempt.admitted_at = utcnow()
         attempt.deadline = deadline_for(attempt.launch, attempt.admitted_at)
         on_update(AttemptProgress(admitted_at=attempt.admitted_at))
+
+
+def taken_back(attempt: LiveAttempt, job: KubeObject | None) -> bool:
+    """The Job is suspended again after its admission (Kueue preempted or evicted it).
+
+    Either a version of it was seen resumed before this suspended one (the tracker only
+    moves to newer versions), or, when two updates fell between looks, this version is
+    newer than the first sighting of its pod, which only a resumed Job makes.
+    """
+    if not suspended(job):
+        return False
+    if attempt.job_resumed:
+        return True
+    version = resource_version(job) if job is not None else None
+    return version is not None and attempt.pod_version is not None and version > attempt.pod_version
 
 
 def admission_verdict(attempt: LiveAttempt, timeout_seconds: float) -> KubeOutcome | None:

@@ -52,6 +52,8 @@ class LiveAttempt:
     admitted_at: dt.datetime | None = None
     job_resumed: bool = False
     preempted: bool = False
+    # resourceVersion of the first sighting of the Job's pod (``admission.taken_back``).
+    pod_version: int | None = None
 
     @property
     def awaiting_admission(self) -> bool:

@@ -30,7 +30,12 @@ from batchdrain.classify.kube import (
 from batchdrain.domain import AttemptProgress, AttemptResult, utcnow
 from batchdrain.executors.base import AttemptUpdate, StopSignal
 from batchdrain.executors.kubernetes import attempt as machine
-from batchdrain.executors.kubernetes.admission import admission_sleep, admission_verdict, note_admission
+from batchdrain.executors.kubernetes.admission import (
+    admission_sleep,
+    admission_verdict,
+    note_admission,
+    taken_back,
+)
 from batchdrain.executors.kubernetes.attempt import AttemptState, Observation
 from batchdrain.executors.kubernetes.cleanup import remove_attempt_objects
 from batchdrain.executors.kubernetes.events import tell
@@ -315,7 +320,7 @@ class Supervisor:
             return
         tracker.wait_for(lambda: suspended(tracker.job) or tracker.job_gone or job_outcome(tracker.job) is not None,
                          self._grace)
-        if attempt.job_resumed and suspended(tracker.job) and not tracker.job_gone:
+        if taken_back(attempt, tracker.job) and not tracker.job_gone:
             attempt.preempted = True
 
     def _classify_end(self, attempt: LiveAttempt) -> KubeOutcome:
