@@ -17,11 +17,19 @@ bash "$HERE/build.sh"
 bash "$HERE/../tools/helm.sh" >/dev/null
 
 # --- the image ----------------------------------------------------------------
-if [[ ! -s "$KUEUE_TAR" || "$KUEUE_TAR" -ot "$KUEUE_BIN" ]]; then
+if [[ ! -s "$KUEUE_TAR" || "$KUEUE_TAR" -ot "$KUEUE_BIN" || "$KUEUE_TAR" -ot "$HERE/oci_archive.py" ]]; then
   log "image $KUEUE_IMAGE -> $KUEUE_TAR"
   mkdir -p "$LOAD_DIR"
+  # Over the offline base image's rootfs (hack/images.sh makes it; make test runs that
+  # first); the binary alone where it was never made (a kind cluster of your own).
+  base=()
+  if [[ -s "$IMAGES_DIR/base-bookworm-python3.tar" ]]; then
+    base=(--base-rootfs "$IMAGES_DIR/base-bookworm-python3.tar")
+  else
+    log "no offline base rootfs in $IMAGES_DIR (bash hack/images.sh makes it): the image is the binary alone"
+  fi
   python3 "$HERE/oci_archive.py" --binary "$KUEUE_BIN" --path /manager --user 65532:65532 \
-    --name "$KUEUE_IMAGE" --output "$KUEUE_TAR"
+    --name "$KUEUE_IMAGE" --output "$KUEUE_TAR" "${base[@]}"
 fi
 context="$(kubectl config current-context 2>/dev/null || true)"
 if [[ "$context" == kind-* ]] && command -v kind >/dev/null; then
