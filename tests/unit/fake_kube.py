@@ -520,16 +520,19 @@ class FakeKube:
                 "creationTimestamp": seconds(self.now),
                 "namespace": self.namespace,
             }
-            job = self._put("jobs", {**body, "metadata": meta, "status": {}}, "ADDED")
+            created = self._put("jobs", {**body, "metadata": meta, "status": {}}, "ADDED")
+            if not self.makes_pod(body) or body["spec"].get("suspend"):
+                return created  # not synced by the Job controller: no startTime, no pod, no Event
+            # The Job controller's first sync (seen on the watch, not in the create's answer):
+            # startTime, then the pod, or its refusal.
+            job = self._put("jobs", {**created, "status": {"startTime": seconds(self.now)}}, "MODIFIED")
             refusal = self.admission(body)
             if refusal is not None:
                 self._event(job, "Job", "FailedCreate", f"Error creating: {refusal}")
-                return job
-            if not self.makes_pod(body) or body["spec"].get("suspend"):
-                return job  # a suspended Job (in a Kueue queue) makes no pod until admitted
+                return created
             pod = self._create_pod(job)
         self._run_script(pod["metadata"]["name"], self.script_for(body))
-        return job
+        return created
 
     # -- Kueue, as a Job sees it: un-suspended on admission, suspended again on preemption
 

@@ -357,6 +357,9 @@ def test_a_job_the_job_controller_never_gets_to_is_not_charged_and_not_unschedul
     assert result.message.startswith("no pod made for the Job within 0.5s and no FailedCreate Event"), result.message
     assert result.exit_code is None and result.exit_code_reason == "the Job controller made no pod"
     assert not result.pod_names and h.fake.deleted_jobs == [result.job_name]
+    # Never synced by the Job controller (no startTime): no pod was tried, so its Events
+    # are not listed while it waits (at P=500 on a throttled controller: 5.4 lists a Job).
+    assert h.fake.calls["list_events"] <= 1, h.fake.calls["list_events"]  # the verdict's own, at most
 
 
 @pytest.mark.usefixtures("quick_event_lists")

@@ -37,6 +37,13 @@ def condition_any(obj: Obj | None, kind: str) -> Obj | None:
     return None
 
 
+def job_synced(job: Obj | None) -> bool:
+    """The Job controller has synced the Job at least once (it stamps ``status.startTime``
+    on its first sync of a Job that is not suspended, before it makes or fails to make
+    the pod). Before that there is neither a pod nor a ``FailedCreate`` Event to look for."""
+    return bool(((job or {}).get("status") or {}).get("startTime"))
+
+
 def job_outcome(job: Obj | None) -> tuple[bool, str | None, str | None] | None:
     """(succeeded, reason, message) once the Job has a terminal (or target) condition."""
     for kind, ok in (

@@ -22,6 +22,7 @@ from batchdrain.classify.kube import (
     condition,
     container_started,
     job_outcome,
+    job_synced,
     pending_outcome,
     pod_terminal,
     podless_limit,
@@ -115,6 +116,11 @@ class Supervisor:
         limit = self._wait_limit(attempt, stop)
         if attempt.awaiting_admission and not stop.stopping:
             return min(admission_sleep(attempt, self._settings.admission_timeout_seconds, self._idle), limit)
+        if pod is None and not stop.stopping and attempt.job_done_at is None and not job_synced(attempt.tracker.job):
+            # Only the Job's first sync (which wakes the attempt) or the pod-less limit can
+            # change anything: no look every tick while the Job controller is behind.
+            age = (utcnow() - attempt.clock_start).total_seconds()
+            return min(self._idle, limit, max(self._give_up_from(attempt, None) - age, 0.0))
         if pod is None or stop.stopping or attempt.job_done_at is not None:
             return min(self._tick, limit)
         if not container_started(pod, CONTAINER):
@@ -187,8 +193,12 @@ class Supervisor:
         attempt's backing-off schedule, at most once per interval.
         """
         tracker = attempt.tracker
-        if pod is not None or tracker.job is None or tracker.job_gone or attempt.awaiting_admission:
-            return None  # a suspended Job makes no pod, so none can be refused
+        if pod is not None or tracker.job is None or tracker.job_gone or not job_synced(tracker.job):
+            # Not synced by the Job controller yet (behind its queue, or suspended in a
+            # Kueue queue): no pod was tried, so none can have been refused. At P=500 on
+            # a throttled controller these lists were 5.4 per Job, each a scan of the
+            # namespace's Events; the Job's first sync wakes the attempt (its watch).
+            return None
         age = (utcnow() - attempt.clock_start).total_seconds()
         if not attempt.events_schedule.due(time.monotonic(), age=age):
             return None
