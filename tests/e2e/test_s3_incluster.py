@@ -83,8 +83,9 @@ def installed(cluster: Cluster, namespace: str, postgres: PostgresServer, s3: S3
         "s3.credentials.existingSecret": "drain-s3", "s3.options.flush_seconds": "1",
     }
     args = [arg for key, value in sets.items() for arg in ("--set-string", f"{key}={value}")]
+    # No retry backoff (default 60 s): the deleted pod's phase runs again in the next session.
     args += ["--set", "drain.parallelism=3", "--set", "drain.leaseSeconds=15", "--set", "s3.enabled=true",
-             "--set", "cronjob.suspend=true"]
+             "--set", "cronjob.suspend=true", "--set", "drain.retryDelaySeconds=0"]
     run(helm(), "install", RELEASE, str(CHART), "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
         "--wait", "--timeout", "2m", *args)
     for key, value in s3.env().items():
