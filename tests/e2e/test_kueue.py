@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,9 +142,12 @@ def test_a_drain_wider_than_the_quota_runs_within_it_and_records_the_waits(queue
     drainer, slots = queue
     drainer.import_rows([{"run_id": "wide", "phase_id": f"p{i}", "command": ["sh", "-c", f"sleep 3; echo p{i}"]}
                          for i in range(6)])
-    doctor = drainer.run("doctor", *drainer.args(*QUEUED))
+    doctor = _doctor(drainer, QUEUE)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert f"LocalQueue {QUEUE} in namespace {drainer.namespace}" in " ".join(doctor.stdout.split())
+    assert f"{GROUP}/{VERSION}: LocalQueue {QUEUE} in namespace {drainer.namespace}" in doctor.stdout, doctor.stdout
+    missing = _doctor(drainer, "no-such-queue")
+    assert missing.returncode != 0
+    assert f"no LocalQueue 'no-such-queue' in namespace {drainer.namespace}" in missing.stdout + missing.stderr
     with AdmittedJobs(drainer.cluster, drainer.namespace) as seen:
         done = drainer.drain(*QUEUED, "--parallelism", "6")
     assert done.returncode == 0, done.stderr
@@ -164,6 +168,14 @@ def test_a_drain_wider_than_the_quota_runs_within_it_and_records_the_waits(queue
     assert report["durations"]["queue_wait_seconds"]["count"] == 6
     assert report["durations"]["queue_wait_seconds"]["max"] >= 3.0
     assert drainer.session_objects(session_id) == []
+
+
+def _doctor(drainer: Drainer, queue: str) -> subprocess.CompletedProcess[str]:
+    """``batchdrain doctor --queue-name``, its table wide enough to keep each check on one line."""
+    args = [a for a in drainer.args("--queue-name", queue) if a != "--quiet"]  # a drain flag, not a setting
+    return subprocess.run([sys.executable, "-m", "batchdrain.cli", "doctor", *args], cwd=drainer.workdir,
+                          env={**drainer.env(), "COLUMNS": "400"}, capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 @pytest.mark.parametrize("queue", [1], indirect=True)
