@@ -20,15 +20,11 @@ if [[ -x "$KUEUE_BIN" && -f "$KUEUE_DIR/charts/kueue/Chart.yaml" && -f "$KUEUE_D
   exit 0
 fi
 
-command -v go >/dev/null || die "go is not installed"
+# shellcheck source=../cluster/go_env.sh
+source "$HERE/../cluster/go_env.sh"
+go_module_env
 go_minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
 [[ -n "$go_minor" && "$go_minor" -ge 25 ]] || die "Kueue $KUEUE_VERSION needs go >= 1.25, this machine has $(go env GOVERSION)"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-p=2 -buildvcs=false -mod=mod"
-GOPROXY="$(go env GOPROXY)"
-export GOPROXY
-GOSUMDB="$(go env -changed -json GOSUMDB 2>/dev/null | sed -n 's/^[[:space:]]*"GOSUMDB": "\(.*\)"$/\1/p')"
-export GOSUMDB="${GOSUMDB:-off}"
-[[ "$GOPROXY" =~ [a-z]+:// ]] || die "no Go module proxy configured (GOPROXY='$GOPROXY'): set one with go env -w GOPROXY=<url>"
 
 T0=$SECONDS
 mkdir -p "$KUEUE_DIR/bin"

@@ -23,19 +23,10 @@ fi
 command -v go >/dev/null || die "go is not installed"
 # The toolchain is the cluster's: build.sh fetches and checks it (a no-op when
 # the cluster binaries are already built, which up.sh needs anyway).
-TOOLCHAIN_ROOT="$CACHE_ROOT/toolchains/$BUILD_GOTOOLCHAIN"
-if [[ "$BUILD_GOTOOLCHAIN" != local && ! -x "$TOOLCHAIN_ROOT/bin/go" ]]; then
-  COMPONENTS=kubectl "$HERE/../cluster/build.sh"
-fi
-if [[ "$BUILD_GOTOOLCHAIN" != local ]]; then
-  export PATH="$TOOLCHAIN_ROOT/bin:$PATH" GOROOT="$TOOLCHAIN_ROOT"
-fi
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-p=2 -buildvcs=false -mod=mod"
-GOPROXY="$(go env GOPROXY)"
-export GOPROXY
-GOSUMDB="$(go env -changed -json GOSUMDB 2>/dev/null | sed -n 's/^[[:space:]]*"GOSUMDB": "\(.*\)"$/\1/p')"
-export GOSUMDB="${GOSUMDB:-off}"
-[[ "$GOPROXY" =~ [a-z]+:// ]] || die "no Go module proxy configured (GOPROXY='$GOPROXY'): set one with go env -w GOPROXY=<url>"
+# shellcheck source=../cluster/go_env.sh
+source "$HERE/../cluster/go_env.sh"
+use_cluster_toolchain
+go_module_env
 
 T0=$SECONDS
 mkdir -p "$KWOK_DIR/bin"

@@ -21,12 +21,9 @@ if [[ -x "$WEED_BIN" ]] && "$WEED_BIN" version 2>/dev/null | grep -qF -- " $SEAW
   exit 0
 fi
 
-command -v go >/dev/null || die "go is not installed"
-GOPROXY="$(go env GOPROXY)"
-export GOPROXY
-[[ "$GOPROXY" =~ [a-z]+:// ]] || die "no Go module proxy configured (GOPROXY='$GOPROXY'): set one with go env -w GOPROXY=<url>"
-GOSUMDB="$(go env -changed -json GOSUMDB 2>/dev/null | sed -n 's/^[[:space:]]*"GOSUMDB": "\(.*\)"$/\1/p')"
-export GOSUMDB="${GOSUMDB:-off}" CGO_ENABLED=0 GOTOOLCHAIN=local
+# shellcheck source=../cluster/go_env.sh
+source "$HERE/../cluster/go_env.sh"
+go_module_env
 
 T0=$SECONDS
 src="$(GOFLAGS=-mod=mod go mod download -json "$SEAWEEDFS_MODULE@$SEAWEEDFS_VERSION" \
