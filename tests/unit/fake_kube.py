@@ -545,16 +545,44 @@ class FakeKube:
             pod = self._create_pod(job)
         self._run_script(pod["metadata"]["name"], self.script_for(job))
 
-    def preempt(self, name: str, message: str) -> None:
-        """Kueue takes the quota back: the Job suspended, a ``Stopped`` Event, its pods deleted."""
+    def preempt(self, name: str, message: str, *, grace: float = 0.0, readmit_after: float | None = None) -> None:
+        """Kueue takes the quota back: the Job suspended, a ``Stopped`` Event, its pods deleted.
+
+        ``grace``: the deleted pod's container ends that much later (SIGTERM's grace).
+        ``readmit_after``: Kueue requeues the workload and admits the same Job again
+        (a new pod) that much later, if the Job still exists then, as real Kueue does.
+        """
         with self.cond:
             job = self.jobs[name]
             status = {k: v for k, v in job["status"].items() if k != "startTime"}
             job = self._put("jobs", {**job, "spec": {**job["spec"], "suspend": True}, "status": status}, "MODIFIED")
             self._event(job, "Job", "Stopped", message, type_="Normal")
-            for pod_name in self.job_pods.get(name, ()):
-                if pod_name in self.pods:
-                    self._delete_pod(self.pods[pod_name])
+            pods = [self.pods[p] for p in self.job_pods.get(name, ()) if p in self.pods]
+            for pod in pods:
+                if grace <= 0:
+                    self._delete_pod(pod)
+                else:  # marked for deletion now, its container stopped after the grace
+                    self._put("pods", {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": seconds(self.now)}},
+                              "MODIFIED")
+        if grace > 0:
+            self._later(grace, lambda: self._stop_pods([p["metadata"]["name"] for p in pods]))
+        if readmit_after is not None:
+            self._later(readmit_after, lambda: self.admit(name) if name in self.jobs else None)
+
+    def _stop_pods(self, names: list[str]) -> None:
+        with self.cond:
+            for name in names:
+                if name in self.pods:
+                    self._delete_pod(self.pods[name])
+
+    def _later(self, seconds_: float, action: Callable[[], object]) -> None:
+        def run() -> None:
+            time.sleep(seconds_)
+            action()
+
+        thread = threading.Thread(target=run, daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _create_pod(self, job: KubeObject) -> KubeObject:
         template = job["spec"]["template"]

@@ -110,6 +110,29 @@ def test_a_job_preempted_after_admission_is_preempted_not_charged_and_keeps_its_
     gate.set()
 
 
+def test_a_preempted_job_is_deleted_at_once_so_kueue_cannot_run_it_again_unrecorded(
+    harness: Callable[..., Harness],
+) -> None:
+    # Real Kueue requeues the preempted workload and admitted the same Job again 3 s later,
+    # while the first pod was still in its SIGTERM grace: a second pod ran the phase to
+    # its end, unrecorded. Here: a 1 s grace, and Kueue admitting the Job again at 0.3 s.
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"working\n"), Gate(gate), Out(b"never\n"), Exit(0)))
+    worker, box = h.start(h.executor(), queued(launch()))
+    assert wait_for(lambda: len(h.fake.jobs) == 1)
+    name = next(iter(h.fake.jobs))
+    h.fake.admit(name)
+    assert wait_for(lambda: any(u.pod_name for u in h.updates))
+    time.sleep(0.3)
+    h.fake.preempt(name, PREEMPTION, grace=1.0, readmit_after=0.3)
+    worker.join(10)
+    (result,) = box
+    assert result.failure_class is FailureClass.PREEMPTED and not result.charged, result.message
+    assert len(h.fake.job_pods[name]) == 1, h.fake.job_pods  # admitted once: no second pod
+    assert logs(result)["stdout"] == b"working\n"
+    gate.set()
+
+
 def test_a_job_never_admitted_within_the_admission_timeout_is_unschedulable(
     harness: Callable[..., Harness],
 ) -> None:

@@ -52,6 +52,7 @@ class LiveAttempt:
     admitted_at: dt.datetime | None = None
     job_resumed: bool = False
     preempted: bool = False
+    preemption_stopped: bool = False  # its Job deleted at once (``Supervisor._stop_preempted``)
     # resourceVersion of the first sighting of the Job's pod (``admission.taken_back``).
     pod_version: int | None = None
 

@@ -52,7 +52,7 @@ from batchdrain.executors.kubernetes.outcome import (
 )
 from batchdrain.executors.kubernetes.watches import Inventory, container_state
 from batchdrain.jobspec import CONTAINER
-from batchdrain.kube import KubeApi, KubeObject
+from batchdrain.kube import KubeApi, KubeError, KubeObject, NotFound
 from batchdrain.settings import Settings
 
 
@@ -84,6 +84,8 @@ class Supervisor:
                 raise failed  # the executor leaves the attempt for the next session
             pod = tracker.current_pod()
             note_admission(attempt, pod, on_update)
+            if attempt.preempted and not attempt.preemption_stopped:
+                self._stop_preempted(attempt)
             if pod is not None:
                 self._report_pod(attempt, pod, on_update)
                 self._note_sightings(attempt, pod)
@@ -320,6 +322,24 @@ class Supervisor:
         if not result.succeeded:
             result.message = f"{gone}: {result.message}"
             result.charged = False
+
+    def _stop_preempted(self, attempt: LiveAttempt) -> None:
+        """Kueue took the Job back: delete it now, not after the logs.
+
+        Kueue requeues a preempted workload and admits the same Job again as soon as
+        there is quota: found on the real cluster, where the Job was admitted again 3 s
+        after its preemption, while its first pod was still in its SIGTERM grace, and ran
+        the phase to the end in a second pod that this attempt never recorded. Without
+        its Job nothing can be admitted again; the pod being stopped is still held by
+        the logs finalizer, so its log is read to the end as before.
+        """
+        attempt.preemption_stopped = True
+        try:
+            self._api.delete_job(attempt.job_name, propagation="Background")
+        except NotFound:
+            pass
+        except KubeError as err:
+            attempt.notes.append(f"deleting the preempted Job failed: {type(err).__name__}: {err.message}")
 
     def _settle_preemption(self, attempt: LiveAttempt) -> None:
         """A queued Job's pod killed from outside: wait (briefly) for the Job to say whether
