@@ -46,8 +46,8 @@ def test_a_stop_request_wakes_a_running_attempt(tmp_path: Path) -> None:
 
 
 def test_a_running_attempt_wakes_for_its_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outcome, "DEADLINE_MARGIN_SECONDS", 0.0)
-    monkeypatch.setattr("batchdrain.executors.kubernetes.adoption.DEADLINE_MARGIN_SECONDS", 0.0)
+    monkeypatch.setattr(outcome, "DEADLINE_MARGIN_SECONDS", 0.0)  # the message
+    monkeypatch.setattr("batchdrain.executors.kubernetes.live.DEADLINE_MARGIN_SECONDS", 0.0)  # the wait
     # The container hangs (no activeDeadlineSeconds in the fake): its follow never ends.
     monkeypatch.setattr(logbook, "LOG_JOIN_SECONDS", 0.5)
     h = Harness(tmp_path, script(Schedule(), Start(), Out(b"working\n"), Hang()))

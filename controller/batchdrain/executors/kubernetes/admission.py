@@ -12,8 +12,7 @@ from __future__ import annotations
 from batchdrain.classify.kube import KubeOutcome, not_admitted_outcome, suspended
 from batchdrain.domain import AttemptProgress, utcnow
 from batchdrain.executors.base import AttemptUpdate
-from batchdrain.executors.kubernetes.adoption import deadline_for
-from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.live import LiveAttempt, deadline_for
 from batchdrain.executors.kubernetes.watches import resource_version
 from batchdrain.kube import KubeObject
 

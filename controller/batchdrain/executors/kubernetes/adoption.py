@@ -9,25 +9,15 @@ already there instead of starting them again.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import time
 
 from batchdrain.classify.kube import parse_time, suspended
 from batchdrain.domain import utcnow
 from batchdrain.executors.base import AttemptLaunch
-from batchdrain.executors.kubernetes.live import LiveAttempt
-from batchdrain.executors.kubernetes.outcome import DEADLINE_MARGIN_SECONDS
+from batchdrain.executors.kubernetes.live import LiveAttempt, deadline_for
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import KUEUE_QUEUE_LABEL, LABEL_ATTEMPT, LABEL_PHASE, LABEL_RUN, label_value, session_selector
 from batchdrain.kube import KubeApi, KubeObject
-
-
-def deadline_for(launch: AttemptLaunch, created_at: dt.datetime) -> float:
-    """Monotonic instant past which the controller stops waiting for this attempt."""
-    elapsed = (utcnow() - created_at).total_seconds()
-    budget = launch.timeout_seconds + DEADLINE_MARGIN_SECONDS - max(elapsed, 0.0)
-    return time.monotonic() + max(budget, 1.0)
 
 
 def attempt_selector(launch: AttemptLaunch) -> str:

@@ -25,11 +25,11 @@ from typing import Any
 
 from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogMode, utcnow
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal, store_failure
-from batchdrain.executors.kubernetes.adoption import attempt_selector, deadline_for, take_over
+from batchdrain.executors.kubernetes.adoption import attempt_selector, take_over
 from batchdrain.executors.kubernetes.capabilities import detect_log_mode
 from batchdrain.executors.kubernetes.cleanup import LEAK_GRACE_SECONDS, audit_leaks, remove_attempt_objects
 from batchdrain.executors.kubernetes.events import tell
-from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.live import LiveAttempt, deadline_for
 from batchdrain.executors.kubernetes.logbook import LogBook
 from batchdrain.executors.kubernetes.outcome import Outcomes, crash_result
 from batchdrain.executors.kubernetes.pacing import RateLimiter

@@ -8,14 +8,30 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass, field
 
+from batchdrain.domain import utcnow
 from batchdrain.executors.base import AttemptLaunch
 from batchdrain.executors.kubernetes.attempt import AttemptState
 from batchdrain.executors.kubernetes.logs import LogPump, StoredLog
 from batchdrain.executors.kubernetes.pacing import Backoff
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.logstore import LogStoreError
+
+# activeDeadlineSeconds should end the Job; past it plus this, we stop waiting anyway.
+DEADLINE_MARGIN_SECONDS = 60.0
+
+
+def deadline_for(launch: AttemptLaunch, start: dt.datetime) -> float:
+    """Monotonic instant past which the controller stops waiting for this attempt.
+
+    ``start``: the Job's creation, or its admission by Kueue (from when its own
+    ``activeDeadlineSeconds`` counts too).
+    """
+    elapsed = (utcnow() - start).total_seconds()
+    budget = launch.timeout_seconds + DEADLINE_MARGIN_SECONDS - max(elapsed, 0.0)
+    return time.monotonic() + max(budget, 1.0)
 
 
 @dataclass

@@ -28,14 +28,11 @@ from batchdrain.classify.kube import (
 )
 from batchdrain.domain import AttemptResult, FailureClass, utcnow
 from batchdrain.executors.base import AttemptLaunch
-from batchdrain.executors.kubernetes.live import LiveAttempt
+from batchdrain.executors.kubernetes.live import DEADLINE_MARGIN_SECONDS, LiveAttempt
 from batchdrain.executors.kubernetes.logbook import LogBook
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeError, KubeObject
 from batchdrain.settings import Settings
-
-# activeDeadlineSeconds should end the Job; past it plus this, we stop waiting anyway.
-DEADLINE_MARGIN_SECONDS = 60.0
 
 
 def clean_exit(pod: KubeObject | None) -> bool:
