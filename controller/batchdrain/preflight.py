@@ -125,7 +125,13 @@ def check_kueue(api: KubeApi, queue: str | None) -> list[Check]:
     """
 
     def kueue() -> str:
-        version = api.kueue_version()
+        try:
+            version = api.kueue_version()
+        except KubeError as err:
+            if queue is not None:
+                raise
+            # Only said, never a failure: a session that queues nothing does not need Kueue.
+            return f"not checked ({type(err).__name__}: {err.message}); no --queue-name: not needed"
         if queue is None:
             return f"installed ({version}); no --queue-name: Jobs are not queued" if version else \
                 "not installed (no --queue-name: not needed)"

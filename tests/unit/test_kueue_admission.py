@@ -24,6 +24,7 @@ from batchdrain.executors.kubernetes.admission import note_admission, taken_back
 from batchdrain.executors.kubernetes.live import LiveAttempt
 from batchdrain.executors.kubernetes.watches import Tracker
 from batchdrain.jobspec import KUEUE_PRIORITY_LABEL, KUEUE_QUEUE_LABEL, JobSpecBuilder
+from batchdrain.kube import Forbidden
 from batchdrain.preflight import check_kueue
 from tests.unit.fake_kube import Exit, FakeKube, Gate, Out, Schedule, Start
 from tests.unit.test_kube_executor import Harness, launch, logs, script, wait_for
@@ -247,6 +248,16 @@ def test_doctor_says_whether_kueue_is_installed_and_the_queue_exists(
     fake = FakeKube(kueue=kueue, local_queues=queues)
     (check,) = check_kueue(fake, queue)
     assert check.ok is ok and check.detail.startswith(said), check
+
+
+def test_a_session_without_a_queue_never_fails_its_preflight_on_kueue_discovery() -> None:
+    fake = FakeKube()
+    fake.inject("kueue_version", Forbidden("forbidden: /apis/kueue.x-k8s.io", status=403))
+    (check,) = check_kueue(fake, None)
+    assert check.ok and check.detail.startswith("not checked (Forbidden: forbidden"), check
+    fake.inject("kueue_version", Forbidden("forbidden: /apis/kueue.x-k8s.io", status=403))
+    (check,) = check_kueue(fake, "team-a")
+    assert not check.ok and "forbidden" in check.detail
 
 
 def _job(version: int, *, suspend: bool) -> dict[str, Any]:
