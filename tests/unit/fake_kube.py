@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from batchdrain.classify.queued import KUEUE_STOPPING
 from batchdrain.kube import (
     AlreadyExists,
     BadRequest,
@@ -545,18 +546,24 @@ class FakeKube:
             pod = self._create_pod(job)
         self._run_script(pod["metadata"]["name"], self.script_for(job))
 
-    def preempt(self, name: str, message: str, *, grace: float = 0.0, readmit_after: float | None = None) -> None:
-        """Kueue takes the quota back: the Job suspended, a ``Stopped`` Event, its pods deleted.
+    def preempt(self, name: str, message: str, *, grace: float = 0.0, readmit_after: float | None = None,
+                stop_seconds: float = 0.2) -> None:
+        """Kueue takes the quota back: the Job suspended, its pods deleted, a ``Stopped`` Event.
 
+        As Kueue's ``Job.Stop`` does (v0.17): the suspend carries the annotation
+        ``kueue.x-k8s.io/stopping``; ``stop_seconds`` later its status and pod-set patches
+        end the stop, the annotation goes and the ``Stopped`` Event is recorded, but only
+        if the Job still exists then (a patch of a deleted Job fails, and no Event comes).
         ``grace``: the deleted pod's container ends that much later (SIGTERM's grace).
         ``readmit_after``: Kueue requeues the workload and admits the same Job again
-        (a new pod) that much later, if the Job still exists then, as real Kueue does.
+        (a new pod) that much after the stop and the grace, if the Job still exists then,
+        as real Kueue does.
         """
         with self.cond:
             job = self.jobs[name]
-            status = {k: v for k, v in job["status"].items() if k != "startTime"}
-            job = self._put("jobs", {**job, "spec": {**job["spec"], "suspend": True}, "status": status}, "MODIFIED")
-            self._event(job, "Job", "Stopped", message, type_="Normal")
+            meta = {**job["metadata"], "annotations": {**(job["metadata"].get("annotations") or {}),
+                                                        KUEUE_STOPPING: "true"}}
+            self._put("jobs", {**job, "metadata": meta, "spec": {**job["spec"], "suspend": True}}, "MODIFIED")
             pods = [self.pods[p] for p in self.job_pods.get(name, ()) if p in self.pods]
             for pod in pods:
                 if grace <= 0:
@@ -564,10 +571,26 @@ class FakeKube:
                 else:  # marked for deletion now, its container stopped after the grace
                     self._put("pods", {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": seconds(self.now)}},
                               "MODIFIED")
+        self._later(stop_seconds, lambda: self._stopped(name, message))
         if grace > 0:
             self._later(grace, lambda: self._stop_pods([p["metadata"]["name"] for p in pods]))
         if readmit_after is not None:
-            self._later(readmit_after, lambda: self.admit(name) if name in self.jobs else None)
+            # Kueue requeues the workload once the stop is done and the Job has no active
+            # pod (its quota reservation is dropped then), and admits it when quota frees.
+            self._later(max(stop_seconds, grace) + readmit_after,
+                        lambda: self.admit(name) if name in self.jobs else None)
+
+    def _stopped(self, name: str, message: str) -> None:
+        """Kueue's stop ends: startTime reset, the stopping annotation removed, the Event."""
+        with self.cond:
+            job = self.jobs.get(name)
+            if job is None:
+                return
+            status = {k: v for k, v in job["status"].items() if k != "startTime"}
+            annotations = {k: v for k, v in (job["metadata"].get("annotations") or {}).items() if k != KUEUE_STOPPING}
+            job = self._put("jobs", {**job, "metadata": {**job["metadata"], "annotations": annotations},
+                                     "status": status}, "MODIFIED")
+            self._event(job, "Job", "Stopped", message, type_="Normal")
 
     def _stop_pods(self, names: list[str]) -> None:
         with self.cond:

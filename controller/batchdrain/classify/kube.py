@@ -28,7 +28,7 @@ from batchdrain.classify.facts import (
     waiting_outcome,
 )
 from batchdrain.classify.pending import pending_outcome, podless_limit
-from batchdrain.classify.queued import not_admitted_outcome, preempted_outcome, suspended
+from batchdrain.classify.queued import kueue_stopping, not_admitted_outcome, preempted_outcome, suspended
 from batchdrain.classify.readers import (
     Obj,
     condition,
@@ -71,6 +71,7 @@ __all__ = [
     "image_of",
     "job_outcome",
     "job_synced",
+    "kueue_stopping",
     "not_admitted_outcome",
     "parse_time",
     "pending_outcome",

@@ -17,11 +17,19 @@ from batchdrain.domain import FailureClass
 
 # The reason of the Event Kueue records on a Job it stops (jobframework.ReasonStopped).
 KUEUE_STOPPED = "Stopped"
+# On the Job from Kueue's suspend until the rest of its stop is done (job.StoppingAnnotation).
+KUEUE_STOPPING = "kueue.x-k8s.io/stopping"
 
 
 def suspended(job: Obj | None) -> bool:
     """The Job is held suspended: waiting for (or taken back from) Kueue's admission."""
     return bool(((job or {}).get("spec") or {}).get("suspend"))
+
+
+def kueue_stopping(job: Obj | None) -> bool:
+    """Kueue has suspended the Job and not finished stopping it: its status and pod-set
+    patches, and after them the ``Stopped`` Event saying why, are still to come."""
+    return bool((((job or {}).get("metadata") or {}).get("annotations") or {}).get(KUEUE_STOPPING))
 
 
 def not_admitted_outcome(*, queue: str, waited: float, limit: float, job: Obj | None) -> KubeOutcome | None:

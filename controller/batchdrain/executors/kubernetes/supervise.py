@@ -23,6 +23,7 @@ from batchdrain.classify.kube import (
     container_started,
     job_outcome,
     job_synced,
+    kueue_stopping,
     pending_outcome,
     pod_terminal,
     podless_limit,
@@ -54,6 +55,10 @@ from batchdrain.executors.kubernetes.watches import Inventory, container_state
 from batchdrain.jobspec import CONTAINER
 from batchdrain.kube import KubeApi, KubeError, KubeObject, NotFound
 from batchdrain.settings import Settings
+
+# How long a preempted Job is left to Kueue to finish stopping it (its ``stopping``
+# annotation gone) before it is deleted: three API calls of Kueue's, normally milliseconds.
+KUEUE_STOP_WAIT_SECONDS = 10.0
 
 
 class Supervisor:
@@ -278,7 +283,11 @@ class Supervisor:
             raise failed
         if outcome is None:
             self._settle_preemption(attempt)
-            outcome = self._outcomes.preempted(attempt) if attempt.preempted else self._classify_end(attempt)
+            if attempt.preempted:
+                self._await_kueue_stop(attempt)  # the pod's end can come before the Job's suspend
+                outcome = self._outcomes.preempted(attempt)
+            else:
+                outcome = self._classify_end(attempt)
         pod = attempt.tracker.current_pod()
         if not attempt.outs:
             self._logs.open(attempt, pod)
@@ -332,14 +341,27 @@ class Supervisor:
         the phase to the end in a second pod that this attempt never recorded. Without
         its Job nothing can be admitted again; the pod being stopped is still held by
         the logs finalizer, so its log is read to the end as before.
+
+        Not before Kueue has finished stopping it, though: after the suspend it patches
+        the Job twice more and only then records the ``Stopped`` Event that says why; a
+        Job deleted in between fails those patches and the Event never comes (seen in
+        CI: the attempt said only "suspended again"). Re-admission needs the quota freed
+        and the workload requeued, which comes after the stop, so the wait costs nothing.
         """
         attempt.preemption_stopped = True
+        self._await_kueue_stop(attempt)
         try:
             self._api.delete_job(attempt.job_name, propagation="Background")
         except NotFound:
             pass
         except KubeError as err:
             attempt.notes.append(f"deleting the preempted Job failed: {type(err).__name__}: {err.message}")
+
+    @staticmethod
+    def _await_kueue_stop(attempt: LiveAttempt) -> None:
+        """Until Kueue has finished stopping the Job (bounded): its ``Stopped`` Event follows."""
+        tracker = attempt.tracker
+        tracker.wait_for(lambda: tracker.job_gone or not kueue_stopping(tracker.job), KUEUE_STOP_WAIT_SECONDS)
 
     def _settle_preemption(self, attempt: LiveAttempt) -> None:
         """A queued Job's pod killed from outside: wait (briefly) for the Job to say whether
