@@ -984,3 +984,22 @@ def test_adopting_a_deleted_job_releases_the_pod_its_finalizer_holds(harness: Ca
     assert result.failure_class is FailureClass.POD_DELETED and result.exit_code_reason
     assert not h.fake.pods, "the adopter left the pod behind"
     assert ex.end() == []
+
+
+def test_an_executor_bug_mid_attempt_leaves_the_attempt_open_for_adoption(
+    harness: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once in 10,000 Jobs on the kwok rig a bug ended an attempt while its Job ran; the
+    # phase went back QUEUED with its Job still there, so a second attempt could run it.
+    from batchdrain.executors.kubernetes.supervise import Supervisor
+
+    def broken(*_: object) -> AttemptResult:
+        raise ValueError("I/O operation on closed file.")
+
+    monkeypatch.setattr(Supervisor, "supervise", broken)
+    h = harness(script(Schedule(), Start(), Out(b"working\n"), Exit(0)))
+    result = h.run(h.executor(), launch())
+    assert result.failure_class is FailureClass.API_ERROR and not result.charged, result.message
+    assert result.left_running, result.message
+    assert "left in place for the next session to adopt" in result.message
+    assert list(h.fake.jobs) and not h.fake.deleted_jobs  # the Job is the next session's to adopt

@@ -163,7 +163,7 @@ class KubernetesExecutor:
             return store_failure(err, log_mode=self._logs.mode)
         except Exception as err:
             # Never raise to the drain loop: an executor bug is still a recorded attempt.
-            return crash_result(err)
+            return _left_for_adoption(crash_result(err))
 
     def adopt(self, orphan: OrphanAttempt, *, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         try:
@@ -172,7 +172,7 @@ class KubernetesExecutor:
         except LogStoreError as err:
             return store_failure(err, log_mode=self._logs.mode)
         except Exception as err:
-            return crash_result(err)
+            return _left_for_adoption(crash_result(err))
 
     def _hear(self, stop: StopSignal) -> None:
         """Have a stop request wake every attempt: they sleep on their watch events."""
@@ -312,3 +312,14 @@ class KubernetesExecutor:
         if lost is not None:
             self._lost = lost
         return result
+
+
+def _left_for_adoption(result: AttemptResult) -> AttemptResult:
+    """An executor bug may strike while the attempt's Job runs (or after its create was
+    sent): the attempt stays open, so that the next session adopts the Job and its logs
+    instead of a second attempt running the phase beside it (seen on the kwok rig: a
+    crashed attempt went back QUEUED with its Job still there)."""
+    result.message += "; Job (if it was created) left in place for the next session to adopt"
+    result.left_running = True
+    return result
+
