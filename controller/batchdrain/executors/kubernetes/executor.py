@@ -322,4 +322,3 @@ def _left_for_adoption(result: AttemptResult) -> AttemptResult:
     result.message += "; Job (if it was created) left in place for the next session to adopt"
     result.left_running = True
     return result
-
