@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from batchdrain.classify.kube import not_admitted_outcome, preempted_outcome
-from batchdrain.domain import BadInput, FailureClass, PhaseSpec
+from batchdrain.domain import AttemptResult, BadInput, FailureClass, PhaseSpec
 from batchdrain.executors.base import AttemptLaunch, OrphanAttempt, StopSignal
 from batchdrain.executors.kubernetes.admission import note_admission, taken_back
 from batchdrain.executors.kubernetes.live import LiveAttempt
@@ -90,13 +90,9 @@ def test_the_scheduling_timeout_counts_from_the_admission(harness: Callable[...,
     assert result.admitted_at is not None
 
 
-# Kueue's stop takes its own time after the suspend (two more patches, then the Event):
-# the Job must outlive it, or the Event saying why never comes (a CI run on real Kueue).
-@pytest.mark.parametrize("stop_seconds", [0.2, 1.5])
-def test_a_job_preempted_after_admission_is_preempted_not_charged_and_keeps_its_log(
-    harness: Callable[..., Harness], stop_seconds: float,
-) -> None:
-    gate = threading.Event()
+def _preempted_while_running(harness: Callable[..., Harness], gate: threading.Event,
+                             **preemption: float) -> tuple[Harness, str, AttemptResult]:
+    """A queued attempt admitted, its pod printing one line, then preempted: its result."""
     h = harness(script(Schedule(), Start(), Out(b"working\n"), Gate(gate), Out(b"never\n"), Exit(0)))
     worker, box = h.start(h.executor(), queued(launch()))
     assert wait_for(lambda: len(h.fake.jobs) == 1)
@@ -104,9 +100,20 @@ def test_a_job_preempted_after_admission_is_preempted_not_charged_and_keeps_its_
     h.fake.admit(name)
     assert wait_for(lambda: any(u.pod_name for u in h.updates))
     time.sleep(0.3)  # the pump reads the first line
-    h.fake.preempt(name, PREEMPTION, stop_seconds=stop_seconds)
+    h.fake.preempt(name, PREEMPTION, **preemption)
     worker.join(10)
     (result,) = box
+    return h, name, result
+
+
+# Kueue's stop takes its own time after the suspend (two more patches, then the Event):
+# the Job must outlive it, or the Event saying why never comes (a CI run on real Kueue).
+@pytest.mark.parametrize("stop_seconds", [0.2, 1.5])
+def test_a_job_preempted_after_admission_is_preempted_not_charged_and_keeps_its_log(
+    harness: Callable[..., Harness], stop_seconds: float,
+) -> None:
+    gate = threading.Event()
+    h, name, result = _preempted_while_running(harness, gate, stop_seconds=stop_seconds)
     assert result.failure_class is FailureClass.PREEMPTED and not result.charged, result.message
     assert result.message.startswith(f"preempted by Kueue: {PREEMPTION}"), result.message
     assert logs(result)["stdout"] == b"working\n"
@@ -121,16 +128,7 @@ def test_a_preempted_job_is_deleted_at_once_so_kueue_cannot_run_it_again_unrecor
     # while the first pod was still in its SIGTERM grace: a second pod ran the phase to
     # its end, unrecorded. Here: a 1 s grace, and Kueue admitting the Job again at 0.3 s.
     gate = threading.Event()
-    h = harness(script(Schedule(), Start(), Out(b"working\n"), Gate(gate), Out(b"never\n"), Exit(0)))
-    worker, box = h.start(h.executor(), queued(launch()))
-    assert wait_for(lambda: len(h.fake.jobs) == 1)
-    name = next(iter(h.fake.jobs))
-    h.fake.admit(name)
-    assert wait_for(lambda: any(u.pod_name for u in h.updates))
-    time.sleep(0.3)
-    h.fake.preempt(name, PREEMPTION, grace=1.0, readmit_after=0.3)
-    worker.join(10)
-    (result,) = box
+    h, name, result = _preempted_while_running(harness, gate, grace=1.0, readmit_after=0.3)
     assert result.failure_class is FailureClass.PREEMPTED and not result.charged, result.message
     assert len(h.fake.job_pods[name]) == 1, h.fake.job_pods  # admitted once: no second pod
     assert logs(result)["stdout"] == b"working\n"
