@@ -27,6 +27,7 @@ import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs
 
 from batchdrain.kube.api import KubeObject, LogStreamName
 from batchdrain.kube.errors import ConfigError, KubeError, Unreachable
@@ -52,6 +53,9 @@ LOG_READ_TIMEOUT = 60.0
 # unacknowledged for 30 s drops the connection (TCP_USER_TIMEOUT, Linux).
 KEEPALIVE = (10, 5, 3)
 TCP_USER_TIMEOUT_MS = 30_000
+
+# Connections beyond three per phase slot: the watches, preflight and cleanup calls.
+POOL_SPARE_CONNECTIONS = 16
 
 _GROUPS = {"jobs": "batch", "cronjobs": "batch"}
 
@@ -86,7 +90,41 @@ def load_client(settings: Settings) -> tuple[Any, str]:
     # One retry layer only (batchdrain.kube.retry); urllib3 must not retry on its own.
     configuration.retries = False
     configuration.socket_options = socket_options()
-    return k8s_client.ApiClient(configuration), namespace
+    api_client = k8s_client.ApiClient(configuration)
+    share_tls(api_client.rest_client.pool_manager, maxsize=pool_size(settings.parallelism))
+    return api_client, namespace
+
+
+def pool_size(parallelism: int) -> int:
+    """Connections kept for reuse: as many as the controller holds open at once.
+
+    Each running attempt holds up to two followed logs, plus one short call at a time,
+    and the session its two watches. A pool smaller than that drops every connection
+    a follow gives back, and the next call pays a new TLS handshake for it.
+    """
+    return 3 * parallelism + POOL_SPARE_CONNECTIONS
+
+
+def share_tls(manager: urllib3.PoolManager, *, maxsize: int) -> None:
+    """Make every connection of ``manager`` use one SSLContext loaded once.
+
+    Given file names, urllib3 builds a context per connection and reads the CA, the
+    client certificate and its key from disk for each: at hundreds of log follows that
+    was most of what a new connection cost. The verification asked for is unchanged:
+    the same CA (or the system's), certificate, hostname check and ``cert_reqs``.
+    """
+    kw = manager.connection_pool_kw
+    context = create_urllib3_context(cert_reqs=resolve_cert_reqs(kw.get("cert_reqs")))
+    ca_file, ca_data = kw.pop("ca_certs", None), kw.pop("ca_cert_data", None)
+    if ca_file or ca_data:
+        context.load_verify_locations(cafile=ca_file, cadata=ca_data)
+    else:
+        context.load_default_certs()
+    cert_file, key_file = kw.pop("cert_file", None), kw.pop("key_file", None)
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    kw["ssl_context"] = context
+    kw["maxsize"] = maxsize
 
 
 def socket_options() -> list[tuple[int, int, int]]:
