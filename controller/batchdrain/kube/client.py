@@ -56,6 +56,10 @@ TCP_USER_TIMEOUT_MS = 30_000
 
 # Connections beyond three per phase slot: the watches, preflight and cleanup calls.
 POOL_SPARE_CONNECTIONS = 16
+# urllib3 fills a pool with one placeholder per place when it is made, so a huge
+# --parallelism must not become a huge pool; 8,192 is more descriptors than a
+# controller gets by default (and the resource check asks 6 per slot).
+POOL_MOST_CONNECTIONS = 8192
 
 _GROUPS = {"jobs": "batch", "cronjobs": "batch"}
 
@@ -102,15 +106,16 @@ def pool_size(parallelism: int) -> int:
     and the session its two watches. A pool smaller than that drops every connection
     a follow gives back, and the next call pays a new TLS handshake for it.
     """
-    return 3 * parallelism + POOL_SPARE_CONNECTIONS
+    return min(3 * parallelism + POOL_SPARE_CONNECTIONS, POOL_MOST_CONNECTIONS)
 
 
 def share_tls(manager: urllib3.PoolManager, *, maxsize: int) -> None:
     """Make every connection of ``manager`` use one SSLContext loaded once.
 
     Given file names, urllib3 builds a context per connection and reads the CA, the
-    client certificate and its key from disk for each: at hundreds of log follows that
-    was most of what a new connection cost. The verification asked for is unchanged:
+    client certificate and its key from disk for each (about a third of a new
+    connection's time in a profile on the kwok rig, the handshake the rest). The
+    verification asked for is unchanged:
     the same CA (or the system's), certificate, hostname check and ``cert_reqs``.
     """
     kw = manager.connection_pool_kw
