@@ -45,9 +45,10 @@ def _watch_to_its_end(api: KubernetesApi) -> None:
         pass
 
 
-def _together(start: threading.Barrier, api: KubernetesApi) -> None:
-    start.wait()  # all open together, so each needs a connection of its own
+def _together(start: threading.Barrier, api: KubernetesApi, done: list[bool]) -> None:
+    start.wait(timeout=60)  # all open together, so each needs a connection of its own
     _watch_to_its_end(api)
+    done.append(True)
 
 
 def test_watches_the_server_ended_leave_their_connection_to_the_next_call(cluster: Cluster, namespace: str) -> None:
@@ -62,12 +63,14 @@ def test_as_many_streams_at_once_as_the_pool_holds_are_all_kept(cluster: Cluster
     parallelism = 5
     at_once = pool_size(parallelism) - 1  # more than urllib3's default pool of 10
     api, handshakes = _seam(cluster, namespace, parallelism)
+    done: list[bool] = []
     for _ in range(2):
         start = threading.Barrier(at_once)
-        threads = [threading.Thread(target=_together, args=(start, api)) for _ in range(at_once)]
+        threads = [threading.Thread(target=_together, args=(start, api, done)) for _ in range(at_once)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+    assert len(done) == 2 * at_once  # every stream ran to its end (a failed one would count none)
     # The first round makes at most one per stream; the second reuses them all.
     assert handshakes.count <= at_once
