@@ -12,7 +12,8 @@ import ssl
 import threading
 from typing import Any
 
-from batchdrain.kube.client import KubernetesApi, load_client, pool_size
+from batchdrain.kube.client import KubernetesApi
+from batchdrain.kube.connection import load_client, pool_size
 from batchdrain.settings import Settings
 from tests.e2e.conftest import Cluster
 

@@ -10,7 +10,7 @@ import ssl
 import certifi
 import urllib3
 
-from batchdrain.kube.client import POOL_MOST_CONNECTIONS, pool_size, share_tls
+from batchdrain.kube.connection import POOL_MOST_CONNECTIONS, pool_size, share_tls
 
 
 def test_the_pool_holds_three_connections_per_slot_and_the_sessions_own() -> None:
