@@ -321,6 +321,20 @@ def test_container_seconds_from_the_best_clock(started, finished, seen, expected
     assert got == pytest.approx(expected) if expected is not None else got is None
 
 
+@pytest.mark.parametrize(("finished", "within", "expected"), [
+    # the kubelet's seconds rounded a ~1.1 s run up to 2 inside an attempt of 1.87 s
+    ("2026-01-01T00:00:07+00:00", 1.87, 1.87),
+    # an attempt longer than the container: the kubelet's difference stands
+    ("2026-01-01T00:00:07+00:00", 9.5, 2.0),
+    ("2026-01-01T00:00:07+00:00", None, 2.0),
+])
+def test_a_container_never_runs_longer_than_its_attempt(finished, within, expected) -> None:
+    base = _t("2026-01-01T00:00:05.100+00:00")
+    got = container_seconds(started=_t("2026-01-01T00:00:05+00:00"), finished=_t(finished),
+                            seen_started=base, seen_finished=base + dt.timedelta(seconds=1.1), within=within)
+    assert got == pytest.approx(expected)
+
+
 def test_the_zero_time_of_a_container_that_never_started_is_no_time() -> None:
     pod = {"status": {"containerStatuses": [{"name": "phase", "state": {"terminated": {
         "exitCode": 128, "reason": "StartError", "startedAt": "1970-01-01T00:00:00Z",

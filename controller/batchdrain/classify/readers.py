@@ -125,7 +125,8 @@ def container_times(pod: Obj | None, container: str) -> tuple[dt.datetime | None
 
 
 def container_seconds(*, started: dt.datetime | None, finished: dt.datetime | None,
-                      seen_started: dt.datetime | None, seen_finished: dt.datetime | None) -> float | None:
+                      seen_started: dt.datetime | None, seen_finished: dt.datetime | None,
+                      within: float | None = None) -> float | None:
     """How long the container ran, from the best clock there is; never negative.
 
     The kubelet's times are truncated to whole seconds, so the true duration lies within
@@ -133,8 +134,18 @@ def container_seconds(*, started: dt.datetime | None, finished: dt.datetime | No
     number, whose error is under a second. Below it the kubelet says 0, which tells
     nothing, and the controller's own sightings (first seen running, first seen ended;
     sub-second, both late by the status lag) give the value, held within [0, 1).
-    No start: no duration.
+    No start: no duration. ``within``: the attempt's whole span by the controller's
+    clock; the container ran inside it, so a rounded-up second cannot make it longer
+    (seen on the e2e cluster: 2.0 s for a container inside an attempt of 1.87 s).
     """
+    seconds = _container_seconds(started, finished, seen_started, seen_finished)
+    if seconds is None or within is None:
+        return seconds
+    return min(seconds, max(within, 0.0))
+
+
+def _container_seconds(started: dt.datetime | None, finished: dt.datetime | None,
+                       seen_started: dt.datetime | None, seen_finished: dt.datetime | None) -> float | None:
     if started is None:
         return None
     seen = (seen_finished - seen_started).total_seconds() if seen_started and seen_finished else None

@@ -209,14 +209,15 @@ class Outcomes:
             raw = {**(raw or {}), "notes": notes}
         meta = (pod or {}).get("metadata") or {}
         end = finished or now
+        total = max((now - attempt.created_at).total_seconds(), 0.0)
         seconds = container_seconds(started=started, finished=finished, seen_started=attempt.seen_started,
-                                    seen_finished=attempt.seen_finished)
+                                    seen_finished=attempt.seen_finished, within=total)
         return AttemptResult(
             failure_class=outcome.failure_class, message=message, exit_code=outcome.exit_code,
             exit_code_reason=outcome.exit_code_reason, started_at=started, finished_at=end,
             created_at=attempt.created_at, admitted_at=attempt.admitted_at,
             container_seconds=seconds,
-            total_seconds=max((now - attempt.created_at).total_seconds(), 0.0),
+            total_seconds=total,
             first_error_line=error_line, logs=pointers, log_mode=self._logs.mode, job_name=attempt.job_name,
             pod_names=sorted(attempt.tracker.pods), pod_uid=meta.get("uid"),
             node=(pod or {}).get("spec", {}).get("nodeName"), image=image or attempt.launch.image,
