@@ -690,6 +690,48 @@ def test_sigterm_collects_until_grace_then_leaves_the_job_for_adoption(harness: 
     assert ex2.end() == []
 
 
+def test_a_job_delete_that_failed_past_the_retries_is_tried_again_at_session_end(
+        harness: Callable[..., Harness]) -> None:
+    """Seen on the kwok rig: etcd stalled on compactions, 9 DELETEs timed out past the retry
+    budget and the 9 Jobs stayed behind, named by the audit but never deleted."""
+    h = harness(script(Schedule(), Start(), Out(b"ok\n"), Exit(0)), retry_max_seconds=0.5, retry_attempts=3)
+    ex = h.executor()
+    h.fake.inject("delete_job", server_error(), times=3)  # every try of the cleanup's call
+    result = h.run(ex, launch())
+    assert result.succeeded, result
+    assert result.raw_status is not None
+    errors = result.raw_status["cleanup_errors"]
+    assert [(e["op"], e["status"]) for e in errors] == [("delete_job", 500)]
+    assert launch_name() in h.fake.jobs and h.fake.deleted_jobs == []
+    assert ex.end() == []  # deleted at the session's end, its pod waited for
+    assert h.fake.deleted_jobs == [launch_name()] and not h.fake.pods and not h.fake.jobs
+
+
+def test_a_removal_that_fails_again_at_session_end_is_said_beside_its_leak(
+        harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule(), Start(), Exit(0)), retry_max_seconds=0.5, retry_attempts=2)
+    ex = h.executor()
+    h.fake.inject("delete_job", server_error(), times=4)  # the cleanup's two tries and the end's two
+    assert h.run(ex, launch()).succeeded
+    leaks = ex.end()
+    assert leaks[0] == f"job/{launch_name()}"
+    assert leaks[-1].startswith(f"(delete_job of job/{launch_name()} failed again at session end: etcdserver")
+    assert h.fake.calls["delete_job"] == 4
+
+
+def test_a_finalizer_left_on_a_pod_is_removed_at_session_end(harness: Callable[..., Harness]) -> None:
+    h = harness(script(Schedule(), Start(), Out(b"ok\n"), Exit(0)), retry_max_seconds=0.5, retry_attempts=2)
+    ex = h.executor()
+    h.fake.inject("remove_pod_finalizer", server_error(), times=2)
+    result = h.run(ex, launch())
+    assert result.raw_status is not None
+    assert [e["op"] for e in result.raw_status["cleanup_errors"]] == ["remove_pod_finalizer"]
+    assert h.fake.deleted_jobs == [launch_name()]
+    assert [p["metadata"].get("deletionTimestamp") is not None for p in h.fake.pods.values()] == [True]
+    assert ex.end() == []  # the finalizer went at the end: the pod with it
+    assert not h.fake.pods
+
+
 def test_a_job_deleted_with_cascade_orphan_is_followed_to_its_pods_end(harness: Callable[..., Harness]) -> None:
     """Bug: the attempt closed as pod_deleted while the orphaned pod ran on; its log was cut,
     the pod leaked and the phase was free to run again."""

@@ -27,7 +27,7 @@ from batchdrain.domain import AttemptProgress, AttemptResult, FailureClass, LogM
 from batchdrain.executors.base import AttemptLaunch, AttemptUpdate, OrphanAttempt, StopSignal, store_failure
 from batchdrain.executors.kubernetes.adoption import attempt_selector, take_over
 from batchdrain.executors.kubernetes.capabilities import detect_log_mode
-from batchdrain.executors.kubernetes.cleanup import LEAK_GRACE_SECONDS, audit_leaks, remove_attempt_objects
+from batchdrain.executors.kubernetes.cleanup import LEAK_GRACE_SECONDS, audit_leaks, remove_attempt_objects, retry_owed
 from batchdrain.executors.kubernetes.events import tell
 from batchdrain.executors.kubernetes.live import LiveAttempt, deadline_for
 from batchdrain.executors.kubernetes.logbook import LogBook
@@ -119,7 +119,8 @@ class KubernetesExecutor:
         return self._lost
 
     def end(self) -> list[str]:
-        """List Jobs and Pods of the session (and adoptions) still there; stop the watches."""
+        """Retry the removals that failed, list Jobs and Pods of the session (and adoptions)
+        still there, stop the watches."""
         if self._session_id is None:
             self._watches.stop_all()
             return []
@@ -127,9 +128,11 @@ class KubernetesExecutor:
         watching = self._hub.failure is None and self._watches.running(self._session_id)
         grace = LEAK_GRACE_SECONDS if watching else 0.0
         try:
-            return audit_leaks(self._api, session_id=self._session_id, inventory=self._watches.inventory,
-                               adopted_jobs=self._adopted_jobs,
-                               left_jobs=frozenset(self._left), grace_seconds=grace)
+            failed_again = retry_owed(self._api, self._supervisor.owed.take(), self._watches.inventory)
+            leaks = audit_leaks(self._api, session_id=self._session_id, inventory=self._watches.inventory,
+                                adopted_jobs=self._adopted_jobs,
+                                left_jobs=frozenset(self._left), grace_seconds=grace)
+            return leaks + [why for target, why in failed_again if target in leaks]
         finally:
             self._watches.stop_all()
 
@@ -247,8 +250,11 @@ class KubernetesExecutor:
             try:
                 job = self._api.get_job(name)
             except NotFound:
-                self._release_leftovers(launch, tracker)
-                return self._gone_before_adoption(orphan, name)
+                errors = self._release_leftovers(launch, tracker)
+                result = self._gone_before_adoption(orphan, name)
+                if errors:
+                    result.raw_status = {**(result.raw_status or {}), "cleanup_errors": errors}
+                return result
             except KubeError as err:
                 return self._launch_failure(launch, name, err, adopting=True)
             self._adopted_jobs.add(name)
@@ -260,7 +266,7 @@ class KubernetesExecutor:
             self._hub.unregister(name)
             self._watches.release(session)
 
-    def _release_leftovers(self, launch: AttemptLaunch, tracker: Tracker) -> None:
+    def _release_leftovers(self, launch: AttemptLaunch, tracker: Tracker) -> list[dict[str, Any]]:
         """Let go of pods a controller killed between deleting the Job and releasing them.
 
         Such a pod is still held by the logs finalizer, and nothing else would ever
@@ -268,11 +274,13 @@ class KubernetesExecutor:
         """
         try:
             pods, _ = self._api.list_pods(attempt_selector(launch))
-        except KubeError:
-            return  # the leak audit will name them
+        except KubeError as err:
+            return [{"op": "list_pods", **err.as_status()}]
         for pod in pods:
             tracker.on_pod("ADDED", pod)
-        remove_attempt_objects(self._api, LiveAttempt(launch, tracker.job_name, tracker, utcnow(), 0.0))
+        cleanup = remove_attempt_objects(self._api, LiveAttempt(launch, tracker.job_name, tracker, utcnow(), 0.0))
+        self._supervisor.owed.add(cleanup.owed)
+        return cleanup.errors
 
     def _gone_before_adoption(self, orphan: OrphanAttempt, name: str) -> AttemptResult:
         if orphan.pod_uid is None:

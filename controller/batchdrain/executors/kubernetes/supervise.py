@@ -39,7 +39,7 @@ from batchdrain.executors.kubernetes.admission import (
     taken_back,
 )
 from batchdrain.executors.kubernetes.attempt import AttemptState, Observation
-from batchdrain.executors.kubernetes.cleanup import remove_attempt_objects
+from batchdrain.executors.kubernetes.cleanup import OwedRemovals, remove_attempt_objects
 from batchdrain.executors.kubernetes.events import tell
 from batchdrain.executors.kubernetes.live import LiveAttempt
 from batchdrain.executors.kubernetes.logbook import LOG_JOIN_SECONDS, LogBook
@@ -77,6 +77,8 @@ class Supervisor:
         self._inventory = inventory
         # Set when the session's namespace is being deleted or gone: the session halts.
         self.namespace_lost: str | None = None
+        # Removals that failed past the retry budget: the session's end tries them again.
+        self.owed = OwedRemovals()
 
     def supervise(self, attempt: LiveAttempt, stop: StopSignal, on_update: AttemptUpdate) -> AttemptResult:
         tracker = attempt.tracker
@@ -316,10 +318,11 @@ class Supervisor:
 
     def _clean_up(self, attempt: LiveAttempt, result: AttemptResult) -> None:
         cleanup = remove_attempt_objects(self._api, attempt)
-        if not any(e.get("op") == "delete_job" for e in cleanup):
+        if cleanup.job_deleted:
             self._inventory.job_deleted(attempt.job_name, gone_seen=attempt.tracker.job_gone)
-        if cleanup:
-            result.raw_status = {**(result.raw_status or {}), "cleanup_errors": cleanup}
+        if cleanup.errors:
+            result.raw_status = {**(result.raw_status or {}), "cleanup_errors": cleanup.errors}
+            self.owed.add(cleanup.owed)
 
     def _namespace_lost(self, result: AttemptResult, gone: str) -> None:
         """The namespace went under the attempt: say so, halt the session, charge nothing.
