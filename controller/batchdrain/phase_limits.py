@@ -70,20 +70,26 @@ def _utf8_size(value: str) -> int:
     return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
 
 
-def _texts(run_id: str, phase_id: str, spec: PhaseSpec) -> Iterator[tuple[str, str]]:
-    yield "run id", run_id
-    yield "phase id", phase_id
+def _texts(run_id: str, phase_id: str, spec: PhaseSpec) -> Iterator[tuple[str, object, str]]:
+    """(label template, what fills it, text) of each string: the label is only made for
+    a string with a problem (``_label``), not for every argument of every row."""
+    yield "run id", None, run_id
+    yield "phase id", None, phase_id
     for index, arg in enumerate(spec.command, start=1):
-        yield f"command argument {index}", arg
+        yield "command argument {}", index, arg
     for name, value in spec.env:
-        yield "env name", name
-        yield f"env {name[:64]} value", value
+        yield "env name", None, name
+        yield "env {} value", name, value
     for name, value in spec.node_selector:
-        yield "node_selector key", name
-        yield f"node_selector {name[:64]} value", value
+        yield "node_selector key", None, name
+        yield "node_selector {} value", name, value
     for label, text in (("image", spec.image), ("cpu", spec.cpu), ("memory", spec.memory)):
         if text is not None:
-            yield label, text
+            yield label, None, text
+
+
+def _label(template: str, key: object) -> str:
+    return template.format(str(key)[:64]) if key is not None else template
 
 
 def _id_problem(label: str, value: str) -> str | None:
@@ -137,9 +143,10 @@ def phase_problem(run_id: str, phase_id: str, *, spec: PhaseSpec, arg_max: int) 
         if problem:
             return problem
     chars = 0
-    for label, text in _texts(run_id, phase_id, spec):
-        problem = text_problem(label, text)
-        if problem:
-            return problem
+    for template, key, text in _texts(run_id, phase_id, spec):
+        if not text.isascii() or "\x00" in text:
+            problem = text_problem(_label(template, key), text)
+            if problem:
+                return problem
         chars += len(text)
     return _size_problem(spec, chars, arg_max=arg_max)
