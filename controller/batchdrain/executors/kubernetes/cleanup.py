@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from batchdrain.executors.kubernetes.events import job_reference
 from batchdrain.executors.kubernetes.live import LiveAttempt
@@ -23,12 +23,14 @@ from batchdrain.kube import KubeApi, KubeError, NotFound
 # Session end: how long pods of deleted Jobs may take to disappear before they count as leaks.
 LEAK_GRACE_SECONDS = 30.0
 
+RemovalOp = Literal["delete_job", "remove_pod_finalizer", "delete_pod"]
+
 
 @dataclass(frozen=True)
 class Removal:
     """One removal an attempt's cleanup could not do, to be tried again at session end."""
 
-    op: str  # delete_job | remove_pod_finalizer | delete_pod
+    op: RemovalOp
     job: str
     pod: str | None = None
     uid: str | None = None  # delete_pod: only this pod, never a namesake
