@@ -141,7 +141,7 @@ DEFAULT_SCRIPT: tuple[Step, ...] = (Schedule(), Start(), Out(b"hello\n"), Exit(0
 
 @dataclass
 class _Fault:
-    error: KubeError
+    error: Exception  # a KubeError, or what a bug below the seam would raise
     times: int
 
 
@@ -379,7 +379,7 @@ class FakeKube:
 
     # -- test controls --------------------------------------------------------------
 
-    def inject(self, operation: str, error: KubeError, *, times: int = 1) -> None:
+    def inject(self, operation: str, error: Exception, *, times: int = 1) -> None:
         """The next ``times`` calls of ``operation`` fail with ``error``."""
         self.faults[operation].append(_Fault(error, times))
 

@@ -690,6 +690,27 @@ def test_sigterm_collects_until_grace_then_leaves_the_job_for_adoption(harness: 
     assert ex2.end() == []
 
 
+def test_an_unexpected_error_in_a_log_pump_is_said_on_the_attempt_not_a_silently_short_log(
+        harness: Callable[..., Harness]) -> None:
+    """Bug (kwok rig, 10,000 Jobs): urllib3's pool raised ValueError in a pump's open; the
+    pump's thread died, and the attempt stored a short stdout as if it were whole."""
+    gate = threading.Event()
+    h = harness(script(Schedule(), Start(), Out(b"part one\n"), Gate(gate), Out(b"part two\n"), Exit(0)))
+    ex = h.executor()
+    worker, box = h.start(ex, launch())
+    assert wait_for(lambda: h.fake.calls["stream_pod_log"] >= 4)  # 2 probes + both follows
+    h.fake.inject("stream_pod_log", ValueError("file descriptor cannot be a negative integer (-1)"), times=2)
+    gate.set()
+    worker.join(10)
+    result = box[0]
+    assert result.succeeded, result  # the phase's own outcome is what the pod says
+    assert result.raw_status is not None
+    notes = [n for n in result.raw_status["notes"] if "unexpected ValueError" in n]
+    assert notes and notes[0].startswith("log std"), result.raw_status
+    assert "file descriptor cannot be a negative integer" in notes[0]
+    assert ex.end() == []
+
+
 def test_a_job_delete_that_failed_past_the_retries_is_tried_again_at_session_end(
         harness: Callable[..., Harness]) -> None:
     """Seen on the kwok rig: etcd stalled on compactions, 9 DELETEs timed out past the retry

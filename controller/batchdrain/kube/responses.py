@@ -64,22 +64,28 @@ def error_from_body(status: int, body: bytes | str | None, headers: Any, *, crea
 
 
 class ResponseStream:
-    """A streaming HTTP response; ``close()`` from another thread aborts a blocked read."""
+    """A streaming HTTP response; ``close()`` from another thread aborts a blocked read.
+
+    The connection goes back to urllib3's pool from one thread only: the reader's, when
+    ``close()`` came while it was reading, else the closer's. Releasing it from the
+    closer while the reader was still in a read let urllib3's own release on the
+    reader's side (its error path) race ours: the same connection was handed to two
+    requests at once, one closed its socket under the other (``ValueError: file
+    descriptor cannot be a negative integer`` in a log pump on the kwok rig, the log it
+    was following cut short with nothing said).
+    """
 
     def __init__(self, response: Any) -> None:
         self._response = response
         self._lock = threading.Lock()
         self._closed = False
+        self._reading = False
+        self._released = False
 
     def chunks(self) -> Iterator[bytes]:
+        reads = self._response.stream(CHUNK, decode_content=True)
         try:
-            for chunk in self._response.stream(CHUNK, decode_content=True):
-                if self._closed:
-                    # Closed meanwhile: this read may not be the server's bytes. A TLS
-                    # socket's shutdown() drops its TLS layer (ssl.SSLSocket sets
-                    # _sslobj = None), so a read after it returns the raw records still
-                    # in the kernel's buffer, ciphertext, as if they were the body.
-                    return
+            while (chunk := self._next(reads)) is not None:
                 if chunk:
                     yield chunk
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as err:
@@ -95,21 +101,51 @@ class ResponseStream:
         finally:
             self.close()
 
-    def close(self) -> None:
+    def _next(self, reads: Iterator[bytes]) -> bytes | None:
+        """The next chunk, or None at the end or once closed (then nothing more is read)."""
         with self._lock:
             if self._closed:
-                return
+                return None
+            self._reading = True
+        try:
+            chunk = next(reads, None)
+        finally:
+            with self._lock:
+                self._reading = False
+                closed = self._closed
+            if closed:
+                self._release()  # the closer left the connection to this thread
+        # Closed meanwhile: this read may not be the server's bytes. A TLS socket's
+        # shutdown() drops its TLS layer (ssl.SSLSocket sets _sslobj = None), so a read
+        # after it returns the raw records still in the kernel's buffer, ciphertext, as
+        # if they were the body.
+        return None if closed else chunk
+
+    def close(self) -> None:
+        with self._lock:
+            first = not self._closed
             self._closed = True
-        # Shutting the socket down is what wakes a reader blocked in recv(); closing the
-        # response alone waits for that reader's lock, i.e. for the next byte or timeout.
-        sock = socket_of(self._response)
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed by the peer: nothing to wake
-                sock.shutdown(socket.SHUT_RDWR)
-        # The reading thread, woken by that shutdown, may be closing the same http.client
-        # file at this moment; its buffered reader then refuses our flush with "I/O
-        # operation on closed file". Closed is what was asked (seen once in 10,000 Jobs on
-        # the kwok rig, where it crashed the attempt and left its Job behind).
+            reading = self._reading
+        if not reading:
+            self._release()
+            return
+        if first:
+            # Shutting the socket down is what wakes a reader blocked in recv(); closing
+            # the response alone waits for that reader's lock, i.e. for the next byte or
+            # timeout. The reader releases the connection when its read returns.
+            sock = socket_of(self._response)
+            if sock is not None:
+                with contextlib.suppress(OSError):  # already closed by the peer: nothing to wake
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        # http.client may refuse the flush of a file the reading side already closed
+        # ("I/O operation on closed file"): closed is what was asked (seen once in
+        # 10,000 Jobs on the kwok rig, where it crashed the attempt and left its Job).
         with contextlib.suppress(ValueError):
             self._response.close()
         self._response.release_conn()

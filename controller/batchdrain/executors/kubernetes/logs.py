@@ -193,11 +193,14 @@ class LogPump:
         self.kubelet_errors: list[str] = []
         self.reconnects = 0
         self._done: threading.Event | None = None
+        # An error no part of the pump expected (a bug here or below the seam): the log
+        # stops where it was, and the attempt's record says so.
+        self.crashed: str | None = None
 
     @property
     def problem(self) -> str | None:
         """Why the stored log ends before the served one (the cursor could not go on)."""
-        return self.cursor.problem
+        return self.crashed or self.cursor.problem
 
     def start(self, threads: PumpThreads) -> None:
         done = self._done = threading.Event()
@@ -237,6 +240,14 @@ class LogPump:
             opened.close()
 
     def run(self) -> None:
+        """Follow the log to its end; an unexpected error ends the pump with ``crashed`` set."""
+        try:
+            self._follow()
+        except Exception as err:  # kept on the attempt (``problem``), never silent
+            self.crashed = f"log following stopped by an unexpected {type(err).__name__}: {err}"
+            self._tracker.poke()
+
+    def _follow(self) -> None:
         drops = 0
         while not self._abort.is_set():
             final = self._tracker.container_done()
