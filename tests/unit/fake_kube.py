@@ -32,7 +32,6 @@ from batchdrain.kube import (
     BadRequest,
     Gone,
     Invalid,
-    KubeError,
     KubeObject,
     LogStreamName,
     NotFound,
