@@ -287,6 +287,16 @@ def test_yaml_rows_equal_what_safe_load_makes_of_the_same_text(monkeypatch, liby
         [row for doc in yaml.safe_load_all(doubled) for row in doc])
 
 
+def test_resolved_tags_kept_across_rows_follow_each_scalars_style_past_the_kept_limit():
+    # The same text plain and quoted resolves differently (12 is an int, "12" text);
+    # the kept tags must say so on every row, also once more texts than are kept appear.
+    from batchdrain.importing.yaml_events import TAGS_KEPT
+
+    rows = [f"- {{a: 12, b: '12', c: yes, d: \"yes\", e: {i}, f: '{i}', g: x{i}}}" for i in range(TAGS_KEPT + 50)]
+    text = "\n".join([*rows, "- {a: '12', b: 12, c: 'yes', d: yes}"]) + "\n"
+    assert _comparable(data_of(yaml_rows(io.StringIO(text), PATH))) == _comparable(yaml.safe_load(text))
+
+
 def test_a_collection_as_a_key_is_refused_as_safe_load_refuses_it():
     with pytest.raises(BadBacklogFile, match=r"^backlog:2: row 2: not valid YAML: while constructing a mapping"):
         list(yaml_rows(io.StringIO("- {a: 1}\n- ? [complex, key]\n  : value\n"), PATH))

@@ -15,6 +15,7 @@ written, duplicate keys and alias bombs are refused.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -38,6 +39,12 @@ _STR = "tag:yaml.org,2002:str"
 # Scalar tags whose safe constructor is a plain function of the node (not ``merge``).
 _SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in
                          ("null", "bool", "int", "float", "timestamp", "binary"))
+
+
+# Texts whose resolved tag is kept: the field names and the values rows share, not
+# every phase id (memory stays flat whatever the file's size).
+TAGS_KEPT = 4096
+_GetEvent = Callable[[], Event]
 
 
 class NeedsComposer(Exception):
@@ -77,7 +84,7 @@ def row_loader(source: Chunked, *, pure: bool = False) -> Any:
                 BoundedComposer.__init__(self)
                 TextConstructor.__init__(self)
                 Resolver.__init__(self)
-                _start_row_state(self)
+                _start_row_state(self, CParser.get_event)
 
         return CRowLoader(source)
 
@@ -89,13 +96,18 @@ def row_loader(source: Chunked, *, pure: bool = False) -> Any:
             BoundedComposer.__init__(self)
             TextConstructor.__init__(self)
             Resolver.__init__(self)
-            _start_row_state(self)
+            _start_row_state(self, Parser.get_event)
 
     return RowLoader(source)
 
 
-def _start_row_state(loader: Any) -> None:
-    """What both loaders (libyaml's and the pure one) hold besides their parser's state."""
+def _start_row_state(loader: Any, parser_get_event: Any) -> None:
+    """What both loaders (libyaml's and the pure one) hold besides their parser's state.
+    ``next_event`` is the parser's own ``get_event``, bypassing the replay (a Python
+    call per event that ``build_row`` needs only after a fallback); ``tags`` keeps what
+    scalars resolved to (the same keys and values recur on every row)."""
+    loader.next_event = parser_get_event.__get__(loader)
+    loader.tags = {}
     loader.replay = deque()
     loader.sizes = {}
     loader.open_anchors = set()
@@ -113,55 +125,64 @@ def build_row(loader: Any) -> tuple[int, Any]:
     """(line, value) of the next node; falls back to the composer (see the module)."""
     start_value(loader)
     seen: list[Event] = []
+    # The replay holds events only from a fallback until its composer has read them all;
+    # reading the parser directly otherwise saves a Python call per event.
+    get = loader.get_event if loader.replay else loader.next_event
     try:
-        first = loader.get_event()
+        first = get()
         seen.append(first)
-        return first.start_mark.line + 1, _value(loader, first, seen)
+        return first.start_mark.line + 1, _value(loader, get, first, seen)
     except NeedsComposer:
         loader.replay.extend(seen)
         node = loader.compose_node(None, None)
         return node.start_mark.line + 1, loader.construct_document(node)
 
 
-def _value(loader: Any, event: Event, seen: list[Event]) -> Any:
-    if isinstance(event, ScalarEvent) and event.anchor is None:
-        return _scalar(loader, event)
-    if isinstance(event, MappingStartEvent | SequenceStartEvent) and event.anchor is None \
-            and event.tag in (None, "!"):
-        if isinstance(event, SequenceStartEvent):
-            return _sequence(loader, seen)
-        return _mapping(loader, seen)
-    raise NeedsComposer  # an alias, an anchor or an explicit collection tag
+def _value(loader: Any, get: _GetEvent, event: Event, seen: list[Event]) -> Any:
+    kind = type(event)
+    if event.anchor is not None:  # type: ignore[attr-defined]
+        raise NeedsComposer  # an anchor, or an alias (its anchor field names the target)
+    if kind is ScalarEvent:
+        return _scalar(loader, event)  # type: ignore[arg-type]
+    if event.tag not in (None, "!"):  # type: ignore[attr-defined]
+        raise NeedsComposer  # an explicit collection tag
+    if kind is MappingStartEvent:
+        return _mapping(loader, get, seen)
+    if kind is SequenceStartEvent:
+        return _sequence(loader, get, seen)
+    raise NeedsComposer
 
 
-def _sequence(loader: Any, seen: list[Event]) -> list[Any]:
+def _sequence(loader: Any, get: _GetEvent, seen: list[Event]) -> list[Any]:
     items: list[Any] = []
     while True:
-        event = loader.get_event()
+        event = get()
         seen.append(event)
-        if isinstance(event, SequenceEndEvent):
+        if type(event) is SequenceEndEvent:
             return items
-        items.append(_value(loader, event, seen))
+        items.append(_value(loader, get, event, seen))
 
 
-def _mapping(loader: Any, seen: list[Event]) -> dict[Any, Any]:
+def _mapping(loader: Any, get: _GetEvent, seen: list[Event]) -> dict[Any, Any]:
     mapping: dict[Any, Any] = {}
     lines: dict[Any, int] = {}
     while True:
-        event = loader.get_event()
+        event = get()
         seen.append(event)
-        if isinstance(event, MappingEndEvent):
+        if type(event) is MappingEndEvent:
             return mapping
         if not isinstance(event, ScalarEvent):
             raise NeedsComposer  # a key that is a collection: PyYAML's rules and errors apply
+        if event.anchor is not None:
+            raise NeedsComposer
         # A plain ``<<`` resolves to the merge tag, not in _SCALAR_TAGS: the composer merges.
-        key = _value(loader, event, seen)
+        key = _scalar(loader, event)
         if key in lines:
             raise duplicate_key(key, first_line=lines[key], mark=event.start_mark)
         lines[key] = _line(event)
-        value_event = loader.get_event()
+        value_event = get()
         seen.append(value_event)
-        mapping[key] = _value(loader, value_event, seen)
+        mapping[key] = _value(loader, get, value_event, seen)
 
 
 def _line(event: Event) -> int:
@@ -172,7 +193,8 @@ def _line(event: Event) -> int:
 def _scalar(loader: Any, event: ScalarEvent) -> Any:
     tag = event.tag
     if tag is None or tag == "!":
-        tag = loader.resolve(ScalarNode, event.value, event.implicit)
+        # The tag ``safe_load`` gives an untagged scalar, kept by text and style.
+        tag = loader.tags.get((event.value, event.implicit)) or _resolved(loader, event)
     if tag == _STR:
         return event.value
     if tag not in _SCALAR_TAGS:
@@ -181,3 +203,12 @@ def _scalar(loader: Any, event: ScalarEvent) -> Any:
     marks: tuple[Any, Any] = (event.start_mark, event.end_mark)
     node = ScalarNode(tag, event.value, *marks, style=event.style)
     return loader.yaml_constructors[tag](loader, node)
+
+
+def _resolved(loader: Any, event: ScalarEvent) -> str:
+    """What the resolver says, kept for up to TAGS_KEPT texts: without path resolvers it
+    is a function of the text and its style alone."""
+    tag: str = loader.resolve(ScalarNode, event.value, event.implicit)
+    if len(loader.tags) < TAGS_KEPT and not loader.yaml_path_resolvers:
+        loader.tags[(event.value, event.implicit)] = tag
+    return tag
