@@ -275,11 +275,13 @@ def test_no_artefact_of_a_session_holds_the_database_password(cluster: Cluster, 
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     serialize = client.ApiClient().sanitize_for_serialization
     artefacts: dict[str, str] = {}
+    scrapes: list[str] = []  # every read is kept: the last one may come as the session ends, empty
     try:
         while proc.poll() is None:  # while the session runs: its metrics, Jobs and pods
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-                    artefacts["metrics"] = answer.read().decode()
+                    scrapes.append(answer.read().decode())
+                    artefacts["metrics"] = "\n".join(scrapes)
             except OSError:
                 pass  # not serving yet, or already gone
             selector = "app.kubernetes.io/managed-by=batchdrain"
