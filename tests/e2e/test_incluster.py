@@ -281,7 +281,6 @@ def test_no_artefact_of_a_session_holds_the_database_password(cluster: Cluster, 
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
                     scrapes.append(answer.read().decode())
-                    artefacts["metrics"] = "\n".join(scrapes)
             except OSError:
                 pass  # not serving yet, or already gone
             selector = "app.kubernetes.io/managed-by=batchdrain"
@@ -293,6 +292,8 @@ def test_no_artefact_of_a_session_holds_the_database_password(cluster: Cluster, 
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    if scrapes:
+        artefacts["metrics"] = "\n".join(scrapes)
     assert proc.returncode == 0, err
     artefacts["cli stdout"], artefacts["cli stderr"] = out, err
     rows = attempts_of(db_url, "secrets")

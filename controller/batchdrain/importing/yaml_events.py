@@ -174,7 +174,7 @@ def _mapping(loader: Any, get: _GetEvent, seen: list[Event]) -> dict[Any, Any]:
         if not isinstance(event, ScalarEvent):
             raise NeedsComposer  # a key that is a collection: PyYAML's rules and errors apply
         if event.anchor is not None:
-            raise NeedsComposer
+            raise NeedsComposer  # an anchored key (``_value`` inlined: this runs for every key)
         # A plain ``<<`` resolves to the merge tag, not in _SCALAR_TAGS: the composer merges.
         key = _scalar(loader, event)
         if key in lines:
