@@ -8,6 +8,7 @@ database and Kubernetes seams translate to and from one vocabulary.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,6 +227,16 @@ _SPEC_CHECKS: tuple[tuple[frozenset[str] | None, _SpecCheck], ...] = tuple(
     ))
 
 
+@functools.lru_cache(maxsize=256)
+def _checks_for(present: frozenset[str]) -> tuple[_SpecCheck, ...]:
+    """The checks a row with these fields needs, in ``_SPEC_CHECKS`` order. Rows of one
+    file share a few key sets, so this is worked out once per set, not per row (bounded:
+    a file of ever-new unknown fields is refused at its first row anyway)."""
+    wanted = (check for fields, check in _SPEC_CHECKS if fields is None or not present.isdisjoint(fields))
+    # Whether a field is unknown is a matter of the key set alone, settled here too.
+    return tuple(check for check in wanted if check is not _check_known_fields or not present <= _SPEC_FIELDS)
+
+
 @dataclass(frozen=True)
 class PhaseSpec:
     """What to run for a phase. ``command`` items are templates (``{run_id}`` etc.)."""
@@ -262,10 +273,7 @@ class PhaseSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PhaseSpec:
         """The spec of a backlog row; ``BadInput`` naming the first field that is wrong."""
-        present = data.keys()
-        for fields, check in _SPEC_CHECKS:
-            if fields is not None and present.isdisjoint(fields):
-                continue
+        for check in _checks_for(frozenset(data)):
             problem = check(data)
             if problem is not None:
                 raise BadInput(problem)

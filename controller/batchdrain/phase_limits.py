@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from itertools import chain
 
 from batchdrain.domain import PhaseSpec
 
@@ -136,12 +137,31 @@ def _all_strings(spec: PhaseSpec) -> Iterator[str]:
             yield text
 
 
+def _plainly_fits(run_id: str, phase_id: str, spec: PhaseSpec, *, arg_max: int) -> bool:
+    """True when every text is ASCII without NUL and the phase fits every size bound by
+    a sum over all of it: the common row, settled by one join instead of a check per
+    string (False says nothing; the checks below decide)."""
+    texts = "".join((run_id, phase_id, *spec.command, *chain.from_iterable(spec.env),
+                     *chain.from_iterable(spec.node_selector), spec.image or "", spec.cpu or "", spec.memory or ""))
+    if not texts.isascii() or "\x00" in texts:
+        return False
+    # ASCII: a character is a byte. This is at least each sum _size_problem makes (an
+    # argv or envp string's NUL, an entry's '=', the pointers), with the ids and the
+    # texts only the Job carries added in; under ARG_MAX it is also far under
+    # MAX_PHASE_BYTES (the few texts left out are names of at most 253 characters).
+    exec_bytes = len(texts) + len(spec.command) + 2 * len(spec.env) \
+        + (len(spec.command) + len(spec.env) + 2) * POINTER_BYTES
+    return exec_bytes <= min(MAX_ARG_STRLEN - 1, arg_max - ENV_HEADROOM)
+
+
 def phase_problem(run_id: str, phase_id: str, *, spec: PhaseSpec, arg_max: int) -> str | None:
     """The first reason this phase cannot enter the backlog, or None."""
     for label, value in (("run id", run_id), ("phase id", phase_id)):
         problem = _id_problem(label, value)
         if problem:
             return problem
+    if _plainly_fits(run_id, phase_id, spec, arg_max=arg_max):
+        return None
     chars = 0
     for template, key, text in _texts(run_id, phase_id, spec):
         if not text.isascii() or "\x00" in text:

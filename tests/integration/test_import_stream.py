@@ -53,6 +53,9 @@ def test_a_100000_row_file_is_imported_whole(database_url, workdir, capsys):
     finally:
         db.dispose()
     assert len(run_07) == 2000
+    # every row's own spec, though an import serialises each distinct spec only once
+    expected = {f"p{i:07d}": PhaseSpec.from_json(row(i)) for i in range(7, 100_000, RUNS)}
+    assert {phase_id: phase.spec for phase_id, phase in run_07.items()} == expected
     first, late = run_07["p0000007"], run_07["p0099957"]
     assert (first.state, first.attempts) == (PhaseState.QUEUED, 0)
     assert first.spec == PhaseSpec(command=("echo", "7"), timeout_seconds=30, env=(("N", "7"),))

@@ -7,6 +7,7 @@ import errno
 
 import pytest
 
+from batchdrain import phase_limits
 from batchdrain.bounds import MAX_SECONDS, seconds_problem
 from batchdrain.domain import BadInput, PhaseSpec
 from batchdrain.executors.resources import Limits, capacity_problem, exhausted
@@ -22,6 +23,10 @@ def test_written_scalars_are_their_text_and_numbers_are_read_from_it():
     assert row == {"run_id": "007", "phase_id": "p", "command": ["x", "1:30"], "env": {"on": ""},
                    "timeout": 1000.0}
     assert type(row["run_id"]) is str
+    assert [type(arg) for arg in row["command"]] == [str, str]
+    # plain text is taken as it is; escaped pairs are still joined in every text field
+    assert clean_row({"run_id": "r\ud83d\ude00", "command": ["x", "\ud83d\ude00"], "\ud83d\ude00": "v"}) == \
+        {"run_id": "r😀", "command": ["x", "😀"], "😀": "v"}
 
 
 @pytest.mark.parametrize("text", ["0x1F", "1:30", "010", ".inf", "1_000", "+.5e"])
@@ -59,6 +64,41 @@ def test_phase_limits_in_the_order_documented():
     assert phase_problem("r", "p", spec=_spec(command=["a" * (MAX_ARG_STRLEN - 1)]), arg_max=big) is None
     assert "this host's ARG_MAX 131072" in str(phase_problem("r", "p", spec=_spec(command=["a" * 70_000]),
                                                              arg_max=128 << 10))
+
+
+def _every_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(phase_limits, "_plainly_fits", lambda *_args, **_kwargs: False)
+
+
+@pytest.mark.parametrize("arg_max", [128 << 10, 2 << 20])
+def test_the_plain_row_shortcut_says_what_every_check_says_at_each_size_bound(arg_max, monkeypatch):
+    """Sizes swept across each bound the shortcut sums for (one argument; many arguments
+    and environment entries against ARG_MAX): wherever the checks find a problem, the
+    shortcut must not have said the phase fits."""
+    budget = min(MAX_ARG_STRLEN - 1, arg_max - phase_limits.ENV_HEADROOM)
+    specs = []
+    for size in range(budget - 48, budget + 8):
+        specs.append(_spec(command=["a" * size]))
+        specs.append(_spec(command=["a"] * 3 + ["b" * (size - 40)], env={"K": "v" * 8, "L": "w"}))
+    specs.append(_spec(command=["a" * (MAX_ARG_STRLEN - 1)]))
+    specs.append(_spec(command=["a" * MAX_ARG_STRLEN]))
+    shortcut = [phase_problem("r", "p", spec=spec, arg_max=arg_max) for spec in specs]
+    _every_check(monkeypatch)
+    full = [phase_problem("r", "p", spec=spec, arg_max=arg_max) for spec in specs]
+    assert shortcut == full
+    assert {None} < set(full)  # the sweep crossed a bound: some phases fit, some do not
+
+
+def test_spec_checks_picked_by_a_rows_fields_report_the_first_problem_in_order():
+    rows = [{"command": "x", "bogus": 1}, {"command": ["x"], "bogus": 1, "image": "UP"},
+            {"command": ["x"], "bogus": 1}, {"command": ["x"], "env": {"A B": "1"}, "cpu": "lots"}]
+    problems = []
+    for row in rows * 2:  # the second time from the kept checks of each key set
+        with pytest.raises(BadInput) as refused:
+            PhaseSpec.from_json(row)
+        problems.append(str(refused.value))
+    assert problems == ["command must be a list of strings, not one string", "invalid image reference 'UP'",
+                        "unknown field(s) bogus", "cpu 'lots' is not a Kubernetes quantity (e.g. 500m, 256Mi)"] * 2
 
 
 def test_seconds_are_finite_positive_and_within_int64_nanoseconds():

@@ -14,6 +14,7 @@ transaction commits (``needs``); the cycle check holds the edges this input decl
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -27,13 +28,15 @@ from batchdrain.db.engine import DatabaseEngine, aware
 from batchdrain.db.models import PhaseRow, RunRow
 from batchdrain.db.needs import Declared, check_needs, insert_needs
 from batchdrain.db.records import ImportCounts, NewPhase
-from batchdrain.domain import BadInput, PhaseState, utcnow
+from batchdrain.domain import BadInput, PhaseSpec, PhaseState, utcnow
 from batchdrain.phase_limits import host_arg_max, phase_problem
 
 # Rows per INSERT: large enough that the per-statement cost vanishes, small enough
 # that a batch (its dicts and the lookup of its keys) stays a few MB, and under
 # SQLite's 32,766 bound parameters for the two-column key lookup.
 IMPORT_BATCH = 5000
+# Distinct specs whose stored form an import keeps (``PhaseInsert``): a few MB at most.
+SPECS_KEPT = 4096
 
 
 def check_phase(row: int, phase: NewPhase, *, arg_max: int) -> None:
@@ -119,18 +122,30 @@ class PhaseInsert:
         shared = dict(zip(self._SHARED, (PhaseState.QUEUED.value, 0, 0, now, now), strict=True))
         self._shared = {key: processor(key)(value) for key, value in shared.items()}
         self._spec = processor("spec")
+        self._specs: dict[PhaseSpec, Any] = {}
         self._priority = processor("priority")
         # The driver's parameter style: a tuple in the statement's order, or by name.
         self._order = tuple(compiled.positiontup or ()) if compiled.positional else None
 
     def rows(self, chunk: list[NewPhase]) -> list[Any]:
-        spec, priority, shared = self._spec, self._priority, self._shared
-        named = [{**shared, "run_id": p.run_id, "phase_id": p.phase_id, "spec": spec(p.spec.to_json()),
+        stored, priority, shared = self._stored_spec, self._priority, self._shared
+        named = [{**shared, "run_id": p.run_id, "phase_id": p.phase_id, "spec": stored(p.spec),
                   "priority": priority(p.priority)} for p in chunk]
         if self._order is None:
             return named
-        order = self._order
-        return [tuple(row[key] for key in order) for row in named]
+        in_order = operator.itemgetter(*self._order)
+        return [in_order(row) for row in named]
+
+    def _stored_spec(self, spec: PhaseSpec) -> Any:
+        """The spec as the driver takes it. Rows of a backlog mostly share their spec (the
+        command's ``{phase_id}`` template differs per phase only when it runs), so each
+        spec is serialised once, for up to ``SPECS_KEPT`` distinct specs per import."""
+        value = self._specs.get(spec)
+        if value is None:
+            value = self._spec(spec.to_json())
+            if len(self._specs) < SPECS_KEPT:
+                self._specs[spec] = value
+        return value
 
 
 def _insert_phases(conn: Connection, statement: PhaseInsert, first_row: int, chunk: list[NewPhase],

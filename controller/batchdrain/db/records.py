@@ -1,6 +1,6 @@
 """Values that cross the database seam: what goes in (a new phase) and what comes out.
 
-Plain frozen dataclasses over domain types, never SQLAlchemy rows, so that callers
+Plain frozen dataclasses (and one named tuple) over domain types, never SQLAlchemy rows, so that callers
 above the seam (the drain loop, reports, the CLI) read typed fields and cannot reach
 back into a session or a lazy load. The JSON columns (settings, identity, counts,
 report, raw_status) stay JSON documents, handed out as read-only mappings.
@@ -11,14 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchdrain.domain import FailureClass, LogMode, LogPointer, Need, Phase, PhaseSpec, PhaseState
 
 
-@dataclass(frozen=True)
-class NewPhase:
-    """A phase to add to the backlog."""
+class NewPhase(NamedTuple):
+    """A phase to add to the backlog (a tuple: an import makes one per row, a million
+    of them, and a frozen dataclass's ``__init__`` cost three times as much)."""
 
     run_id: str
     phase_id: str

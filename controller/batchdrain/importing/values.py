@@ -98,14 +98,21 @@ def _mapping(label: str, value: object) -> object:
     return out
 
 
+def _command(value: object) -> object:
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        return value  # the spec's check says it must be a list of strings
+    if all(type(a) is str and a.isascii() for a in value):
+        return value  # plain ASCII text already: nothing to join or unwrap
+    return [_text(f"command argument {i}", a) for i, a in enumerate(value, start=1)]
+
+
 def _field(key: str, value: object) -> object:
     if key in NUMBER_FIELDS:
         return _number(key, value)
     if key in MAPPING_FIELDS:
         return _mapping(key, value)
     if key == "command":
-        return [_text(f"command argument {i}", a) for i, a in enumerate(value, start=1)] \
-            if isinstance(value, list) and all(isinstance(a, str) for a in value) else value
+        return _command(value)
     if key in TEXT_FIELDS:
         return _text(key, value)
     return value  # an unknown field: the spec's check names it
@@ -115,8 +122,11 @@ def clean_row(data: dict[Any, Any]) -> dict[str, Any]:
     """The row's fields as ``PhaseSpec.from_json`` reads them (see the module)."""
     row: dict[str, Any] = {}
     for key, value in data.items():
-        name = _text("field name", key)
-        if is_null(value):
-            continue
-        row[name] = _field(name, value)
+        # Most fields are plain ASCII text (a parsed ``str``, not a ``Written``): taken
+        # as they are without the checks below, which would return them unchanged.
+        name = key if type(key) is str and key.isascii() else _text("field name", key)
+        if type(value) is str and name in TEXT_FIELDS and value.isascii():
+            row[name] = value
+        elif not is_null(value):
+            row[name] = _field(name, value)
     return row

@@ -165,7 +165,9 @@ def _sequence(loader: Any, get: _GetEvent, seen: list[Event]) -> list[Any]:
 
 def _mapping(loader: Any, get: _GetEvent, seen: list[Event]) -> dict[Any, Any]:
     mapping: dict[Any, Any] = {}
-    lines: dict[Any, int] = {}
+    # Each key's event: its line is read only to name a duplicate (a mark read per key
+    # is a Python call per key of every row).
+    key_events: dict[Any, Event] = {}
     while True:
         event = get()
         seen.append(event)
@@ -177,9 +179,9 @@ def _mapping(loader: Any, get: _GetEvent, seen: list[Event]) -> dict[Any, Any]:
             raise NeedsComposer  # an anchored key (``_value`` inlined: this runs for every key)
         # A plain ``<<`` resolves to the merge tag, not in _SCALAR_TAGS: the composer merges.
         key = _scalar(loader, event)
-        if key in lines:
-            raise duplicate_key(key, first_line=lines[key], mark=event.start_mark)
-        lines[key] = _line(event)
+        if key in key_events:
+            raise duplicate_key(key, first_line=_line(key_events[key]), mark=event.start_mark)
+        key_events[key] = event
         value_event = get()
         seen.append(value_event)
         mapping[key] = _value(loader, get, value_event, seen)
