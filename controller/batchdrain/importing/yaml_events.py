@@ -121,17 +121,23 @@ def start_value(loader: Any) -> None:
     loader.checked = {}
 
 
-def build_row(loader: Any) -> tuple[int, Any]:
-    """(line, value) of the next node; falls back to the composer (see the module)."""
+def next_item(loader: Any) -> Event:
+    """The next event: straight from the parser unless a fallback's events are still to
+    be replayed (a row's first event read here rather than peeked with ``check_event``
+    saves a Python call per row)."""
+    return loader.get_event() if loader.replay else loader.next_event()  # type: ignore[no-any-return]
+
+
+def build_row(loader: Any, first: Event) -> tuple[int, Any]:
+    """(line, value) of the node ``first`` opens (read by ``next_item``); falls back to
+    the composer (see the module)."""
     start_value(loader)
-    seen: list[Event] = []
+    seen: list[Event] = [first]
     # The replay holds events only from a fallback until its composer has read them all;
     # reading the parser directly otherwise saves a Python call per event.
     get = loader.get_event if loader.replay else loader.next_event
     try:
-        first = get()
-        seen.append(first)
-        return first.start_mark.line + 1, _value(loader, get, first, seen)
+        return _line(first), _value(loader, get, first, seen)
     except NeedsComposer:
         loader.replay.extend(seen)
         node = loader.compose_node(None, None)

@@ -21,7 +21,7 @@ from yaml.nodes import ScalarNode
 
 from batchdrain.importing.rows import BadBacklogFile, RawRow, where
 from batchdrain.importing.values import is_null
-from batchdrain.importing.yaml_events import build_row, row_loader, start_value
+from batchdrain.importing.yaml_events import build_row, next_item, row_loader, start_value
 from batchdrain.importing.yaml_guards import Chunked, duplicate_key
 
 CHUNK_CHARS = 1 << 20
@@ -79,13 +79,12 @@ class _Walk:
         loader.get_event()  # sequence start
         self.in_rows = True
         self.source.row_started()
-        while not loader.check_event(yaml.SequenceEndEvent):
+        while type(first := next_item(loader)) is not yaml.SequenceEndEvent:
             self.row += 1
-            line, data = build_row(loader)
+            line, data = build_row(loader, first)
             yield RawRow(self.row, line, data)
             self.source.row_started()
         self.in_rows = False
-        loader.get_event()  # sequence end
 
     def _phases_key(self) -> Iterator[RawRow]:
         """Stream the sequence under ``phases``; every other value is composed and dropped."""
