@@ -1,8 +1,8 @@
 """Values that cross the database seam: what goes in (a new phase) and what comes out.
 
-Plain frozen dataclasses (and one named tuple) over domain types, never SQLAlchemy rows, so that callers
-above the seam (the drain loop, reports, the CLI) read typed fields and cannot reach
-back into a session or a lazy load. The JSON columns (settings, identity, counts,
+Plain frozen dataclasses (and one named tuple) over domain types, never SQLAlchemy
+rows, so that callers above the seam (the drain loop, reports, the CLI) read typed
+fields and cannot reach back into a session or a lazy load. The JSON columns (settings, identity, counts,
 report, raw_status) stay JSON documents, handed out as read-only mappings.
 """
 
