@@ -8,27 +8,11 @@ database and Kubernetes seams translate to and from one vocabulary.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from batchdrain.bounds import seconds_problem
-
-# What Kubernetes accepts, checked at enqueue time so a bad spec is refused at the door
-# instead of failing every attempt later.
-_IMAGE_REF = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
-_QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+from batchdrain.spec_checks import spec_problem, timeout_of
 
 
 class BadInput(ValueError):
@@ -101,26 +85,6 @@ class LogMode(StrEnum):
     COMBINED = "combined"
 
 
-# -- checks of a spec from JSON: each returns the problem, or None -----------------------
-#
-# A table rather than one long function: ``from_json`` reports the first problem in
-# this order, and the CLI's bad-input table (tests/integration/test_bad_input.py)
-# holds the exact wording.
-
-_SpecCheck = Callable[[dict[str, Any]], str | None]
-
-_SPEC_FIELDS = frozenset(
-    {"command", "image", "env", "timeout_seconds", "timeout", "cpu", "memory", "image_pull_policy",
-     "node_selector", "run_id", "phase_id", "queue", "priority_class", "workload_priority_class"}
-    # Scheduling fields of a row: columns of their own (``importing.schedule``), not the spec.
-    | {"priority", "run_weight", "needs"}
-)
-
-
-def _timeout_of(data: dict[str, Any]) -> Any:
-    return data.get("timeout_seconds", data.get("timeout"))
-
-
 def _pairs(mapping: dict[Any, Any] | None) -> tuple[tuple[str, str], ...]:
     if not mapping:
         return ()
@@ -129,112 +93,6 @@ def _pairs(mapping: dict[Any, Any] | None) -> tuple[tuple[str, str], ...]:
 
 def _optional_str(value: object) -> str | None:
     return str(value) if value is not None else None
-
-
-def _check_command(data: dict[str, Any]) -> str | None:
-    command = data.get("command")
-    if isinstance(command, str):
-        return "command must be a list of strings, not one string"
-    if not command or not all(isinstance(c, str) for c in command):
-        return "command must be a non-empty list of strings"
-    return None
-
-
-def _mapping_check(key: str, problem: str) -> _SpecCheck:
-    def check(data: dict[str, Any]) -> str | None:
-        return None if isinstance(data.get(key) or {}, dict) else problem
-
-    return check
-
-
-def _check_timeout(data: dict[str, Any]) -> str | None:
-    timeout = _timeout_of(data)
-    if timeout is None:
-        return None
-    # bool is an int to Python, never a number of seconds to a person (seconds_problem says so).
-    problem = seconds_problem(timeout)
-    return f"timeout {problem}" if problem else None
-
-
-def _check_image(data: dict[str, Any]) -> str | None:
-    image = data.get("image")
-    if image is not None and (not isinstance(image, str) or not _IMAGE_REF.match(image)):
-        return f"invalid image reference {image!r}"
-    return None
-
-
-def _quantity_check(key: str) -> _SpecCheck:
-    def check(data: dict[str, Any]) -> str | None:
-        value = data.get(key)
-        if value is not None and (not isinstance(value, str | int) or not _QUANTITY.match(str(value))):
-            return f"{key} {value!r} is not a Kubernetes quantity (e.g. 500m, 256Mi)"
-        return None
-
-    return check
-
-
-def _check_env_names(data: dict[str, Any]) -> str | None:
-    for name in data.get("env") or {}:
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            return f"invalid environment variable name {name!r}"
-    return None
-
-
-def _check_pull_policy(data: dict[str, Any]) -> str | None:
-    policy = data.get("image_pull_policy")
-    if policy is not None and policy not in _PULL_POLICIES:
-        return f"image_pull_policy must be one of {', '.join(_PULL_POLICIES)}, got {policy!r}"
-    return None
-
-
-def _name_check(key: str, *, subdomain: bool) -> _SpecCheck:
-    """A Kubernetes object name: a DNS-1123 label (used as a label value), or subdomain."""
-    pattern, most = (_DNS_SUBDOMAIN, 253) if subdomain else (_DNS_LABEL, 63)
-
-    def check(data: dict[str, Any]) -> str | None:
-        value = data.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > most or not pattern.match(value)):
-            kind = "DNS-1123 subdomain" if subdomain else "DNS-1123 label"
-            return f"{key} {value!r} is not a Kubernetes object name (a {kind}: lower case, digits, '-', " \
-                   f"at most {most} characters)"
-        return None
-
-    return check
-
-
-def _check_known_fields(data: dict[str, Any]) -> str | None:
-    unknown = set(data) - _SPEC_FIELDS
-    return f"unknown field(s) {', '.join(sorted(unknown))}" if unknown else None
-
-
-# Each check with the fields it reads (None: every row): a check of an absent field
-# finds nothing, so it is not run (a million-row import pays only for what rows hold).
-_SPEC_CHECKS: tuple[tuple[frozenset[str] | None, _SpecCheck], ...] = tuple(
-    (frozenset(fields) if fields is not None else None, check) for fields, check in (
-        (None, _check_command),
-        (("env",), _mapping_check("env", "env must be a mapping of NAME: value")),
-        (("timeout_seconds", "timeout"), _check_timeout),
-        (("node_selector",), _mapping_check("node_selector", "node_selector must be a mapping of label: value")),
-        (("image",), _check_image),
-        (("cpu",), _quantity_check("cpu")),
-        (("memory",), _quantity_check("memory")),
-        (("env",), _check_env_names),
-        (("image_pull_policy",), _check_pull_policy),
-        (("queue",), _name_check("queue", subdomain=False)),
-        (("priority_class",), _name_check("priority_class", subdomain=True)),
-        (("workload_priority_class",), _name_check("workload_priority_class", subdomain=False)),
-        (None, _check_known_fields),
-    ))
-
-
-@functools.lru_cache(maxsize=256)
-def _checks_for(present: frozenset[str]) -> tuple[_SpecCheck, ...]:
-    """The checks a row with these fields needs, in ``_SPEC_CHECKS`` order. Rows of one
-    file share a few key sets, so this is worked out once per set, not per row (bounded:
-    a file of ever-new unknown fields is refused at its first row anyway)."""
-    wanted = (check for fields, check in _SPEC_CHECKS if fields is None or not present.isdisjoint(fields))
-    # Whether a field is unknown is a matter of the key set alone, settled here too.
-    return tuple(check for check in wanted if check is not _check_known_fields or not present <= _SPEC_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -273,11 +131,10 @@ class PhaseSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PhaseSpec:
         """The spec of a backlog row; ``BadInput`` naming the first field that is wrong."""
-        for check in _checks_for(frozenset(data)):
-            problem = check(data)
-            if problem is not None:
-                raise BadInput(problem)
-        timeout = _timeout_of(data)
+        problem = spec_problem(data)
+        if problem is not None:
+            raise BadInput(problem)
+        timeout = timeout_of(data)
         return cls(
             command=tuple(data["command"]),
             image=data.get("image"),
