@@ -137,7 +137,6 @@ _SPEC_CHECKS: tuple[tuple[frozenset[str] | None, _SpecCheck], ...] = tuple(
         (("queue",), _name_check("queue", subdomain=False)),
         (("priority_class",), _name_check("priority_class", subdomain=True)),
         (("workload_priority_class",), _name_check("workload_priority_class", subdomain=False)),
-        (None, _check_known_fields),
     ))
 
 
@@ -146,9 +145,10 @@ def _checks_for(present: frozenset[str]) -> tuple[_SpecCheck, ...]:
     """The checks a row with these fields needs, in ``_SPEC_CHECKS`` order. Rows of one
     file share a few key sets, so this is worked out once per set, not per row (bounded:
     a file of ever-new unknown fields is refused at its first row anyway)."""
-    wanted = (check for fields, check in _SPEC_CHECKS if fields is None or not present.isdisjoint(fields))
-    # Whether a field is unknown is a matter of the key set alone, settled here too.
-    return tuple(check for check in wanted if check is not _check_known_fields or not present <= _SPEC_FIELDS)
+    checks = tuple(check for fields, check in _SPEC_CHECKS if fields is None or not present.isdisjoint(fields))
+    # Whether a field is unknown is a matter of the key set alone: that check comes last
+    # (a row's first problem is a known field's), and only for a row with such a field.
+    return checks if present <= _SPEC_FIELDS else (*checks, _check_known_fields)
 
 
 def spec_problem(data: dict[str, Any]) -> str | None:

@@ -159,6 +159,16 @@ def check_session(installed: dict, run_id: str, count: int) -> str:
     return session_id
 
 
+def session_from_cronjob(cluster: Cluster, namespace: str, prefix: str) -> client.V1Job:
+    """``kubectl create job --from=cronjob/...``, and the Job once it has finished."""
+    name = f"{prefix}-{uuid.uuid4().hex[:5]}"
+    run(kubectl(), "--kubeconfig", cluster.kubeconfig, "-n", namespace, "create", "job",
+        f"--from=cronjob/{FULLNAME}", name)
+    wait_for(lambda: finished(cluster.batch.read_namespaced_job(name, namespace)), f"job {name}", timeout=240,
+             interval=2)
+    return cluster.batch.read_namespaced_job(name, namespace)
+
+
 def test_cronjob_session_drains_the_backlog(cluster: Cluster, namespace: str, installed: dict):
     enqueue(installed["db_url"], "scheduled", 3)
     job = wait_for(lambda: next((j for j in controller_jobs(cluster, namespace)
@@ -177,12 +187,7 @@ def test_kubectl_create_job_from_cronjob(cluster: Cluster, namespace: str, insta
     wait_for(lambda: all(finished(j) for j in controller_jobs(cluster, namespace)), "scheduled sessions to end",
              timeout=240, interval=2)
     enqueue(installed["db_url"], "adhoc", 2)
-    name = f"manual-{uuid.uuid4().hex[:5]}"
-    run(kubectl(), "--kubeconfig", cluster.kubeconfig, "-n", namespace, "create", "job",
-        f"--from=cronjob/{FULLNAME}", name)
-    wait_for(lambda: finished(cluster.batch.read_namespaced_job(name, namespace)), f"job {name}", timeout=240,
-             interval=2)
-    assert cluster.batch.read_namespaced_job(name, namespace).status.succeeded == 1
+    assert session_from_cronjob(cluster, namespace, "manual").status.succeeded == 1
     check_session(installed, "adhoc", 2)
 
 
@@ -206,14 +211,7 @@ def a_session_that_ran(cluster: Cluster, namespace: str) -> client.V1Job:
     """A finished controller Job of this namespace: an earlier test's, or one run here
     from the CronJob when this test runs alone (an empty backlog still runs a session)."""
     done = [job for job in controller_jobs(cluster, namespace) if finished(job)]
-    if done:
-        return done[0]
-    name = f"audit-{uuid.uuid4().hex[:5]}"
-    run(kubectl(), "--kubeconfig", cluster.kubeconfig, "-n", namespace, "create", "job",
-        f"--from=cronjob/{FULLNAME}", name)
-    wait_for(lambda: finished(cluster.batch.read_namespaced_job(name, namespace)), f"job {name}", timeout=240,
-             interval=2)
-    return cluster.batch.read_namespaced_job(name, namespace)
+    return done[0] if done else session_from_cronjob(cluster, namespace, "audit")
 
 
 def test_password_only_in_the_secret(cluster: Cluster, namespace: str, installed: dict):

@@ -121,11 +121,16 @@ def start_value(loader: Any) -> None:
     loader.checked = {}
 
 
+def _reader(loader: Any) -> _GetEvent:
+    """The parser's own ``get_event`` (a Python call per event less), or the replaying one
+    while a fallback's events are still to be read again by its composer."""
+    return loader.get_event if loader.replay else loader.next_event  # type: ignore[no-any-return]
+
+
 def next_item(loader: Any) -> Event:
-    """The next event: straight from the parser unless a fallback's events are still to
-    be replayed (a row's first event read here rather than peeked with ``check_event``
-    saves a Python call per row)."""
-    return loader.get_event() if loader.replay else loader.next_event()  # type: ignore[no-any-return]
+    """The next event (a row's first event read here rather than peeked with
+    ``check_event`` saves a Python call per row)."""
+    return _reader(loader)()
 
 
 def build_row(loader: Any, first: Event) -> tuple[int, Any]:
@@ -133,9 +138,7 @@ def build_row(loader: Any, first: Event) -> tuple[int, Any]:
     the composer (see the module)."""
     start_value(loader)
     seen: list[Event] = [first]
-    # The replay holds events only from a fallback until its composer has read them all;
-    # reading the parser directly otherwise saves a Python call per event.
-    get = loader.get_event if loader.replay else loader.next_event
+    get = _reader(loader)
     try:
         return _line(first), _value(loader, get, first, seen)
     except NeedsComposer:
