@@ -9,11 +9,10 @@ then, keeps other sessions off the phase; past it the attempt is named as left o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
-from batchdrain.db import DatabaseFull, DatabaseUnavailable
+from batchdrain.db import AttemptEnd, DatabaseFull, DatabaseUnavailable
 from batchdrain.domain import AttemptResult, FailureClass, Phase, PhaseSpec, PhaseState
 from batchdrain.drain.observer import SilentObserver
 from batchdrain.drain.recording import AttemptRecorder
@@ -30,12 +29,11 @@ class FailingDatabase:
         self.finished: list[tuple[int, PhaseState]] = []
         self.budgets: list[float] = []
 
-    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-                       parked_reason: str | None, progress: Any = None, eligible_at: Any = None) -> None:
+    def finish_attempts(self, ends: Sequence[AttemptEnd]) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise self.error
-        self.finished.append((attempt_pk, phase_state))
+        self.finished += [(end.attempt_pk, end.phase_state) for end in ends]
 
     @contextmanager
     def retry_budget(self, seconds: float) -> Iterator[None]:

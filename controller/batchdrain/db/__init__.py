@@ -3,6 +3,7 @@
 from batchdrain.db.database import Database
 from batchdrain.db.engine import DatabaseFull, DatabaseUnavailable, normalise_url
 from batchdrain.db.records import (
+    AttemptEnd,
     AttemptOpening,
     AttemptRecord,
     AttemptTally,
@@ -16,6 +17,7 @@ from batchdrain.db.records import (
 )
 
 __all__ = [
+    "AttemptEnd",
     "AttemptOpening",
     "AttemptRecord",
     "AttemptTally",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from batchdrain.db.backlog import phase_from_row
 from batchdrain.db.engine import DatabaseEngine, DatabaseUnavailable, aware
 from batchdrain.db.models import AttemptRow, PhaseRow, SessionRow
-from batchdrain.db.records import AttemptRecord, OrphanRecord
+from batchdrain.db.records import AttemptEnd, AttemptRecord, OrphanRecord
 from batchdrain.domain import (
     AttemptProgress,
     AttemptResult,
@@ -35,8 +35,8 @@ from batchdrain.domain import (
 _UPDATE_ATTEMPT = update(AttemptRow).where(AttemptRow.id == bindparam("attempt_pk"))
 # Progress written late (batched) must not overwrite what the attempt's end recorded.
 _UPDATE_RUNNING_ATTEMPT = _UPDATE_ATTEMPT.where(AttemptRow.status == "running")
-_ATTEMPT_OF_PHASE = select(AttemptRow.run_id, AttemptRow.phase_id, AttemptRow.raw_status).where(
-    AttemptRow.id == bindparam("attempt_pk"))
+_ATTEMPTS_OF_PHASES = select(AttemptRow.id, AttemptRow.run_id, AttemptRow.phase_id, AttemptRow.raw_status).where(
+    AttemptRow.id.in_(bindparam("attempt_pks", expanding=True)))
 _RELEASE_PHASE = update(PhaseRow).where(PhaseRow.run_id == bindparam("key_run_id"),
                                         PhaseRow.phase_id == bindparam("key_phase_id"))
 _UNCHARGE_PHASE = _RELEASE_PHASE.values(retry_base=PhaseRow.retry_base + 1)
@@ -101,7 +101,7 @@ def _progress_fields(progress: AttemptProgress | None) -> dict[str, Any]:
 
 
 def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -> dict[str, Any]:
-    """The columns ``finish_attempt`` writes, apart from ``raw_status`` (merged in the transaction)."""
+    """The columns an attempt's end writes, apart from ``raw_status`` (merged in the transaction)."""
     values: dict[str, Any] = {
         "status": "finished", "failure_class": result.failure_class.value, "message": message,
         "exit_code": result.exit_code, "exit_code_reason": result.exit_code_reason,
@@ -118,6 +118,17 @@ def _finished_values(result: AttemptResult, *, message: str, now: dt.datetime) -
     if result.pod_names:
         values["pod_names"] = list(result.pod_names)
     return values
+
+
+def _released_values(end: AttemptEnd, message: str, now: dt.datetime) -> dict[str, Any]:
+    """The phase's columns once its attempt ended (the lease dropped, the failure noted)."""
+    failed = not end.result.succeeded
+    return {
+        "state": end.phase_state.value, "lease_owner": None, "lease_expires_at": None, "updated_at": now,
+        "last_failure_class": end.result.failure_class.value if failed else None,
+        "last_failure_reason": message if failed else None, "parked_reason": end.parked_reason,
+        "eligible_at": end.eligible_at,
+    }
 
 
 class Attempts:
@@ -148,44 +159,54 @@ class Attempts:
 
         self._engine.retrying(run)
 
-    def finish(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-               parked_reason: str | None, progress: AttemptProgress | None = None,
-               eligible_at: dt.datetime | None = None) -> None:
-        """Close the attempt row and release the phase, in one transaction.
+    def finish_many(self, ends: Sequence[AttemptEnd]) -> None:
+        """Close the attempts' rows and release their phases, all in one transaction.
 
-        ``progress`` is what the executor reported that was not written yet (progress is
-        written in batches): it goes in with the end, under what the result itself knows.
-        An attempt the controller's own failure ended (``result.charged`` false) moves
-        the phase's ``retry_base`` on by one: it does not count toward --max-attempts.
-        ``eligible_at`` is when the phase may be retried (retry backoff; None: at once).
+        One transaction for many ends (the drain loop's group commit) pays the BEGIN,
+        the COMMIT and each statement's fixed cost once, not once per attempt. Each
+        end's unwritten ``progress`` goes in under what its result itself knows. An
+        attempt the controller's own failure ended (``result.charged`` false) moves its
+        phase's ``retry_base`` on by one: it does not count toward --max-attempts.
         """
         now = utcnow()
-        message = self._engine.mask(result.message)
-        early = _progress_fields(progress)
-        early_raw = early.pop("raw_status", None) or {}
-        values = {**early, **_finished_values(result, message=message, now=now)}
-        failed = not result.succeeded
+        # Rows locked in one order, whoever else writes some of the same phases.
+        ends = sorted(ends, key=lambda end: end.attempt_pk)
+        prepared = [self._end_values(end, now) for end in ends]
 
         def run() -> None:
             with self._engine.core() as conn:
-                row = conn.execute(_ATTEMPT_OF_PHASE, {"attempt_pk": attempt_pk}).first()
-                if row is None:
-                    raise DatabaseUnavailable(f"attempt {attempt_pk} vanished from the database")
-                merged = dict(values)
-                if result.raw_status is not None or early_raw:  # merged: an adopted attempt keeps its history
-                    merged["raw_status"] = {**(row.raw_status or {}), **early_raw, **(result.raw_status or {})}
-                conn.execute(_UPDATE_ATTEMPT, {**merged, "attempt_pk": attempt_pk})
-                conn.execute(_RELEASE_PHASE, {
-                    "key_run_id": row.run_id, "key_phase_id": row.phase_id, "state": phase_state.value,
-                    "lease_owner": None, "lease_expires_at": None, "updated_at": now,
-                    "last_failure_class": result.failure_class.value if failed else None,
-                    "last_failure_reason": message if failed else None, "parked_reason": parked_reason,
-                    "eligible_at": eligible_at,
-                })
-                if not result.charged:
-                    conn.execute(_UNCHARGE_PHASE, {"key_run_id": row.run_id, "key_phase_id": row.phase_id})
+                found = {row.id: row for row in conn.execute(_ATTEMPTS_OF_PHASES,
+                                                             {"attempt_pks": [end.attempt_pk for end in ends]})}
+                shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+                released: list[dict[str, Any]] = []
+                uncharged: list[dict[str, Any]] = []
+                for end, (values, early_raw) in zip(ends, prepared, strict=True):
+                    row = found.get(end.attempt_pk)
+                    if row is None:
+                        raise DatabaseUnavailable(f"attempt {end.attempt_pk} vanished from the database")
+                    merged = dict(values)
+                    if end.result.raw_status is not None or early_raw:  # merged: an adopted attempt keeps its history
+                        merged["raw_status"] = {**(row.raw_status or {}), **early_raw, **(end.result.raw_status or {})}
+                    # executemany needs one set of columns per statement: one per shape.
+                    shapes.setdefault(tuple(sorted(merged)), []).append({**merged, "attempt_pk": end.attempt_pk})
+                    key = {"key_run_id": row.run_id, "key_phase_id": row.phase_id}
+                    released.append({**key, **_released_values(end, values["message"], now)})
+                    if not end.result.charged:
+                        uncharged.append(key)
+                for rows in shapes.values():
+                    conn.execute(_UPDATE_ATTEMPT, rows)
+                conn.execute(_RELEASE_PHASE, released)
+                if uncharged:
+                    conn.execute(_UNCHARGE_PHASE, uncharged)
 
         self._engine.retrying(run)
+
+    def _end_values(self, end: AttemptEnd, now: dt.datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The attempt's columns for its end, and the progress ``raw_status`` to merge in the transaction."""
+        early = _progress_fields(end.progress)
+        early_raw = early.pop("raw_status", None) or {}
+        message = self._engine.mask(end.result.message)
+        return {**early, **_finished_values(end.result, message=message, now=now)}, early_raw
 
     def interrupt(self, attempt_pk: int, result: AttemptResult, *, progress: AttemptProgress | None = None) -> None:
         """Record what is known of an attempt left running (SIGTERM) but keep it open.

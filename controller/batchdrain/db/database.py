@@ -30,6 +30,7 @@ from batchdrain.db.engine import DatabaseEngine
 from batchdrain.db.enqueue import IMPORT_BATCH
 from batchdrain.db.history import History
 from batchdrain.db.records import (
+    AttemptEnd,
     AttemptOpening,
     AttemptRecord,
     AttemptTally,
@@ -198,11 +199,8 @@ class Database:
     def update_attempts(self, updates: Sequence[tuple[int, AttemptProgress]]) -> None:
         self._attempts.update_many(updates)
 
-    def finish_attempt(self, attempt_pk: int, result: AttemptResult, *, phase_state: PhaseState,
-                       parked_reason: str | None, progress: AttemptProgress | None = None,
-                       eligible_at: dt.datetime | None = None) -> None:
-        self._attempts.finish(attempt_pk, result, phase_state=phase_state, parked_reason=parked_reason,
-                              progress=progress, eligible_at=eligible_at)
+    def finish_attempts(self, ends: Sequence[AttemptEnd]) -> None:
+        self._attempts.finish_many(ends)
 
     def interrupt_attempt(self, attempt_pk: int, result: AttemptResult, *,
                           progress: AttemptProgress | None = None) -> None:

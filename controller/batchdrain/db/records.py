@@ -13,7 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from batchdrain.domain import FailureClass, LogMode, LogPointer, Need, Phase, PhaseSpec, PhaseState
+from batchdrain.domain import (
+    AttemptProgress,
+    AttemptResult,
+    FailureClass,
+    LogMode,
+    LogPointer,
+    Need,
+    Phase,
+    PhaseSpec,
+    PhaseState,
+)
 
 
 class NewPhase(NamedTuple):
@@ -74,6 +84,22 @@ class Claim:
     attempt_pk: int
     attempt: int
     phase: Phase
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptEnd:
+    """What closing one attempt writes: its result, and where its phase goes.
+
+    ``progress`` is what the executor reported that was not written yet (progress is
+    written in batches); ``eligible_at`` is when the phase may be retried (None: at once).
+    """
+
+    attempt_pk: int
+    result: AttemptResult
+    phase_state: PhaseState
+    parked_reason: str | None = None
+    progress: AttemptProgress | None = None
+    eligible_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

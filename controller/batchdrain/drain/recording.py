@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from batchdrain.backoff import Backoff
 from batchdrain.classify import park_reason
-from batchdrain.db import Claim, Database, DatabaseUnavailable
+from batchdrain.db import AttemptEnd, Claim, Database, DatabaseUnavailable
 from batchdrain.domain import (
     TRANSIENT_CLASSES,
     AttemptHistoryItem,
@@ -30,6 +30,7 @@ from batchdrain.domain import (
     PhaseState,
     utcnow,
 )
+from batchdrain.drain.group_commit import GroupCommit
 from batchdrain.drain.observer import DrainObserver
 from batchdrain.executors.resources import exhausted
 from batchdrain.logstore import LogSink
@@ -58,6 +59,7 @@ class AttemptRecorder:
         self.halt: str | None = None
         # Attempts whose end could not be written before the lease ran out: "run/phase attempt N".
         self.unrecorded: list[str] = []
+        self.ends = GroupCommit(self._write_group, alone=lambda end: self.db.finish_attempts([end]))
 
     def halting(self, err: DatabaseUnavailable) -> None:
         """The database is lost past the retry bound: stop starting attempts."""
@@ -145,8 +147,8 @@ class AttemptRecorder:
             # The controller's failure, not the phase's: back to where it was, not counted.
             was = phase.state if phase.state in (PhaseState.QUEUED, PhaseState.FAILED) else (
                 PhaseState.FAILED if phase.last_failure_class else PhaseState.QUEUED)
-            self.db.finish_attempt(attempt_pk, result, phase_state=was, parked_reason=None, progress=progress,
-                                   eligible_at=phase.eligible_at)
+            self._end(AttemptEnd(attempt_pk=attempt_pk, result=result, phase_state=was, progress=progress,
+                                 eligible_at=phase.eligible_at))
             return
         parked: str | None = None
         state = PhaseState.COMPLETE if result.succeeded else PhaseState.FAILED
@@ -164,5 +166,15 @@ class AttemptRecorder:
             # Retry backoff: counted over the attempts since the last `batchdrain retry`.
             eligible_at = Backoff.from_settings(self.settings).eligible_at(
                 result.finished_at or utcnow(), attempt - phase.retry_base, result.failure_class)
-        self.db.finish_attempt(attempt_pk, result, phase_state=state, parked_reason=parked, progress=progress,
-                               eligible_at=eligible_at)
+        self._end(AttemptEnd(attempt_pk=attempt_pk, result=result, phase_state=state, parked_reason=parked,
+                             progress=progress, eligible_at=eligible_at))
+
+    def _end(self, end: AttemptEnd) -> None:
+        """Written with the ends other workers write now, else alone (this thread's retry budget)."""
+        if not self.ends.submit(end):
+            self.db.finish_attempts([end])
+
+    def _write_group(self, ends: Sequence[AttemptEnd]) -> None:
+        # Tried once: on any error each end is written again alone, with its own retries.
+        with self.db.retry_budget(0.0):
+            self.db.finish_attempts(ends)
