@@ -63,7 +63,10 @@ def test_an_end_refused_for_a_while_halts_the_session_and_is_written_under_the_l
     assert db.finished == [(11, PhaseState.COMPLETE)], "the real outcome was not written"
     assert rec.halt is not None and "unavailable" in rec.halt and "stopped selecting phases" in rec.halt
     assert rec.unrecorded == []
-    assert db.budgets and all(0 < b <= 55.0 for b in db.budgets), db.budgets  # the lease, less the margin
+    # A group write is tried once (budget 0: then written alone); the writes under the
+    # lease are bounded by it, less the margin.
+    bounded = [b for b in db.budgets if b != 0.0]
+    assert bounded and all(0 < b <= 55.0 for b in bounded), db.budgets
 
 
 def test_an_end_still_refused_when_the_lease_runs_out_is_left_open_and_named() -> None:

@@ -8,9 +8,10 @@ the queue to the next waiter, which writes everything that queued meanwhile. Und
 a transaction carries many ends; alone, a worker writes its own end at once.
 
 Every worker still returns only once its end is committed, or is told to write it alone:
-a group that fails (a lost database, one attempt's row gone) is tried once only, and each
-of its workers then writes its own end on the path it always had, with its own retries,
-halting and lease, so that one bad end cannot hold up or fail the others.
+every group (of one too) is tried once only, and when it fails (a lost database, one
+attempt's row gone) each of its workers writes its own end on the path it always had,
+with its own retries, halting and lease: one bad end cannot fail the others, and a
+database outage holds no worker behind another's retries.
 """
 
 from __future__ import annotations
@@ -40,15 +41,13 @@ class _Ticket(Generic[T]):
 class GroupCommit(Generic[T]):
     """Writes items queued by many threads in groups, one group at a time."""
 
-    def __init__(self, write: Callable[[Sequence[T]], None], *, alone: Callable[[T], None],
-                 most: int = GROUP_MOST) -> None:
+    def __init__(self, write: Callable[[Sequence[T]], None], *, most: int = GROUP_MOST) -> None:
         self._write = write
-        self._alone = alone
         self._most = most
         self._lock = threading.Lock()
         self._queue: deque[_Ticket[T]] = deque()
         self._leading = False
-        # How many groups were written and how many items they held (for the benchmarks).
+        # Groups written and the items they held, groups that failed (for the benchmarks).
         self.groups = 0
         self.grouped = 0
         self.failed_groups = 0
@@ -57,9 +56,8 @@ class GroupCommit(Generic[T]):
     def submit(self, item: T) -> bool:
         """True once ``item`` is committed; False: its group failed, the caller writes it alone.
 
-        Blocks while an earlier group is written. An item with nothing queued beside it
-        is written by ``alone`` in this thread (its own retries; its error raised here),
-        and whatever queues meanwhile goes in the next group.
+        Blocks while an earlier group is written; an item with nothing queued beside it
+        is a group of one, and whatever queues meanwhile goes in the next group.
         """
         ticket = _Ticket(item)
         with self._lock:
@@ -75,11 +73,7 @@ class GroupCommit(Generic[T]):
         with self._lock:
             group = [self._queue.popleft() for _ in range(min(self._most, len(self._queue)))]
         try:
-            if len(group) > 1:
-                self._write_group(group)
-            else:
-                self._alone(item)
-                ticket.written = True
+            self._write_group(group)
         finally:
             self._hand_over(group)
         return ticket.written

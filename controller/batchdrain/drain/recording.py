@@ -59,7 +59,7 @@ class AttemptRecorder:
         self.halt: str | None = None
         # Attempts whose end could not be written before the lease ran out: "run/phase attempt N".
         self.unrecorded: list[str] = []
-        self.ends = GroupCommit(self._write_group, alone=lambda end: self.db.finish_attempts([end]))
+        self.ends = GroupCommit(self._write_group)
 
     def halting(self, err: DatabaseUnavailable) -> None:
         """The database is lost past the retry bound: stop starting attempts."""
@@ -170,7 +170,7 @@ class AttemptRecorder:
                              progress=progress, eligible_at=eligible_at))
 
     def _end(self, end: AttemptEnd) -> None:
-        """Written with the ends other workers write now, else alone (this thread's retry budget)."""
+        """Written with the ends other workers write now; if that fails, alone (this thread's retries)."""
         if not self.ends.submit(end):
             self.db.finish_attempts([end])
 
