@@ -23,6 +23,8 @@ from batchdrain.settings import Settings
 class FailingDatabase:
     """Refuses ``failures`` writes of attempt ends, then takes them."""
 
+    backend = "sqlite"
+
     def __init__(self, failures: int, error: DatabaseUnavailable) -> None:
         self.failures = failures
         self.error = error

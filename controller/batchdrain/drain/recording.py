@@ -30,7 +30,7 @@ from batchdrain.domain import (
     PhaseState,
     utcnow,
 )
-from batchdrain.drain.group_commit import GroupCommit
+from batchdrain.drain.group_commit import GROUP_MOST, GroupCommit
 from batchdrain.drain.observer import DrainObserver
 from batchdrain.executors.resources import exhausted
 from batchdrain.logstore import LogSink
@@ -59,7 +59,10 @@ class AttemptRecorder:
         self.halt: str | None = None
         # Attempts whose end could not be written before the lease ran out: "run/phase attempt N".
         self.unrecorded: list[str] = []
-        self.ends = GroupCommit(self._write_group)
+        # On Postgres an end stays one per transaction (an attempt row, then its phase): a
+        # group locks several phases while the heartbeat locks all of this session's in
+        # another order, and the two could deadlock. SQLite's one writer serialises both.
+        self.ends = GroupCommit(self._write_group, most=GROUP_MOST if db.backend == "sqlite" else 1)
 
     def halting(self, err: DatabaseUnavailable) -> None:
         """The database is lost past the retry bound: stop starting attempts."""
