@@ -30,7 +30,7 @@ from batchdrain.domain import (
     PhaseState,
     utcnow,
 )
-from batchdrain.drain.group_commit import GROUP_MOST, GroupCommit
+from batchdrain.drain.group_commit import GroupCommit
 from batchdrain.drain.observer import DrainObserver
 from batchdrain.executors.resources import exhausted
 from batchdrain.logstore import LogSink
@@ -59,10 +59,12 @@ class AttemptRecorder:
         self.halt: str | None = None
         # Attempts whose end could not be written before the lease ran out: "run/phase attempt N".
         self.unrecorded: list[str] = []
-        # On Postgres an end stays one per transaction (an attempt row, then its phase): a
-        # group locks several phases while the heartbeat locks all of this session's in
-        # another order, and the two could deadlock. SQLite's one writer serialises both.
-        self.ends = GroupCommit(self._write_group, most=GROUP_MOST if db.backend == "sqlite" else 1)
+        # On Postgres each end keeps its own transaction (an attempt row, then its phase),
+        # written concurrently as before: a group locks several phases while the heartbeat
+        # locks all of this session's in another order, and the two could deadlock.
+        # SQLite's one writer serialises both.
+        self.ends: GroupCommit[AttemptEnd] | None = (
+            GroupCommit(self._write_group) if db.backend == "sqlite" else None)
 
     def halting(self, err: DatabaseUnavailable) -> None:
         """The database is lost past the retry bound: stop starting attempts."""
@@ -173,8 +175,8 @@ class AttemptRecorder:
                              progress=progress, eligible_at=eligible_at))
 
     def _end(self, end: AttemptEnd) -> None:
-        """Written with the ends other workers write now; if that fails, alone (this thread's retries)."""
-        if not self.ends.submit(end):
+        """Written with the ends other workers write now (SQLite); else, or if that fails, alone."""
+        if self.ends is None or not self.ends.submit(end):
             self.db.finish_attempts([end])
 
     def _write_group(self, ends: Sequence[AttemptEnd]) -> None:
