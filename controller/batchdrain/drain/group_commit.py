@@ -43,11 +43,11 @@ class GroupCommit(Generic[T]):
 
     def __init__(self, write: Callable[[Sequence[T]], None], *, most: int = GROUP_MOST) -> None:
         self._write = write
-        self.most = most
+        self._most = most
         self._lock = threading.Lock()
         self._queue: deque[_Ticket[T]] = deque()
         self._leading = False
-        # Groups written and the items they held, groups that failed (for the benchmarks).
+        # Groups written and the items they held, groups that failed (read by tests and profiles).
         self.groups = 0
         self.grouped = 0
         self.failed_groups = 0
@@ -71,7 +71,7 @@ class GroupCommit(Generic[T]):
         # The leader's own ticket is at the head: leadership passes only to the head,
         # and is given up only when the queue is empty.
         with self._lock:
-            group = [self._queue.popleft() for _ in range(min(self.most, len(self._queue)))]
+            group = [self._queue.popleft() for _ in range(min(self._most, len(self._queue)))]
         try:
             self._write_group(group)
         finally:
